@@ -1,0 +1,5 @@
+//! The ATS-neutral domain: identifiers, canonical records, the merge of pushed and
+//! pulled layers, and versioning. Nothing here performs I/O or knows about AWS or HTTP.
+
+pub mod ids;
+pub mod model;

@@ -1,0 +1,5 @@
+//! eds shared library: the domain (ATS-neutral model, merge, versioning), the ports
+//! (traits the pipeline needs) and the adapters (DynamoDB, SQS, Secrets Manager, S3,
+//! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
+
+pub mod domain;

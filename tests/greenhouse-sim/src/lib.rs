@@ -1,0 +1,1 @@
+//! Greenhouse simulator (placeholder).
