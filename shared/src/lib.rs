@@ -3,3 +3,4 @@
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
 pub mod domain;
+pub mod auth;
