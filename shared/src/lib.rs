@@ -4,3 +4,4 @@
 
 pub mod domain;
 pub mod auth;
+pub mod store;
