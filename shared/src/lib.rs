@@ -5,3 +5,7 @@
 pub mod domain;
 pub mod auth;
 pub mod store;
+pub mod tenants;
+pub mod jobs;
+pub mod lambda;
+pub mod pipeline;
