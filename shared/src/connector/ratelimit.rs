@@ -107,7 +107,7 @@ pub struct RateLimiter {
 
 impl Default for RateLimiter {
     fn default() -> Self {
-        Self::new(0, Duration::from_millis(1000))
+        Self::new(0, Duration::from_millis(250))
     }
 }
 

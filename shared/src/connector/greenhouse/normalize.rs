@@ -712,16 +712,41 @@ pub fn v1_job(v: &Value) -> Result<Observation, RecordError> {
     })
 }
 
-/// A v1 embedded attachment. Attachments embedded in a v1 candidate need an `id` to be
-/// merged by identity; a row without one is quarantined rather than given an invented
-/// identity that would never match the v3 id of the same file.
+/// A v1 embedded attachment. v1 attachment rows carry no id (`{filename, url, type,
+/// created_at}`), but the keyed collection merges elements by id. An id is derived from
+/// the row's stable metadata (`v1-` + 16 hex digits of SHA-256 over filename, type and
+/// created_at): the same file keeps the same id across v1 runs. It cannot match the v3
+/// id of the same file; a tenant moving from v1 to v3 sees its files once per surface
+/// (the stored bytes are content-addressed, so they are kept once).
 fn v1_attachment(
     v: &Value,
     candidate_id: &AtsId,
 ) -> Result<(Observation, Option<AttachmentRef>), RecordError> {
     let obj = as_object(v)?;
-    let attachment_id = record_id(obj)?;
+    let attachment_id = match obj.get("id") {
+        Some(i) if !i.is_null() => record_id(obj)?,
+        _ => derived_v1_attachment_id(obj)?,
+    };
     attachment(obj, attachment_id, candidate_id.clone())
+}
+
+fn derived_v1_attachment_id(obj: &Map<String, Value>) -> Result<AtsId, RecordError> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for key in ["filename", "type", "created_at"] {
+        let part = match obj.get(key) {
+            Some(Value::String(s)) if key == "created_at" => parse_timestamp(s)
+                .map(|t| canonical_timestamp(&t))
+                .unwrap_or_else(|_| s.clone()),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest = hex::encode(h.finalize());
+    AtsId::parse(format!("v1-{}", &digest[..16])).map_err(|e| RecordError::Id(e.to_string()))
 }
 
 #[cfg(test)]
@@ -971,6 +996,28 @@ mod tests {
         assert_eq!(c.attachments.len(), 1);
         assert_eq!(c.downloads.len(), 1);
         assert_eq!(c.attachments[0].ats_id.as_str(), "123");
+    }
+
+    #[test]
+    fn v1_attachment_without_id_gets_a_stable_derived_id() {
+        let cand = |created: &str| {
+            json!({"id": 1, "updated_at": "2026-01-01T00:00:00Z", "attachments": [
+                {"filename": "cv.pdf", "url": "https://f/x?sig=1", "type": "resume", "created_at": created}
+            ]})
+        };
+        let id_of = |v: &Value| {
+            let c = v1_candidate(v).unwrap();
+            assert!(c.quarantined.is_empty());
+            match &c.attachments[0].scope {
+                ObservationScope::Element { element, .. } => element["id"].clone(),
+                _ => unreachable!(),
+            }
+        };
+        let a = id_of(&cand("2026-01-01T00:00:00Z"));
+        assert_eq!(a, id_of(&cand("2026-01-01T00:00:00.000Z")), "same file, same id");
+        assert_ne!(a, id_of(&cand("2026-01-02T00:00:00Z")));
+        assert!(a.as_str().unwrap().starts_with("v1-"));
+        assert!(AtsId::parse(a.as_str().unwrap()).is_ok());
     }
 
     #[test]
