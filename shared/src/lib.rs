@@ -5,3 +5,4 @@
 pub mod auth;
 pub mod connector;
 pub mod domain;
+pub mod store;
