@@ -2,8 +2,9 @@
 //! (traits the pipeline needs) and the adapters (DynamoDB, SQS, Secrets Manager, S3,
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
-pub mod domain;
 pub mod auth;
+pub mod connector;
+pub mod domain;
 pub mod store;
 pub mod tenants;
 pub mod jobs;
