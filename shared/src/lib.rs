@@ -4,3 +4,5 @@
 
 pub mod domain;
 pub mod auth;
+pub mod credentials;
+pub mod attachments;
