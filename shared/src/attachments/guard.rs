@@ -72,7 +72,8 @@ impl HostPolicy {
         let allowed = self.allowed_host_suffixes.iter().any(|s| {
             let s = s.trim_start_matches('.');
             // IP literals must be listed exactly: "suffix" means nothing for them.
-            host == s || (!is_ip && host.ends_with(s) && host[..host.len() - s.len()].ends_with('.'))
+            host == s
+                || (!is_ip && host.ends_with(s) && host[..host.len() - s.len()].ends_with('.'))
         });
         if allowed {
             Ok(())
@@ -140,7 +141,11 @@ pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], bits: u32) -> bool {
-    let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
     (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
 }
 
@@ -258,7 +263,12 @@ mod tests {
         p.allow_loopback_for_local_testing = true;
         assert!(p.check_ip("h", ip("127.0.0.1")).is_ok());
         assert!(p.check_ip("h", ip("::1")).is_ok());
-        for still_bad in ["169.254.169.254", "10.0.0.1", "fd00:ec2::254", "192.168.0.1"] {
+        for still_bad in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "fd00:ec2::254",
+            "192.168.0.1",
+        ] {
             assert!(p.check_ip("h", ip(still_bad)).is_err(), "{still_bad}");
         }
     }
@@ -286,7 +296,11 @@ mod tests {
         ));
         let mut local = p.clone();
         local.allow_http = true;
-        assert!(local.check_url(&Url::parse("http://storage.example.com/a").unwrap()).is_ok());
+        assert!(
+            local
+                .check_url(&Url::parse("http://storage.example.com/a").unwrap())
+                .is_ok()
+        );
     }
 
     #[tokio::test]

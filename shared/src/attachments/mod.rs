@@ -357,7 +357,10 @@ mod tests {
         let err = stream_to_file(chunks(&[b"12345", b"67890", b"x"]), &path, 10, "u")
             .await
             .unwrap_err();
-        assert!(matches!(err, AttachmentError::TooLarge { max: 10, .. }), "{err}");
+        assert!(
+            matches!(err, AttachmentError::TooLarge { max: 10, .. }),
+            "{err}"
+        );
         // Exactly at the cap is fine.
         stream_to_file(chunks(&[b"12345", b"67890"]), &path, 10, "u")
             .await
@@ -374,7 +377,8 @@ mod tests {
 
     #[test]
     fn shown_url_drops_query_and_credentials() {
-        let u = Url::parse("https://user:pw@s.example.com:8443/a/b.pdf?X-Sig=SECRETSIG&e=1").unwrap();
+        let u =
+            Url::parse("https://user:pw@s.example.com:8443/a/b.pdf?X-Sig=SECRETSIG&e=1").unwrap();
         assert_eq!(redacted(&u), "https://s.example.com:8443/a/b.pdf");
     }
 

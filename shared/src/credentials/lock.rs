@@ -92,7 +92,10 @@ impl RefreshLock for DynamoRefreshLock {
             .item("sk", AttributeValue::S(LOCK_SK.into()))
             .item("owner", AttributeValue::S(owner.into()))
             .item("expires_at_ms", AttributeValue::N(until_ms.to_string()))
-            .item("ttl", AttributeValue::N((until_ms / 1000 + 3600).to_string()))
+            .item(
+                "ttl",
+                AttributeValue::N((until_ms / 1000 + 3600).to_string()),
+            )
             .condition_expression("attribute_not_exists(pk) OR expires_at_ms < :now")
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .send()

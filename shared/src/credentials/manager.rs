@@ -367,7 +367,11 @@ impl TokenManager {
         secret: TenantSecret,
         reason: Reason<'_>,
     ) -> Result<(SecretString, bool, Option<DateTime<Utc>>), AuthError> {
-        if let Some(c) = secret.cached.as_ref().filter(|c| self.adoptable(Some(c), &reason)) {
+        if let Some(c) = secret
+            .cached
+            .as_ref()
+            .filter(|c| self.adoptable(Some(c), &reason))
+        {
             tracing::debug!(tenant = %self.tenant(), "using access token stored by another container");
             return Ok((self.adopt(c), true, Some(c.expires_at)));
         }
@@ -397,7 +401,11 @@ impl TokenManager {
             let jitter = rand::rng().random_range(poll / 2..=poll);
             tokio::time::sleep(Duration::from_millis(jitter)).await;
             let seen = self.load().await?;
-            if let Some(c) = seen.cached.as_ref().filter(|c| self.adoptable(Some(c), &reason)) {
+            if let Some(c) = seen
+                .cached
+                .as_ref()
+                .filter(|c| self.adoptable(Some(c), &reason))
+            {
                 tracing::debug!(tenant = %self.tenant(), "another container refreshed while we waited");
                 return Ok((self.adopt(c), true, Some(c.expires_at)));
             }
@@ -418,7 +426,11 @@ impl TokenManager {
         // The previous lease holder may have rotated just before we got the lease: its
         // refresh token is the only valid one now.
         let secret = self.load().await?;
-        if let Some(c) = secret.cached.as_ref().filter(|c| self.adoptable(Some(c), reason)) {
+        if let Some(c) = secret
+            .cached
+            .as_ref()
+            .filter(|c| self.adoptable(Some(c), reason))
+        {
             return Ok((self.adopt(c), true, Some(c.expires_at)));
         }
         let issuer = &self.services.issuer;
@@ -435,7 +447,9 @@ impl TokenManager {
                     .issue(
                         &client_id,
                         &client_secret,
-                        TokenGrant::ClientCredentials { sub: sub.as_deref() },
+                        TokenGrant::ClientCredentials {
+                            sub: sub.as_deref(),
+                        },
                         &self.requests,
                     )
                     .await?;
@@ -540,11 +554,17 @@ impl AccessTokens for TokenManager {
         &self,
         rejected: &SecretString,
     ) -> Result<SecretString, AuthError> {
-        if let Some(h) = self.cache.replacement_for(rejected, self.services.clock.now()) {
+        if let Some(h) = self
+            .cache
+            .replacement_for(rejected, self.services.clock.now())
+        {
             return Ok(h);
         }
         let _guard = self.cache.refresh.lock().await;
-        if let Some(h) = self.cache.replacement_for(rejected, self.services.clock.now()) {
+        if let Some(h) = self
+            .cache
+            .replacement_for(rejected, self.services.clock.now())
+        {
             return Ok(h);
         }
         self.refresh_locked(Reason::Rejected(rejected)).await

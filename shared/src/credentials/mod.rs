@@ -43,8 +43,8 @@ use std::sync::Arc;
 
 pub use lock::{DynamoRefreshLock, LockError, RefreshLock};
 pub use manager::{
-    Clock, RefreshOutcome, SystemClock, TokenCache, TokenIssuer, TokenManager,
-    TokenManagerConfig, TokenServices,
+    Clock, RefreshOutcome, SystemClock, TokenCache, TokenIssuer, TokenManager, TokenManagerConfig,
+    TokenServices,
 };
 pub use secret::{CachedAccess, Grant, SecretFormatError, TenantSecret};
 pub use store::{

@@ -172,10 +172,7 @@ impl TenantSecret {
             }
         }
         if let Some(c) = &self.cached {
-            map.insert(
-                "access_token".into(),
-                c.access_token.expose_secret().into(),
-            );
+            map.insert("access_token".into(), c.access_token.expose_secret().into());
             map.insert(
                 "access_expires_at".into(),
                 c.expires_at

@@ -74,7 +74,10 @@ impl RefreshLock for MemLock {
         if h.as_ref().is_some_and(|(_, until)| *until > now) {
             return Ok(false);
         }
-        *h = Some((owner.into(), now + chrono::Duration::from_std(lease).unwrap()));
+        *h = Some((
+            owner.into(),
+            now + chrono::Duration::from_std(lease).unwrap(),
+        ));
         Ok(true)
     }
     async fn release(&self, _tenant: &TenantId, owner: &str) -> Result<(), LockError> {
@@ -240,7 +243,10 @@ async fn api_key_becomes_basic_auth_with_empty_password() {
     // A 401 on the unchanged key is a configuration error, not a refresh.
     let err = m.refresh_after_unauthorized(&h).await.unwrap_err();
     assert!(matches!(err, AuthError::InvalidClient(_)));
-    assert_eq!(m.refresh_now().await.unwrap(), RefreshOutcome::NothingToRefresh);
+    assert_eq!(
+        m.refresh_now().await.unwrap(),
+        RefreshOutcome::NothingToRefresh
+    );
     assert_eq!(w.issuer.calls.load(Ordering::SeqCst), 0);
 }
 
@@ -402,7 +408,10 @@ async fn refresh_now_rotates_even_a_fresh_token() {
 async fn missing_or_malformed_secret_is_a_bad_secret() {
     let w = World::new(r#"{"kind":"client_credentials","client_id":"c"}"#);
     let err = w.container().authorization().await.unwrap_err();
-    assert!(matches!(err, AuthError::BadSecret(ref m) if m.contains("client_secret")), "{err}");
+    assert!(
+        matches!(err, AuthError::BadSecret(ref m) if m.contains("client_secret")),
+        "{err}"
+    );
     w.secrets.values.lock().unwrap().clear();
     let err = w.container().authorization().await.unwrap_err();
     assert!(matches!(err, AuthError::BadSecret(_)), "{err}");
@@ -450,8 +459,12 @@ fn errors_and_debug_output_never_contain_secret_values() {
         Box::new(SecretStoreError::NotFound("eds/tenants/acme".into())),
         Box::new(SecretStoreError::NoStringValue("eds/tenants/acme".into())),
         Box::new(
-            SecretName::from_config("eds/tenants/x", DEFAULT_SECRET_PREFIX, &TenantId::parse("acme").unwrap())
-                .unwrap_err(),
+            SecretName::from_config(
+                "eds/tenants/x",
+                DEFAULT_SECRET_PREFIX,
+                &TenantId::parse("acme").unwrap(),
+            )
+            .unwrap_err(),
         ),
         Box::new(ConfigError::Missing("TENANTS_TABLE")),
         Box::new(token::classify_refusal(

@@ -29,7 +29,9 @@ const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The grant to present to the token endpoint.
 pub enum TokenGrant<'a> {
-    ClientCredentials { sub: Option<&'a str> },
+    ClientCredentials {
+        sub: Option<&'a str>,
+    },
     RefreshToken(&'a SecretString),
     /// Onboarding only: exchange the one-minute authorization code for the first tokens.
     AuthorizationCode {
@@ -211,7 +213,12 @@ impl TokenEndpoint {
             {
                 let wait = retry_after(resp.headers().get(RETRY_AFTER))
                     .unwrap_or_else(|| self.backoff(attempt));
-                tracing::warn!(attempt, grant = grant.name(), status = status.as_u16(), "token endpoint busy");
+                tracing::warn!(
+                    attempt,
+                    grant = grant.name(),
+                    status = status.as_u16(),
+                    "token endpoint busy"
+                );
                 if last || wait > self.config.max_retry_after {
                     return Err(AuthError::Transient(format!(
                         "token endpoint answered {status} after {attempt} attempt(s)"
