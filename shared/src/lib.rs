@@ -2,7 +2,7 @@
 //! (traits the pipeline needs) and the adapters (DynamoDB, SQS, Secrets Manager, S3,
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
-pub mod domain;
+pub mod attachments;
 pub mod auth;
 pub mod credentials;
-pub mod attachments;
+pub mod domain;
