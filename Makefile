@@ -1,0 +1,48 @@
+# eds: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything they need is installed here, into the project (.venv/, target/).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+VENV := .venv
+PYTHON ?= python3
+WITH_EMULATOR := infra/local/scripts/with-emulator.sh
+export SAM_CLI_TELEMETRY := 0
+export AWS_EC2_METADATA_DISABLED := true
+
+.PHONY: all test demo bench venv fmt lint validate unit sam-build deploy clean
+
+all: test
+
+## venv: the project-local Python tools (moto server, SAM CLI, cargo-lambda)
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: infra/local/requirements.txt
+	@command -v $(PYTHON) >/dev/null || { echo "python3 is needed to install the local AWS emulator"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
+	touch $@
+
+## test: formatting, lints, the SAM template lint, and every test against the local stack
+test: venv
+	cargo fmt --all -- --check
+	$(VENV)/bin/sam validate --lint -t infra/template.yaml
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+	$(WITH_EMULATOR) cargo test --workspace --locked
+
+## demo: the main job end to end on the local stack (grows with edsctl, issue H)
+demo: venv
+	$(WITH_EMULATOR) cargo test -p eds-local --locked -- --nocapture
+
+## bench: every benchmark (issue I)
+bench: venv
+	cargo bench --workspace --locked
+
+validate: venv
+	$(VENV)/bin/sam validate --lint -t infra/template.yaml
+
+fmt:
+	cargo fmt --all
+
+clean:
+	cargo clean
+	rm -rf $(VENV) .local .aws-sam

@@ -1,0 +1,917 @@
+//! The tenant registry on DynamoDB (the tenants table of `infra/template.yaml`).
+//!
+//! Items under `pk = T#{tenant}`: `CONFIG` (configuration, state, epoch, schedule, pull
+//! lease, active run), `STREAM#{stream}`, `RUN#{started}#{run}#{stream}`,
+//! `QUARANTINE#{at}#{id}`, `LEASE#push#{id}`. Receipts live under `RECEIPT#{tenant}` so
+//! that deleting every `T#{tenant}` item leaves them. `next_run_at` exists only while a
+//! tenant is schedulable, which keeps the `due` index sparse.
+
+use std::collections::{BTreeSet, HashMap};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::*;
+use crate::domain::ids::TenantId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("tenant {0} is not registered")]
+    UnknownTenant(String),
+    #[error("tenant {tenant}: {detail}")]
+    Conflict { tenant: String, detail: String },
+    #[error("tenants table request failed: {0}")]
+    Dynamo(String),
+    #[error("tenants table item is malformed: {0}")]
+    Malformed(String),
+}
+
+impl RegistryError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, RegistryError::Dynamo(_))
+    }
+}
+
+fn ddb_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+fn is_conditional<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub fn tenant_pk(t: &TenantId) -> String {
+    format!("T#{t}")
+}
+
+const CONFIG: &str = "CONFIG";
+
+/// The pull lease held by a running puller.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub epoch: u64,
+    pub until: DateTime<Utc>,
+}
+
+/// The run a scheduler started and which streams of it are still pending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveRun {
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub pending: BTreeSet<String>,
+}
+
+/// The `CONFIG` item: configuration plus scheduling state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantRecord {
+    pub config: TenantConfig,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub lease: Option<Lease>,
+    pub active_run: Option<ActiveRun>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ConfigItem {
+    #[serde(flatten)]
+    config: TenantConfig,
+    #[serde(default)]
+    next_run_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    lease_owner: Option<String>,
+    #[serde(default)]
+    lease_epoch: Option<u64>,
+    #[serde(default)]
+    lease_until: Option<DateTime<Utc>>,
+    #[serde(default)]
+    active_run_id: Option<String>,
+    #[serde(default)]
+    run_started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pending_streams: Option<BTreeSet<String>>,
+}
+
+/// Outcome of trying to claim a due tenant for a new run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    Claimed { epoch: u64, config: Box<TenantConfig> },
+    /// Not due any more, not enabled, or a run is still going.
+    Skipped,
+}
+
+#[derive(Clone)]
+pub struct TenantRegistry {
+    client: Client,
+    table: String,
+}
+
+impl TenantRegistry {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn key(&self, tenant: &TenantId, sk: &str) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_string(), s(tenant_pk(tenant))),
+            ("sk".to_string(), s(sk)),
+        ])
+    }
+
+    /// Reads the `CONFIG` item (strongly consistent: the epoch is a fence).
+    pub async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let c: ConfigItem =
+            serde_dynamo::from_item(item).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let lease = match (c.lease_owner, c.lease_epoch, c.lease_until) {
+            (Some(owner), Some(epoch), Some(until)) => Some(Lease {
+                owner,
+                epoch,
+                until,
+            }),
+            _ => None,
+        };
+        let active_run = match (c.active_run_id, c.run_started_at) {
+            (Some(run_id), Some(started_at)) => c.pending_streams.map(|pending| ActiveRun {
+                run_id,
+                started_at,
+                pending,
+            }),
+            _ => None,
+        };
+        Ok(Some(TenantRecord {
+            config: c.config,
+            next_run_at: c.next_run_at,
+            lease,
+            active_run,
+        }))
+    }
+
+    pub async fn require(&self, tenant: &TenantId) -> Result<TenantRecord, RegistryError> {
+        self.get(tenant)
+            .await?
+            .ok_or_else(|| RegistryError::UnknownTenant(tenant.to_string()))
+    }
+
+    /// Writes the configuration of a (re-)enabled tenant: state `enabled`, a new epoch,
+    /// due now. Refused while the tenant is being deleted.
+    pub async fn enable(
+        &self,
+        mut cfg: TenantConfig,
+        now: DateTime<Utc>,
+    ) -> Result<TenantConfig, RegistryError> {
+        let existing = self.get(&cfg.tenant_id).await?;
+        let prev_epoch = existing.as_ref().map(|r| r.config.epoch);
+        if let Some(r) = &existing {
+            if r.config.state == TenantState::Deleting {
+                return Err(RegistryError::Conflict {
+                    tenant: cfg.tenant_id.to_string(),
+                    detail: "a deletion is in progress; enable it again after it completes"
+                        .into(),
+                });
+            }
+            cfg.created_at = r.config.created_at;
+            cfg.last_reconcile_at = r.config.last_reconcile_at;
+        }
+        cfg.state = TenantState::Enabled;
+        cfg.state_reason = None;
+        cfg.epoch = prev_epoch.map_or(1, |e| e + 1);
+        cfg.updated_at = now;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(&cfg).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        item.extend(self.key(&cfg.tenant_id, CONFIG));
+        item.insert("due_shard".into(), s(due_shard(&cfg.tenant_id)));
+        item.insert("next_run_at".into(), s(key_time(now)));
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        req = match prev_epoch {
+            Some(e) => req
+                .condition_expression("epoch = :e")
+                .expression_attribute_values(":e", n(e)),
+            None => req.condition_expression("attribute_not_exists(pk)"),
+        };
+        req.send().await.map_err(|e| {
+            if is_conditional(&e) {
+                RegistryError::Conflict {
+                    tenant: cfg.tenant_id.to_string(),
+                    detail: "changed concurrently; retry".into(),
+                }
+            } else {
+                ddb_err(e)
+            }
+        })?;
+        Ok(cfg)
+    }
+
+    /// Moves the tenant to `state`, bumping the epoch when asked (disable, delete), and
+    /// either scheduling it at `schedule` or removing it from the due index.
+    pub async fn set_state(
+        &self,
+        tenant: &TenantId,
+        state: TenantState,
+        bump_epoch: bool,
+        reason: Option<&str>,
+        schedule: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, RegistryError> {
+        let mut set = vec!["#st = :st", "updated_at = :now"];
+        let mut remove = vec![];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":st", s(snake(&state)))
+            .expression_attribute_values(":now", s(key_time(now)));
+        if bump_epoch {
+            set.push("epoch = epoch + :one");
+            req = req.expression_attribute_values(":one", n(1));
+        }
+        match reason {
+            Some(r) => {
+                set.push("state_reason = :r");
+                req = req.expression_attribute_values(":r", s(r));
+            }
+            None => remove.push("state_reason"),
+        }
+        match schedule {
+            Some(t) => {
+                set.push("next_run_at = :next");
+                req = req.expression_attribute_values(":next", s(key_time(t)));
+            }
+            None => remove.push("next_run_at"),
+        }
+        let mut expr = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let out = req
+            .update_expression(expr)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| {
+                if is_conditional(&e) {
+                    RegistryError::UnknownTenant(tenant.to_string())
+                } else {
+                    ddb_err(e)
+                }
+            })?;
+        epoch_of(out.attributes.as_ref())
+    }
+
+    /// Changes the interval and reschedules an enabled tenant accordingly.
+    pub async fn set_interval(
+        &self,
+        tenant: &TenantId,
+        interval_secs: u64,
+        now: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET interval_secs = :i, updated_at = :now")
+            .expression_attribute_values(":i", n(interval_secs))
+            .expression_attribute_values(":now", s(key_time(now)))
+            .send()
+            .await
+            .map_err(|e| {
+                if is_conditional(&e) {
+                    RegistryError::UnknownTenant(tenant.to_string())
+                } else {
+                    ddb_err(e)
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Records a timestamp attribute (`last_reconcile_at`, `last_token_refresh_at`).
+    pub async fn touch(
+        &self,
+        tenant: &TenantId,
+        attribute: &'static str,
+        at: DateTime<Utc>,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET #a = :t")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":t", s(key_time(at)))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    pub async fn set_uses_refresh_token(
+        &self,
+        tenant: &TenantId,
+        uses: bool,
+    ) -> Result<(), RegistryError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET uses_refresh_token = :u")
+            .expression_attribute_values(":u", AttributeValue::Bool(uses))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    /// Tenants of one due shard whose `next_run_at` has passed (the sparse index holds
+    /// only schedulable tenants).
+    pub async fn due(
+        &self,
+        shard: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<TenantId>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("due")
+                .key_condition_expression("due_shard = :s AND next_run_at <= :now")
+                .expression_attribute_values(":s", s(shard))
+                .expression_attribute_values(":now", s(key_time(now)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            for item in page.items() {
+                if let Some(AttributeValue::S(pk)) = item.get("pk")
+                    && let Some(t) = pk.strip_prefix("T#")
+                    && let Ok(t) = TenantId::parse(t)
+                {
+                    out.push(t);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims a due tenant for a new run: only an enabled tenant whose `next_run_at` has
+    /// passed and which has no run in progress (or only an abandoned one). Moves
+    /// `next_run_at` to `next` and records the run's pending streams, atomically.
+    pub async fn claim_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        streams: &[String],
+        now: DateTime<Utc>,
+        next: DateTime<Utc>,
+    ) -> Result<Claim, RegistryError> {
+        let stale = now - chrono::Duration::seconds(RUN_STALE_AFTER_SECS);
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression(
+                "#st = :enabled AND next_run_at <= :now AND \
+                 (attribute_not_exists(pending_streams) OR run_started_at < :stale)",
+            )
+            .update_expression(
+                "SET next_run_at = :next, active_run_id = :run, run_started_at = :now, \
+                 pending_streams = :streams",
+            )
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":enabled", s("enabled"))
+            .expression_attribute_values(":now", s(key_time(now)))
+            .expression_attribute_values(":stale", s(key_time(stale)))
+            .expression_attribute_values(":next", s(key_time(next)))
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":streams", AttributeValue::Ss(streams.to_vec()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match res {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                let c: ConfigItem = serde_dynamo::from_item(item)
+                    .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+                Ok(Claim::Claimed {
+                    epoch: c.config.epoch,
+                    config: Box::new(c.config),
+                })
+            }
+            Err(e) if is_conditional(&e) => Ok(Claim::Skipped),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
+    /// Marks one stream of a run finished (idempotent: removing from a set twice is a
+    /// no-op). When the last stream finishes, the run is over.
+    pub async fn finish_stream(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        stream: &str,
+    ) -> Result<(), RegistryError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("active_run_id = :run")
+            .update_expression("DELETE pending_streams :s")
+            .expression_attribute_values(":run", s(run_id))
+            .expression_attribute_values(":s", AttributeValue::Ss(vec![stream.to_string()]))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
+    /// Ends the active run whatever streams are left (used when a run cannot go on:
+    /// needs_reauth, disable, delete).
+    pub async fn clear_run(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("REMOVE pending_streams, active_run_id, run_started_at")
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    /// Takes or renews the pull lease for `owner` under `epoch`. Fails (returns false)
+    /// when the epoch moved (disable, delete, re-enable), the tenant is no longer
+    /// enabled, or another live owner holds it. This is the fence every page write
+    /// passes first.
+    pub async fn acquire_lease(
+        &self,
+        tenant: &TenantId,
+        owner: &str,
+        epoch: u64,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RegistryError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression(
+                "epoch = :e AND #st IN (:enabled, :reauth) AND \
+                 (attribute_not_exists(lease_owner) OR lease_owner = :o OR lease_until < :now)",
+            )
+            .update_expression("SET lease_owner = :o, lease_epoch = :e, lease_until = :until")
+            .expression_attribute_names("#st", "state")
+            .expression_attribute_values(":e", n(epoch))
+            .expression_attribute_values(":enabled", s("enabled"))
+            .expression_attribute_values(":reauth", s("needs_reauth"))
+            .expression_attribute_values(":o", s(owner))
+            .expression_attribute_values(":now", s(key_time(now)))
+            .expression_attribute_values(":until", s(key_time(until)))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
+    /// Releases the pull lease if `owner` still holds it.
+    pub async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), RegistryError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("lease_owner = :o")
+            .update_expression("REMOVE lease_owner, lease_epoch, lease_until")
+            .expression_attribute_values(":o", s(owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
+    /// Registers a push writer for a batch (item `LEASE#push#{id}`), then re-reads the
+    /// tenant: if it is being deleted the lease is dropped and `None` returned. A
+    /// deletion bumps the epoch before it looks for push leases, so either the writer
+    /// sees the deletion or the deletion sees the writer.
+    pub async fn acquire_push_lease(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<TenantRecord>, RegistryError> {
+        let sk = format!("LEASE#push#{id}");
+        let mut item = self.key(tenant, &sk);
+        item.insert("until".into(), s(key_time(until)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        match self.get(tenant).await? {
+            Some(r) if r.config.state.accepts_push() => Ok(Some(r)),
+            _ => {
+                self.release_push_lease(tenant, id).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    pub async fn release_push_lease(&self, tenant: &TenantId, id: &str) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, &format!("LEASE#push#{id}"))))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    /// Whether any writer (the pull lease, or a push lease) is live at `now`.
+    pub async fn writers_live(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RegistryError> {
+        if let Some(r) = self.get(tenant).await?
+            && r.lease.is_some_and(|l| l.until > now)
+        {
+            return Ok(true);
+        }
+        let items = self.query_prefix(tenant, "LEASE#push#", false, None).await?;
+        Ok(items.iter().any(|i| match i.get("until") {
+            Some(AttributeValue::S(u)) => u.as_str() > key_time(now).as_str(),
+            _ => false,
+        }))
+    }
+
+    async fn query_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        descending: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .expression_attribute_values(":p", s(prefix))
+                .scan_index_forward(!descending)
+                .consistent_read(true)
+                .set_limit(limit)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn get_stream(
+        &self,
+        tenant: &TenantId,
+        stream: StreamName,
+    ) -> Result<Option<StreamState>, RegistryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, &format!("STREAM#{}", stream.as_str()))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .transpose()
+    }
+
+    pub async fn put_stream(
+        &self,
+        tenant: &TenantId,
+        state: &StreamState,
+    ) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(state).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        item.extend(self.key(tenant, &format!("STREAM#{}", state.stream.as_str())));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    pub async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamState>, RegistryError> {
+        self.query_prefix(tenant, "STREAM#", false, None)
+            .await?
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .collect()
+    }
+
+    pub async fn put_run(&self, tenant: &TenantId, run: &SyncRun) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(run).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let sk = format!(
+            "RUN#{}#{}#{}",
+            key_time(run.started_at),
+            run.run_id,
+            run.stream.as_str()
+        );
+        item.extend(self.key(tenant, &sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    /// The most recent runs, newest first.
+    pub async fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, RegistryError> {
+        self.query_prefix(tenant, "RUN#", true, Some(limit as i32))
+            .await?
+            .into_iter()
+            .take(limit)
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .collect()
+    }
+
+    pub async fn put_quarantine(
+        &self,
+        tenant: &TenantId,
+        entry: &QuarantineEntry,
+    ) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(entry).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let sk = format!(
+            "QUARANTINE#{}#{}",
+            key_time(entry.at),
+            uuid::Uuid::new_v4().simple()
+        );
+        item.extend(self.key(tenant, &sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    pub async fn quarantine(&self, tenant: &TenantId) -> Result<Vec<QuarantineEntry>, RegistryError> {
+        self.query_prefix(tenant, "QUARANTINE#", false, None)
+            .await?
+            .into_iter()
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .collect()
+    }
+
+    /// Deletes up to `max` items of the tenant other than `CONFIG` (runs, streams,
+    /// quarantine, leases), in batches of at most 25. Returns counts by item kind.
+    pub async fn delete_tenant_items(
+        &self,
+        tenant: &TenantId,
+        max: usize,
+    ) -> Result<std::collections::BTreeMap<String, u64>, RegistryError> {
+        let items = self.query_prefix(tenant, "", false, Some(max as i32 + 1)).await?;
+        let mut counts = std::collections::BTreeMap::new();
+        let mut keys = Vec::new();
+        for item in items {
+            let Some(AttributeValue::S(sk)) = item.get("sk") else {
+                continue;
+            };
+            if sk == CONFIG {
+                continue;
+            }
+            let kind = sk.split('#').next().unwrap_or("OTHER").to_ascii_lowercase();
+            *counts.entry(kind).or_insert(0u64) += 1;
+            keys.push(self.key(tenant, sk));
+            if keys.len() >= max {
+                break;
+            }
+        }
+        for chunk in keys.chunks(25) {
+            let mut pending: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    WriteRequest::builder()
+                        .delete_request(
+                            DeleteRequest::builder()
+                                .set_key(Some(k.clone()))
+                                .build()
+                                .expect("key is set"),
+                        )
+                        .build()
+                })
+                .collect();
+            for attempt in 0..8 {
+                if pending.is_empty() {
+                    break;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(ddb_err)?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if !pending.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+            }
+            if !pending.is_empty() {
+                return Err(RegistryError::Dynamo(
+                    "deletion batch left unprocessed items after retries".into(),
+                ));
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Deletes the `CONFIG` item itself (the last step of a deletion).
+    pub async fn delete_config(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    /// Counts items under the tenant's partition (the verification pass of a deletion).
+    pub async fn count_tenant_items(&self, tenant: &TenantId) -> Result<usize, RegistryError> {
+        Ok(self.query_prefix(tenant, "", false, None).await?.len())
+    }
+
+    pub async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(receipt)
+            .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        item.insert("pk".into(), s(format!("RECEIPT#{}", receipt.tenant_id)));
+        item.insert("sk".into(), s(receipt.request_id.clone()));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    pub async fn receipt(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+    ) -> Result<Option<DeletionReceipt>, RegistryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("RECEIPT#{tenant}")))
+            .key("sk", s(request_id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        out.item
+            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .transpose()
+    }
+
+    /// Every registered tenant (for `edsctl tenants list`; a scan, operator use only).
+    pub async fn list(&self) -> Result<Vec<TenantConfig>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :c")
+                .expression_attribute_values(":c", s(CONFIG))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            for i in page.items() {
+                let c: ConfigItem = serde_dynamo::from_item(i.clone())
+                    .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+                out.push(c.config);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn snake<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn epoch_of(attrs: Option<&HashMap<String, AttributeValue>>) -> Result<u64, RegistryError> {
+    match attrs.and_then(|a| a.get("epoch")) {
+        Some(AttributeValue::N(v)) => v
+            .parse()
+            .map_err(|_| RegistryError::Malformed("epoch is not a number".into())),
+        _ => Err(RegistryError::Malformed("epoch missing".into())),
+    }
+}

@@ -1,0 +1,309 @@
+//! Tenant registry records (pure data and rules, no I/O).
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::TenantId;
+
+/// Number of shards of the `due` index. The scheduler queries each shard; tenants are
+/// spread by a stable hash of their id so no single index partition holds them all.
+pub const DUE_SHARDS: u32 = 8;
+
+/// Default sync interval (seconds) when the enable event does not say.
+pub const DEFAULT_INTERVAL_SECS: u64 = 15 * 60;
+/// Default period of the full reconciliation (ids only): 3 days.
+pub const DEFAULT_RECONCILE_EVERY_SECS: u64 = 3 * 24 * 3600;
+/// Proactive token refresh period for tenants with rotating refresh tokens (24 h idle
+/// expiry at Greenhouse): twice a day.
+pub const TOKEN_REFRESH_EVERY_SECS: u64 = 12 * 3600;
+/// A run that has not finished after this long is considered abandoned by the
+/// scheduler (its jobs are in the DLQ or lost); a new run may start.
+pub const RUN_STALE_AFTER_SECS: i64 = 6 * 3600;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TenantState {
+    Enabled,
+    Disabled,
+    NeedsReauth,
+    Deleting,
+    Deleted,
+}
+
+impl TenantState {
+    /// Pulled data may be shown (views are merged) only in these states.
+    pub fn pull_visible(self) -> bool {
+        matches!(self, TenantState::Enabled | TenantState::NeedsReauth)
+    }
+    /// Pushed records are accepted (deletion stops everything).
+    pub fn accepts_push(self) -> bool {
+        !matches!(self, TenantState::Deleting | TenantState::Deleted)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AtsKind {
+    Greenhouse,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiVersion {
+    #[default]
+    V3,
+    V1,
+}
+
+/// One tenant's configuration and lifecycle (item `T#{tenant}` / `CONFIG`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantConfig {
+    pub tenant_id: TenantId,
+    pub ats_kind: AtsKind,
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    pub api_base_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_url: Option<String>,
+    /// Secrets Manager name; must be `{SECRET_PREFIX}{tenant_id}` (checked on use).
+    pub secret_name: String,
+    /// Host suffixes attachments may be downloaded from.
+    #[serde(default)]
+    pub attachment_hosts: Vec<String>,
+    /// Local testing only: allow attachment downloads from loopback.
+    #[serde(default)]
+    pub allow_loopback_attachments: bool,
+    pub interval_secs: u64,
+    #[serde(default = "default_reconcile")]
+    pub reconcile_every_secs: u64,
+    pub state: TenantState,
+    /// Changes on every enable, disable and delete.
+    pub epoch: u64,
+    /// Why the tenant is in its state (e.g. the `needs_reauth` reason).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    #[serde(default)]
+    pub uses_refresh_token: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reconcile_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_token_refresh_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn default_reconcile() -> u64 {
+    DEFAULT_RECONCILE_EVERY_SECS
+}
+
+/// The stable due-index shard of a tenant (FNV-1a of the id).
+pub fn due_shard(tenant: &TenantId) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in tenant.as_str().bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("{:02}", h % DUE_SHARDS)
+}
+
+/// Timestamps in keys and index sort keys: fixed-width RFC 3339 with milliseconds, so
+/// that string order is time order.
+pub fn key_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The streams a Greenhouse pull reads, in the order a run processes them (jobs before
+/// applications reference them; attachments last, onto existing candidates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamName {
+    Jobs,
+    Candidates,
+    Applications,
+    Attachments,
+}
+
+impl StreamName {
+    pub const ALL: [StreamName; 4] = [
+        StreamName::Jobs,
+        StreamName::Candidates,
+        StreamName::Applications,
+        StreamName::Attachments,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamName::Jobs => "jobs",
+            StreamName::Candidates => "candidates",
+            StreamName::Applications => "applications",
+            StreamName::Attachments => "attachments",
+        }
+    }
+}
+
+/// Sync status of one stream, as shown to operators and the records API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    Syncing,
+    Done,
+    Failed,
+    Paused,
+    NeedsReauth,
+}
+
+/// Where an interrupted window resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    /// The connector's opaque cursor for the next page (None: the window's first page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+    pub pages_committed: u64,
+}
+
+/// Per-stream state (item `T#{tenant}` / `STREAM#{stream}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamState {
+    pub stream: StreamName,
+    pub status: SyncStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Everything updated before this instant has been committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Counts of one sync run of one stream (item `T#{tenant}` / `RUN#{started}#{run}#{stream}`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunCounts {
+    pub requests: u64,
+    pub token_requests: u64,
+    pub pages: u64,
+    pub records_seen: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub fields_backfilled: u64,
+    pub fields_corrected: u64,
+    pub push_newer_kept: u64,
+    pub attachments_stored: u64,
+    pub quarantined: u64,
+    pub tombstoned: u64,
+    pub rate_limit_wait_ms: u64,
+    pub rate_limited_429: u64,
+    pub retries: u64,
+}
+
+impl RunCounts {
+    pub fn add(&mut self, o: &RunCounts) {
+        self.requests += o.requests;
+        self.token_requests += o.token_requests;
+        self.pages += o.pages;
+        self.records_seen += o.records_seen;
+        self.created += o.created;
+        self.updated += o.updated;
+        self.unchanged += o.unchanged;
+        self.fields_backfilled += o.fields_backfilled;
+        self.fields_corrected += o.fields_corrected;
+        self.push_newer_kept += o.push_newer_kept;
+        self.attachments_stored += o.attachments_stored;
+        self.quarantined += o.quarantined;
+        self.tombstoned += o.tombstoned;
+        self.rate_limit_wait_ms += o.rate_limit_wait_ms;
+        self.rate_limited_429 += o.rate_limited_429;
+        self.retries += o.retries;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub run_id: String,
+    pub stream: StreamName,
+    pub kind: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    /// `done`, `continued`, `failed: <reason>`, `needs_reauth`, `dropped: <reason>`.
+    pub outcome: String,
+    pub counts: RunCounts,
+}
+
+/// A quarantined record: what could not be used and why (never the secret, never the
+/// whole payload: an excerpt bounded in size).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QuarantineEntry {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ats_id: Option<String>,
+    pub error: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+}
+
+/// The receipt of a completed deletion (kept after the tenant's data is gone; no
+/// personal data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletionReceipt {
+    pub request_id: String,
+    pub tenant_id: TenantId,
+    pub requested_at: DateTime<Utc>,
+    pub completed_at: DateTime<Utc>,
+    pub counts: std::collections::BTreeMap<String, u64>,
+    pub verified_empty: bool,
+}
+
+/// Whether a proactive token refresh is due.
+pub fn token_refresh_due(cfg: &TenantConfig, now: DateTime<Utc>) -> bool {
+    cfg.uses_refresh_token
+        && cfg.state == TenantState::Enabled
+        && cfg
+            .last_token_refresh_at
+            .is_none_or(|t| now - t >= Duration::seconds(TOKEN_REFRESH_EVERY_SECS as i64))
+}
+
+/// Whether the periodic full reconciliation is due.
+pub fn reconcile_due(cfg: &TenantConfig, now: DateTime<Utc>) -> bool {
+    cfg.state == TenantState::Enabled
+        && cfg
+            .last_reconcile_at
+            .is_none_or(|t| now - t >= Duration::seconds(cfg.reconcile_every_secs as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_shard_is_stable_and_spread() {
+        let t = TenantId::parse("acme").unwrap();
+        assert_eq!(due_shard(&t), due_shard(&t));
+        let shards: std::collections::BTreeSet<_> = (0..200)
+            .map(|i| due_shard(&TenantId::parse(format!("t{i}")).unwrap()))
+            .collect();
+        assert_eq!(shards.len(), DUE_SHARDS as usize);
+    }
+
+    #[test]
+    fn key_time_orders_as_strings() {
+        let a = "2026-01-01T00:00:00.5Z".parse::<DateTime<Utc>>().unwrap();
+        let b = "2026-01-01T00:00:01Z".parse::<DateTime<Utc>>().unwrap();
+        assert!(key_time(a) < key_time(b));
+        assert_eq!(key_time(b), "2026-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn only_enabled_states_show_pulled_data() {
+        assert!(TenantState::Enabled.pull_visible());
+        assert!(!TenantState::Disabled.pull_visible());
+        assert!(!TenantState::Deleting.accepts_push());
+        assert!(TenantState::Disabled.accepts_push());
+    }
+}
