@@ -20,14 +20,24 @@ use eds_shared::attachments::{
 };
 use eds_shared::auth::{AccessTokens, AuthError};
 use eds_shared::credentials::{
+    Clock,
     DEFAULT_SECRET_PREFIX, DynamoRefreshLock, Grant, RefreshOutcome, SecretName, SecretStore,
-    SecretsManagerStore, SystemClock, TenantSecret, TokenCache, TokenEndpoint, TokenEndpointConfig,
+    SecretsManagerStore, TenantSecret, TokenCache, TokenEndpoint, TokenEndpointConfig,
     TokenGrant, TokenManager, TokenManagerConfig, TokenServices,
 };
 use eds_shared::domain::ids::TenantId;
 use greenhouse_sim::{
-    ALL_SCOPES, ExpiryStyle, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator,
+    ALL_SCOPES, ExpiryStyle, Scenario, ScenarioSpec, SimClock, SimConfig, SimHandle, Simulator,
 };
+
+/// The simulated Greenhouse lives in simulated time: token expiries and leases follow it.
+struct SimTime(SimClock);
+
+impl Clock for SimTime {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.now()
+    }
+}
 use secrecy::{ExposeSecret, SecretString};
 
 // ---------------------------------------------------------------- log capture
@@ -226,7 +236,7 @@ impl Env {
                 lock_poll: Duration::from_millis(50),
                 ..TokenManagerConfig::default()
             },
-            clock: Arc::new(SystemClock),
+            clock: Arc::new(SimTime(self.sim.clock())),
         }
     }
 
@@ -264,6 +274,7 @@ impl Env {
                     redirect_uri: None,
                 },
                 &AtomicU64::new(0),
+                self.sim.clock().now(),
             )
             .await
             .unwrap();
@@ -302,7 +313,9 @@ impl Env {
     }
 
     async fn finish(self) {
-        self.stored().await;
+        if self.store.get_current(&self.name).await.is_ok() {
+            self.stored().await;
+        }
         assert_not_logged(&self.secrets);
         self.sim.shutdown().await;
     }
@@ -381,7 +394,7 @@ async fn rotated_refresh_token_is_in_secrets_manager_when_the_access_token_is_re
         format!("Bearer {}", cached.access_token.expose_secret()),
         header.expose_secret()
     );
-    assert!(cached.expires_at > chrono::Utc::now());
+    assert!(cached.expires_at > env.sim.clock().now());
     assert_eq!(env.call_api(&header).await, 200);
     // The stored refresh token is the live one: the next rotation succeeds with it.
     let out = env.container().refresh_now().await.unwrap();
@@ -717,7 +730,7 @@ async fn expired_attachment_link_gives_a_clear_error() {
     let env = Env::start(SimConfig::default()).await;
     let (blobs, _) = create_bucket(&env.conf).await;
     let (_, url) = attachment_urls(&env).await.remove(0);
-    env.sim.clock().advance(chrono::Duration::days(8));
+    env.sim.clock().advance(Duration::from_secs(8 * 24 * 3600));
     let err = AttachmentFetcher::new(
         DownloadConfig::new(local_policy(&["127.0.0.1"], true)),
         Arc::new(blobs),

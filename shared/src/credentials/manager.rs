@@ -61,6 +61,7 @@ pub trait TokenIssuer: Send + Sync {
         client_secret: &SecretString,
         grant: TokenGrant<'_>,
         requests: &AtomicU64,
+        now: DateTime<Utc>,
     ) -> Result<IssuedTokens, AuthError>;
 }
 
@@ -72,8 +73,9 @@ impl TokenIssuer for TokenEndpoint {
         client_secret: &SecretString,
         grant: TokenGrant<'_>,
         requests: &AtomicU64,
+        now: DateTime<Utc>,
     ) -> Result<IssuedTokens, AuthError> {
-        self.request(client_id, client_secret, grant, requests)
+        self.request(client_id, client_secret, grant, requests, now)
             .await
     }
 }
@@ -451,6 +453,7 @@ impl TokenManager {
                             sub: sub.as_deref(),
                         },
                         &self.requests,
+                        self.services.clock.now(),
                     )
                     .await?;
                 (
@@ -473,6 +476,7 @@ impl TokenManager {
                         &client_secret,
                         TokenGrant::RefreshToken(&refresh_token),
                         &self.requests,
+                        self.services.clock.now(),
                     )
                     .await?;
                 // Some servers do not rotate: keep the old refresh token then.

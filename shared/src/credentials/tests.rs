@@ -118,6 +118,7 @@ impl TokenIssuer for FakeIssuer {
         client_secret: &SecretString,
         grant: TokenGrant<'_>,
         requests: &AtomicU64,
+        _now: DateTime<Utc>,
     ) -> Result<IssuedTokens, AuthError> {
         requests.fetch_add(1, Ordering::SeqCst);
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;

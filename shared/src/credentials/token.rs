@@ -158,13 +158,15 @@ impl TokenEndpoint {
         &self.config.url
     }
 
-    /// Request tokens. `requests` counts every HTTP attempt (for run metrics).
+    /// Request tokens. `requests` counts every HTTP attempt (for run metrics); `now` is
+    /// the caller's clock, from which an `expires_in` answer is turned into an instant.
     pub async fn request(
         &self,
         client_id: &str,
         client_secret: &SecretString,
         grant: TokenGrant<'_>,
         requests: &AtomicU64,
+        now: DateTime<Utc>,
     ) -> Result<IssuedTokens, AuthError> {
         let mut auth = HeaderValue::from_str(&format!(
             "Basic {}",
@@ -205,7 +207,7 @@ impl TokenEndpoint {
                 let body = resp.bytes().await.map_err(|e| {
                     AuthError::Transient(format!("token response not read: {}", e.without_url()))
                 })?;
-                return parse_success(&body, Utc::now());
+                return parse_success(&body, now);
             }
             if status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::REQUEST_TIMEOUT
