@@ -20,9 +20,8 @@ use eds_shared::attachments::{
 };
 use eds_shared::auth::{AccessTokens, AuthError};
 use eds_shared::credentials::{
-    Clock,
-    DEFAULT_SECRET_PREFIX, DynamoRefreshLock, Grant, RefreshOutcome, SecretName, SecretStore,
-    SecretsManagerStore, TenantSecret, TokenCache, TokenEndpoint, TokenEndpointConfig,
+    Clock, DEFAULT_SECRET_PREFIX, DynamoRefreshLock, Grant, RefreshOutcome, SecretName,
+    SecretStore, SecretsManagerStore, TenantSecret, TokenCache, TokenEndpoint, TokenEndpointConfig,
     TokenGrant, TokenManager, TokenManagerConfig, TokenServices,
 };
 use eds_shared::domain::ids::TenantId;
@@ -194,9 +193,11 @@ struct Env {
 impl Env {
     async fn start(cfg: SimConfig) -> Self {
         let conf = aws().await;
-        let mut spec = ScenarioSpec::default();
-        spec.candidates = 6;
-        spec.jobs = 2;
+        let spec = ScenarioSpec {
+            candidates: 6,
+            jobs: 2,
+            ..ScenarioSpec::default()
+        };
         let scenario = Scenario::generate(&spec);
         let sim = Simulator::start(cfg, scenario.truth.clone()).await.unwrap();
         let client_id = unique("client-");

@@ -37,6 +37,9 @@ use super::token::{IssuedTokens, TokenEndpoint, TokenGrant};
 use crate::auth::{AccessTokens, AuthError};
 use crate::domain::ids::TenantId;
 
+/// Minimum time a freshly issued access token is used before the next proactive refresh.
+const MIN_ISSUED_VALIDITY: chrono::Duration = chrono::Duration::seconds(30);
+
 /// Source of the current time (a seam for tests).
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
@@ -363,6 +366,34 @@ impl TokenManager {
         });
     }
 
+    /// A token just issued is used for at least `MIN_ISSUED_VALIDITY` even if its stated
+    /// expiry is already near or past on our clock (clock skew with the ATS): refreshing
+    /// on every call would hammer the token endpoint, while a really expired token is
+    /// caught by the 401 path anyway.
+    fn remember_issued(&self, header: &SecretString, expires_at: DateTime<Utc>) {
+        let now = self.services.clock.now();
+        let floor = now + MIN_ISSUED_VALIDITY;
+        if expires_at <= floor {
+            tracing::warn!(tenant = %self.tenant(), %expires_at, %now,
+                "new access token expires (almost) immediately on our clock: clock skew with the ATS?");
+            self.cache.set(Current {
+                header: header.clone(),
+                refresh_after: Some(floor),
+                expires_at: Some(expires_at),
+            });
+        } else {
+            self.remember(header, expires_at);
+            let mut cur = self
+                .cache
+                .current
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = cur.as_mut() {
+                c.refresh_after = c.refresh_after.map(|t| t.max(floor));
+            }
+        }
+    }
+
     /// Returns (header, adopted from someone else, expiry).
     async fn refresh_oauth(
         &self,
@@ -515,7 +546,9 @@ impl TokenManager {
             return Err(AuthError::Transient("no access token".into()));
         };
         tracing::info!(tenant = %self.tenant(), expires_at = %cached.expires_at, "access token refreshed");
-        Ok((self.adopt(cached), false, Some(cached.expires_at)))
+        let header = bearer(&cached.access_token);
+        self.remember_issued(&header, cached.expires_at);
+        Ok((header, false, Some(cached.expires_at)))
     }
 
     async fn persist(&self, secret: &TenantSecret) -> Result<(), SecretStoreError> {

@@ -94,7 +94,7 @@ struct FakeIssuer {
     calls: AtomicU64,
     valid_refresh: Mutex<String>,
     fail_with: Mutex<Option<fn() -> AuthError>>,
-    lifetime: chrono::Duration,
+    lifetime: Mutex<chrono::Duration>,
     clock: Arc<ManualClock>,
 }
 
@@ -104,7 +104,7 @@ impl FakeIssuer {
             calls: AtomicU64::new(0),
             valid_refresh: Mutex::new(REFRESH_0.into()),
             fail_with: Mutex::new(None),
-            lifetime: chrono::Duration::hours(1),
+            lifetime: Mutex::new(chrono::Duration::hours(1)),
             clock,
         }
     }
@@ -141,7 +141,7 @@ impl TokenIssuer for FakeIssuer {
         };
         Ok(IssuedTokens {
             access_token: format!("at-SECRET-{n:04}").into(),
-            expires_at: self.clock.now() + self.lifetime,
+            expires_at: self.clock.now() + *self.lifetime.lock().unwrap(),
             refresh_token,
         })
     }
@@ -378,6 +378,21 @@ async fn token_is_refreshed_when_it_enters_the_margin() {
     w.clock.advance(chrono::Duration::minutes(6)); // 4 minutes left < 5-minute margin
     let second = m.authorization().await.unwrap();
     assert_ne!(second.expose_secret(), first.expose_secret());
+    assert_eq!(w.issuer.calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn token_already_expired_by_our_clock_is_not_refreshed_on_every_call() {
+    let w = World::new(&client_credentials());
+    *w.issuer.lifetime.lock().unwrap() = chrono::Duration::minutes(-10); // clock skew
+    let m = w.container();
+    let a = m.authorization().await.unwrap();
+    let b = m.authorization().await.unwrap();
+    assert_eq!(a.expose_secret(), b.expose_secret());
+    assert_eq!(w.issuer.calls.load(Ordering::SeqCst), 1);
+    // It is replaced after the floor, not kept forever.
+    w.clock.advance(chrono::Duration::seconds(31));
+    m.authorization().await.unwrap();
     assert_eq!(w.issuer.calls.load(Ordering::SeqCst), 2);
 }
 
