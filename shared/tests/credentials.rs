@@ -492,6 +492,44 @@ async fn wrong_client_secret_is_invalid_client() {
     env.finish().await;
 }
 
+#[tokio::test]
+async fn api_key_is_sent_as_basic_auth_accepted_by_v1() {
+    let env = Env::start(SimConfig::default()).await;
+    let key = unique("api-key-value-");
+    env.secrets.add(&key);
+    env.sim.add_api_key(&key, ALL_SCOPES);
+    env.put_secret(format!(r#"{{"kind":"api_key","api_key":"{key}"}}"#))
+        .await;
+    let m = env.container();
+    let header = m.authorization().await.unwrap();
+    let status = reqwest::Client::new()
+        .get(format!("{}/v1/candidates?per_page=1", env.sim.api_base()))
+        .header("Authorization", header.expose_secret())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 200);
+    assert_eq!(env.sim.stats().token_requests, 0);
+    env.finish().await;
+}
+
+#[tokio::test]
+async fn token_endpoint_rate_limit_is_a_transient_error_not_a_long_wait() {
+    let env = Env::start(SimConfig::default()).await;
+    env.store_client_credentials().await;
+    env.sim.set_token_rate_limit(1);
+    let m = env.container();
+    let old = m.authorization().await.unwrap();
+    env.sim.expire_access_tokens();
+    // The token window is 60 s: longer than we wait inside one call.
+    let err = m.refresh_after_unauthorized(&old).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("429"), "{err}");
+    assert_eq!(env.sim.stats().token_requests, 2, "no retry storm");
+    env.finish().await;
+}
+
 // ---------------------------------------------------------------- attachments
 
 async fn create_bucket(conf: &aws_config::SdkConfig) -> (S3BlobStore, aws_sdk_s3::Client) {

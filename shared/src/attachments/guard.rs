@@ -18,6 +18,8 @@ pub enum GuardError {
     Scheme(String),
     #[error("attachment URL has no host")]
     NoHost,
+    #[error("attachment URL carries user credentials: refused")]
+    UserInfo,
     #[error("attachment host {0} is not in the allowed host list")]
     HostNotAllowed(String),
     #[error("attachment host {host} resolves to {ip}, a {why} address: refused")]
@@ -61,6 +63,10 @@ impl HostPolicy {
             "https" => {}
             "http" if self.allow_http => {}
             other => return Err(GuardError::Scheme(other.chars().take(16).collect())),
+        }
+        // Credentials in the URL would be sent to whatever host it names.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(GuardError::UserInfo);
         }
         let host = match url.host() {
             None => return Err(GuardError::NoHost),
@@ -285,6 +291,10 @@ mod tests {
         assert!(ok("https://169.254.169.254/latest").is_err());
         assert!(ok("https://127.0.0.1/a").is_ok());
         assert!(ok("https://127.0.0.2/a").is_err());
+        assert!(matches!(
+            ok("https://u:p@storage.example.com/a"),
+            Err(GuardError::UserInfo)
+        ));
         // Scheme: http only with the local allowance.
         assert!(matches!(
             ok("http://storage.example.com/a"),
