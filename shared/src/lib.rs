@@ -6,3 +6,8 @@ pub mod attachments;
 pub mod auth;
 pub mod credentials;
 pub mod domain;
+pub mod jobs;
+pub mod lambda;
+pub mod pipeline;
+pub mod store;
+pub mod tenants;

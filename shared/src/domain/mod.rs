@@ -2,4 +2,6 @@
 //! pulled layers, and versioning. Nothing here performs I/O or knows about AWS or HTTP.
 
 pub mod ids;
+pub mod merge;
 pub mod model;
+pub mod version;

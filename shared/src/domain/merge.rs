@@ -1,0 +1,806 @@
+//! The merge of a record's pushed and pulled layers into the view downstream features
+//! read, with per-field provenance (product.md section 4). Pure and deterministic.
+//!
+//! Rules, as implemented here:
+//! 1. A field present in only one layer takes that layer's value (from the pull: a
+//!    *backfill*).
+//! 2. Equal values in both layers: provenance `both`.
+//! 3. Different values: the layer whose observation carries the newer ATS `updated_at`
+//!    wins; a tie goes to the pull (the system of record). A layer without an
+//!    `ats_updated_at` orders before any layer with one (unknown is never "newer"), so
+//!    two unknowns are a tie, which the pull wins.
+//! 4. *Absent* (missing key) never overrides; an explicit `null` is a value like any
+//!    other, so a newer null clears.
+//! 5. Keyed collections (candidate `attachments`) are merged per element `id`: union;
+//!    an element present in both layers is decided by the elements' own `updated_at`
+//!    when both carry a parseable one, else by the layers' order of rule 3. Within an
+//!    element, members the winning element lacks are kept from the losing one (absent
+//!    never overrides, so a pulled `file` pointer survives a newer pushed row without
+//!    it). Contact lists and every other field are compared and taken whole.
+//!    A keyed field whose value is not a list of objects with unique string ids (a
+//!    null, or a malformed list) is treated as a whole value by rules 1-4.
+//! 6. Nothing is invented: every value in the view comes from a layer.
+//! 7. Same input, same output (`BTreeMap`s throughout); unchanged content therefore
+//!    hashes the same and writes no version (see `version`).
+//! 8. [`ViewMode::PushOnly`] (pull disabled): the view is the push layer, exactly.
+//!
+//! Provenance keys: one entry per view field, named like the field. Keyed collections
+//! additionally get one entry per element, `"<field>/<id>"` (e.g. `attachments/42`);
+//! their field-level entry is `push` or `pull` when every element came from that layer
+//! alone, else `both`. An element built from members of both layers has provenance
+//! `both`.
+//!
+//! The report lists what the pull contributed: `backfilled` (fields, and elements as
+//! `"attachments/<id>"`, only the pull had; explicit nulls are not counted as
+//! backfills), `corrected` (both had different values and the pull won) and
+//! `push_newer_kept` (the push was newer and won).
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ids::EntityKind;
+use super::model::{
+    ELEMENT_ID, ELEMENT_UPDATED_AT, FieldKind, Fields, Layer, LayerKind, Provenance,
+};
+
+/// Whether the pulled layer takes part in the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewMode {
+    /// Push and pull merged by the rules above (pull enabled).
+    #[default]
+    Merged,
+    /// Only the pushed layer is shown (pull disabled); pulled data stays in history.
+    PushOnly,
+}
+
+/// Why a record's view shows it as deleted (see `version` for when it applies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeletedBy {
+    /// Full reconciliation no longer finds the record in the ATS.
+    Ats,
+    /// The customer's system pushed a delete.
+    Push,
+}
+
+/// The merged record as downstream features read it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct View {
+    pub fields: Fields,
+    /// Field name (or `"<field>/<element id>"` for keyed collections) -> provenance.
+    pub provenance: BTreeMap<String, Provenance>,
+    /// Set when the record is a tombstone; its fields and provenance are then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DeletedBy>,
+}
+
+/// What the pull contributed to one merge. Entries are field names or
+/// `"<field>/<element id>"`, in field order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MergeReport {
+    pub backfilled: Vec<String>,
+    pub corrected: Vec<String>,
+    pub push_newer_kept: Vec<String>,
+}
+
+impl MergeReport {
+    pub fn is_empty(&self) -> bool {
+        self.backfilled.is_empty() && self.corrected.is_empty() && self.push_newer_kept.is_empty()
+    }
+}
+
+/// Merges the layers of one record of kind `entity` into its view.
+pub fn merge(
+    entity: EntityKind,
+    push: Option<&Layer>,
+    pull: Option<&Layer>,
+    mode: ViewMode,
+) -> (View, MergeReport) {
+    let pull = match mode {
+        ViewMode::Merged => pull,
+        ViewMode::PushOnly => None,
+    };
+    let mut out = Out::default();
+    match (push, pull) {
+        (None, None) => {}
+        (Some(only), None) => out.take_layer(entity, &only.fields, LayerKind::Push),
+        (None, Some(only)) => out.take_layer(entity, &only.fields, LayerKind::Pull),
+        (Some(push), Some(pull)) => {
+            let winner = layer_winner(push.ats_updated_at, pull.ats_updated_at);
+            merge_join(entity, push, pull, winner, &mut out);
+        }
+    }
+    (
+        View {
+            fields: out.fields,
+            provenance: out.provenance,
+            deleted: None,
+        },
+        out.report,
+    )
+}
+
+/// Rule 3 at layer level: the newer `ats_updated_at` wins, unknown is oldest, tie -> pull.
+fn layer_winner(push: Option<DateTime<Utc>>, pull: Option<DateTime<Utc>>) -> LayerKind {
+    match (push, pull) {
+        (Some(a), Some(b)) if a > b => LayerKind::Push,
+        (Some(_), None) => LayerKind::Push,
+        _ => LayerKind::Pull,
+    }
+}
+
+fn provenance_of(kind: LayerKind) -> Provenance {
+    match kind {
+        LayerKind::Push => Provenance::Push,
+        LayerKind::Pull => Provenance::Pull,
+    }
+}
+
+#[derive(Default)]
+struct Out {
+    fields: Fields,
+    provenance: BTreeMap<String, Provenance>,
+    report: MergeReport,
+}
+
+impl Out {
+    /// Rule 1 for a whole layer (the other layer is missing or excluded).
+    fn take_layer(&mut self, entity: EntityKind, fields: &Fields, from: LayerKind) {
+        for (name, value) in fields {
+            self.take_one(entity, name, value, from);
+        }
+    }
+
+    /// Rule 1 for one field only `from` has.
+    fn take_one(&mut self, entity: EntityKind, name: &str, value: &Value, from: LayerKind) {
+        let prov = provenance_of(from);
+        if entity.field_kind(name) == FieldKind::Keyed {
+            if let Some(elements) = keyed_elements(value) {
+                for (id, _) in &elements {
+                    self.provenance.insert(element_path(name, id), prov);
+                    if from == LayerKind::Pull {
+                        self.report.backfilled.push(element_path(name, id));
+                    }
+                }
+                self.provenance.insert(name.to_owned(), prov);
+                self.fields.insert(name.to_owned(), value.clone());
+                return;
+            }
+        }
+        if from == LayerKind::Pull && !value.is_null() {
+            self.report.backfilled.push(name.to_owned());
+        }
+        self.provenance.insert(name.to_owned(), prov);
+        self.fields.insert(name.to_owned(), value.clone());
+    }
+
+    /// Rules 2-4 for a field both layers have, taken whole.
+    fn take_scalar(&mut self, name: &str, push: &Value, pull: &Value, winner: LayerKind) {
+        let (value, prov) = if push == pull {
+            (pull, Provenance::Both)
+        } else {
+            match winner {
+                LayerKind::Pull => {
+                    self.report.corrected.push(name.to_owned());
+                    (pull, Provenance::Pull)
+                }
+                LayerKind::Push => {
+                    self.report.push_newer_kept.push(name.to_owned());
+                    (push, Provenance::Push)
+                }
+            }
+        };
+        self.provenance.insert(name.to_owned(), prov);
+        self.fields.insert(name.to_owned(), value.clone());
+    }
+}
+
+/// Walks both layers' fields in name order (both are sorted maps), so every field is
+/// visited once without lookups.
+fn merge_join(entity: EntityKind, push: &Layer, pull: &Layer, winner: LayerKind, out: &mut Out) {
+    let mut a = push.fields.iter().peekable();
+    let mut b = pull.fields.iter().peekable();
+    loop {
+        let order = match (a.peek(), b.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((ka, _)), Some((kb, _))) => ka.as_str().cmp(kb.as_str()),
+        };
+        match order {
+            Ordering::Less => {
+                if let Some((name, value)) = a.next() {
+                    out.take_one(entity, name, value, LayerKind::Push);
+                }
+            }
+            Ordering::Greater => {
+                if let Some((name, value)) = b.next() {
+                    out.take_one(entity, name, value, LayerKind::Pull);
+                }
+            }
+            Ordering::Equal => {
+                if let (Some((name, pv)), Some((_, lv))) = (a.next(), b.next()) {
+                    if entity.field_kind(name) == FieldKind::Keyed {
+                        if let (Some(pe), Some(le)) = (keyed_elements(pv), keyed_elements(lv)) {
+                            merge_keyed(name, &pe, &le, winner, out);
+                            continue;
+                        }
+                    }
+                    out.take_scalar(name, pv, lv, winner);
+                }
+            }
+        }
+    }
+}
+
+type Element<'a> = (&'a str, &'a Map<String, Value>);
+
+/// The elements of a well-formed keyed collection: a list of objects, each with a unique
+/// string `id`. Anything else is `None` and is merged as a whole value.
+fn keyed_elements(value: &Value) -> Option<Vec<Element<'_>>> {
+    let list = value.as_array()?;
+    let mut out: Vec<Element<'_>> = Vec::with_capacity(list.len());
+    for item in list {
+        let obj = item.as_object()?;
+        let id = obj.get(ELEMENT_ID)?.as_str()?;
+        if out.iter().any(|(seen, _)| *seen == id) {
+            return None;
+        }
+        out.push((id, obj));
+    }
+    Some(out)
+}
+
+fn element_path(field: &str, id: &str) -> String {
+    let mut s = String::with_capacity(field.len() + 1 + id.len());
+    s.push_str(field);
+    s.push('/');
+    s.push_str(id);
+    s
+}
+
+fn element_updated_at(element: &Map<String, Value>) -> Option<DateTime<Utc>> {
+    let s = element.get(ELEMENT_UPDATED_AT)?.as_str()?;
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// Rule 5: union by id. Output order: the pull's elements in the pull's order, then the
+/// push-only elements in the push's order (deterministic, stable across merges).
+fn merge_keyed(
+    name: &str,
+    push: &[Element<'_>],
+    pull: &[Element<'_>],
+    layer_winner: LayerKind,
+    out: &mut Out,
+) {
+    let mut merged = Vec::with_capacity(pull.len() + push.len());
+    let mut seen_push = false;
+    let mut seen_pull = false;
+    let mut seen_both = false;
+    for (id, le) in pull {
+        let path = element_path(name, id);
+        let prov = match push.iter().find(|(pid, _)| pid == id) {
+            None => {
+                out.report.backfilled.push(path.clone());
+                merged.push(Value::Object((*le).clone()));
+                Provenance::Pull
+            }
+            Some((_, pe)) if pe == le => {
+                merged.push(Value::Object((*le).clone()));
+                Provenance::Both
+            }
+            Some((_, pe)) => {
+                let winner = match (element_updated_at(pe), element_updated_at(le)) {
+                    (Some(a), Some(b)) => {
+                        if a > b {
+                            LayerKind::Push
+                        } else {
+                            LayerKind::Pull
+                        }
+                    }
+                    _ => layer_winner,
+                };
+                let (won, lost) = match winner {
+                    LayerKind::Push => {
+                        out.report.push_newer_kept.push(path.clone());
+                        (*pe, *le)
+                    }
+                    LayerKind::Pull => {
+                        out.report.corrected.push(path.clone());
+                        (*le, *pe)
+                    }
+                };
+                let mut element = won.clone();
+                let mut mixed = false;
+                for (member, value) in lost {
+                    if !element.contains_key(member) {
+                        element.insert(member.clone(), value.clone());
+                        mixed = true;
+                    }
+                }
+                merged.push(Value::Object(element));
+                if mixed {
+                    Provenance::Both
+                } else {
+                    provenance_of(winner)
+                }
+            }
+        };
+        match prov {
+            Provenance::Push => seen_push = true,
+            Provenance::Pull => seen_pull = true,
+            Provenance::Both => seen_both = true,
+        }
+        out.provenance.insert(path, prov);
+    }
+    for (id, pe) in push {
+        if pull.iter().any(|(lid, _)| lid == id) {
+            continue;
+        }
+        seen_push = true;
+        merged.push(Value::Object((*pe).clone()));
+        out.provenance
+            .insert(element_path(name, id), Provenance::Push);
+    }
+    let field_prov = match (seen_push, seen_pull, seen_both) {
+        (true, false, false) => Provenance::Push,
+        (false, true, false) => Provenance::Pull,
+        _ => Provenance::Both,
+    };
+    out.provenance.insert(name.to_owned(), field_prov);
+    out.fields.insert(name.to_owned(), Value::Array(merged));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn t(secs: i64) -> Option<DateTime<Utc>> {
+        Some(Utc.timestamp_opt(1_770_000_000 + secs, 0).unwrap())
+    }
+
+    fn layer(fields: Value, at: Option<DateTime<Utc>>) -> Layer {
+        let fields: Fields = serde_json::from_value(fields).unwrap();
+        Layer {
+            fields,
+            ats_updated_at: at,
+            observed_at: None,
+        }
+    }
+
+    fn merged(push: &Layer, pull: &Layer) -> (View, MergeReport) {
+        merge(
+            EntityKind::Candidate,
+            Some(push),
+            Some(pull),
+            ViewMode::Merged,
+        )
+    }
+
+    #[test]
+    fn rule1_value_only_in_pull_is_backfilled() {
+        let push = layer(json!({"first_name": "Ada"}), t(10));
+        let pull = layer(json!({"first_name": "Ada", "title": "CTO"}), t(0));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["title"], json!("CTO"));
+        assert_eq!(view.provenance["title"], Provenance::Pull);
+        assert_eq!(report.backfilled, vec!["title"]);
+    }
+
+    #[test]
+    fn rule1_value_only_in_push_is_kept_without_report() {
+        let push = layer(json!({"company": "Acme"}), t(0));
+        let pull = layer(json!({}), t(10));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["company"], json!("Acme"));
+        assert_eq!(view.provenance["company"], Provenance::Push);
+        assert!(report.is_empty());
+    }
+
+    #[test]
+    fn rule2_equal_values_have_provenance_both() {
+        let push = layer(json!({"title": "CTO"}), t(0));
+        let pull = layer(json!({"title": "CTO"}), t(5));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.provenance["title"], Provenance::Both);
+        assert!(report.is_empty());
+    }
+
+    #[test]
+    fn rule3_newer_pull_corrects_and_newer_push_is_kept() {
+        let older_push = layer(json!({"title": "Dev"}), t(0));
+        let newer_pull = layer(json!({"title": "CTO"}), t(5));
+        let (view, report) = merged(&older_push, &newer_pull);
+        assert_eq!(view.fields["title"], json!("CTO"));
+        assert_eq!(view.provenance["title"], Provenance::Pull);
+        assert_eq!(report.corrected, vec!["title"]);
+
+        let newer_push = layer(json!({"title": "Dev"}), t(9));
+        let (view, report) = merged(&newer_push, &newer_pull);
+        assert_eq!(view.fields["title"], json!("Dev"));
+        assert_eq!(view.provenance["title"], Provenance::Push);
+        assert_eq!(report.push_newer_kept, vec!["title"]);
+    }
+
+    #[test]
+    fn rule3_tie_goes_to_the_pull() {
+        let push = layer(json!({"title": "Dev"}), t(3));
+        let pull = layer(json!({"title": "CTO"}), t(3));
+        assert_eq!(merged(&push, &pull).0.fields["title"], json!("CTO"));
+        // Two unknown timestamps are a tie too.
+        let push = layer(json!({"title": "Dev"}), None);
+        let pull = layer(json!({"title": "CTO"}), None);
+        assert_eq!(merged(&push, &pull).0.fields["title"], json!("CTO"));
+    }
+
+    #[test]
+    fn rule3_unknown_timestamp_is_older_than_any_known() {
+        let push = layer(json!({"title": "Dev"}), t(0));
+        let pull = layer(json!({"title": "CTO"}), None);
+        assert_eq!(merged(&push, &pull).0.fields["title"], json!("Dev"));
+        let push = layer(json!({"title": "Dev"}), None);
+        let pull = layer(json!({"title": "CTO"}), t(0));
+        assert_eq!(merged(&push, &pull).0.fields["title"], json!("CTO"));
+    }
+
+    #[test]
+    fn rule4_absent_never_overrides_even_when_newer() {
+        let push = layer(json!({"title": "Dev", "company": "Acme"}), t(0));
+        let pull = layer(json!({"title": "CTO"}), t(100));
+        let (view, _) = merged(&push, &pull);
+        assert_eq!(view.fields["company"], json!("Acme"));
+    }
+
+    #[test]
+    fn rule4_newer_explicit_null_clears_and_older_null_does_not() {
+        let push = layer(json!({"title": "Dev"}), t(0));
+        let pull = layer(json!({"title": null}), t(1));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["title"], Value::Null);
+        assert_eq!(report.corrected, vec!["title"]);
+
+        let push = layer(json!({"title": "Dev"}), t(2));
+        let (view, _) = merged(&push, &pull);
+        assert_eq!(view.fields["title"], json!("Dev"));
+    }
+
+    #[test]
+    fn rule4_null_only_in_pull_is_taken_but_not_reported_as_backfill() {
+        let push = layer(json!({}), t(0));
+        let pull = layer(json!({"title": null}), t(1));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["title"], Value::Null);
+        assert!(report.backfilled.is_empty());
+    }
+
+    #[test]
+    fn rule5_contact_lists_are_taken_whole_from_the_winner() {
+        let push = layer(
+            json!({"emails": [{"type": "work", "value": "a@x.io"}, {"type": "home", "value": "h@x.io"}]}),
+            t(0),
+        );
+        let pull = layer(
+            json!({"emails": [{"type": "work", "value": "b@x.io"}]}),
+            t(1),
+        );
+        let (view, _) = merged(&push, &pull);
+        assert_eq!(
+            view.fields["emails"],
+            json!([{"type": "work", "value": "b@x.io"}])
+        );
+        assert_eq!(view.provenance["emails"], Provenance::Pull);
+    }
+
+    #[test]
+    fn rule5_attachments_are_a_union_by_id_with_per_element_provenance() {
+        let push = layer(
+            json!({"attachments": [
+                {"id": "1", "filename": "cv.pdf", "updated_at": "2026-01-01T00:00:00.000Z"},
+                {"id": "2", "filename": "cover.pdf"}
+            ]}),
+            t(0),
+        );
+        let pull = layer(
+            json!({"attachments": [
+                {"id": "3", "filename": "offer.pdf"},
+                {"id": "1", "filename": "cv.pdf", "updated_at": "2026-01-01T00:00:00.000Z"}
+            ]}),
+            t(1),
+        );
+        let (view, report) = merged(&push, &pull);
+        let ids: Vec<&str> = view.fields["attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, vec!["3", "1", "2"]);
+        assert_eq!(view.provenance["attachments/1"], Provenance::Both);
+        assert_eq!(view.provenance["attachments/2"], Provenance::Push);
+        assert_eq!(view.provenance["attachments/3"], Provenance::Pull);
+        assert_eq!(view.provenance["attachments"], Provenance::Both);
+        assert_eq!(report.backfilled, vec!["attachments/3"]);
+    }
+
+    #[test]
+    fn rule5_attachment_conflict_uses_element_updated_at_over_layer_order() {
+        // The push layer is older, but its element is newer: the element decides.
+        let push = layer(
+            json!({"attachments": [{"id": "1", "filename": "new.pdf", "updated_at": "2026-02-01T00:00:00.000Z"}]}),
+            t(0),
+        );
+        let pull = layer(
+            json!({"attachments": [{"id": "1", "filename": "old.pdf", "updated_at": "2026-01-01T00:00:00.000Z"}]}),
+            t(9),
+        );
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["attachments"][0]["filename"], json!("new.pdf"));
+        assert_eq!(view.provenance["attachments/1"], Provenance::Push);
+        assert_eq!(report.push_newer_kept, vec!["attachments/1"]);
+    }
+
+    #[test]
+    fn rule5_attachment_conflict_without_element_times_uses_layer_order() {
+        let push = layer(
+            json!({"attachments": [{"id": "1", "filename": "a.pdf"}]}),
+            t(5),
+        );
+        let pull = layer(
+            json!({"attachments": [{"id": "1", "filename": "b.pdf"}]}),
+            t(5),
+        );
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["attachments"][0]["filename"], json!("b.pdf"));
+        assert_eq!(report.corrected, vec!["attachments/1"]);
+    }
+
+    #[test]
+    fn rule5_winning_element_keeps_members_it_lacks_from_the_other_layer() {
+        let push = layer(
+            json!({"attachments": [{"id": "1", "filename": "cv2.pdf", "updated_at": "2026-02-01T00:00:00.000Z"}]}),
+            t(0),
+        );
+        let pull = layer(
+            json!({"attachments": [{"id": "1", "filename": "cv.pdf", "updated_at": "2026-01-01T00:00:00.000Z",
+                                     "file": {"key": "k", "sha256": "ab", "size": 3}}]}),
+            t(0),
+        );
+        let (view, _) = merged(&push, &pull);
+        let element = &view.fields["attachments"][0];
+        assert_eq!(element["filename"], json!("cv2.pdf"));
+        assert_eq!(element["file"]["key"], json!("k"));
+        assert_eq!(view.provenance["attachments/1"], Provenance::Both);
+    }
+
+    #[test]
+    fn rule5_malformed_keyed_collection_is_merged_whole() {
+        let push = layer(json!({"attachments": null}), t(9));
+        let pull = layer(json!({"attachments": [{"id": "1"}]}), t(0));
+        let (view, report) = merged(&push, &pull);
+        assert_eq!(view.fields["attachments"], Value::Null);
+        assert_eq!(report.push_newer_kept, vec!["attachments"]);
+    }
+
+    #[test]
+    fn attachments_are_plain_fields_for_other_entities() {
+        let push = layer(json!({"attachments": [{"id": "1", "a": 1}]}), t(0));
+        let pull = layer(json!({"attachments": [{"id": "2", "a": 1}]}), t(1));
+        let (view, _) = merge(EntityKind::Job, Some(&push), Some(&pull), ViewMode::Merged);
+        assert_eq!(view.fields["attachments"], json!([{"id": "2", "a": 1}]));
+    }
+
+    #[test]
+    fn rule6_missing_everywhere_stays_missing() {
+        let push = layer(json!({"first_name": "Ada"}), t(0));
+        let pull = layer(json!({"last_name": "L"}), t(1));
+        let (view, _) = merged(&push, &pull);
+        assert_eq!(view.fields.len(), 2);
+        assert!(!view.fields.contains_key("title"));
+    }
+
+    #[test]
+    fn rule7_same_input_gives_the_same_view() {
+        let push = layer(json!({"title": "Dev", "tags": ["a"]}), t(0));
+        let pull = layer(json!({"title": "CTO", "company": "X"}), t(1));
+        assert_eq!(merged(&push, &pull), merged(&push, &pull));
+    }
+
+    #[test]
+    fn rule8_push_only_view_is_the_push_layer() {
+        let push = layer(json!({"title": "Dev", "attachments": [{"id": "1"}]}), t(0));
+        let pull = layer(json!({"title": "CTO", "company": "X"}), t(1));
+        let (view, report) = merge(
+            EntityKind::Candidate,
+            Some(&push),
+            Some(&pull),
+            ViewMode::PushOnly,
+        );
+        assert_eq!(view.fields, push.fields);
+        assert!(view.provenance.values().all(|p| *p == Provenance::Push));
+        assert!(report.is_empty());
+        let (view, _) = merge(EntityKind::Candidate, None, Some(&pull), ViewMode::PushOnly);
+        assert!(view.fields.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            prop::sample::select(vec!["a", "b", "c"]).prop_map(|s| json!(s)),
+            (0i64..3).prop_map(|n| json!(n)),
+            prop::collection::vec(prop::sample::select(vec!["x", "y"]), 0..3)
+                .prop_map(|v| json!(v)),
+        ]
+    }
+
+    fn element() -> impl Strategy<Value = Value> {
+        (
+            prop::sample::select(vec!["1", "2", "3", "4"]),
+            prop::option::of(prop::sample::select(vec!["cv.pdf", "b.pdf"])),
+            prop::option::of(prop::sample::select(vec![
+                "2026-01-01T00:00:00.000Z",
+                "2026-02-01T00:00:00.000Z",
+            ])),
+            prop::option::of(prop::sample::select(vec!["k1", "k2"])),
+        )
+            .prop_map(|(id, filename, updated_at, file)| {
+                let mut m = Map::new();
+                m.insert("id".into(), json!(id));
+                if let Some(f) = filename {
+                    m.insert("filename".into(), json!(f));
+                }
+                if let Some(u) = updated_at {
+                    m.insert("updated_at".into(), json!(u));
+                }
+                if let Some(k) = file {
+                    m.insert("file".into(), json!({"key": k}));
+                }
+                Value::Object(m)
+            })
+    }
+
+    fn attachments() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            1 => Just(Value::Null),
+            4 => prop::collection::vec(element(), 0..4).prop_map(|mut v| {
+                // Unique ids, so that most generated collections are well-formed.
+                let mut seen = Vec::new();
+                v.retain(|e| {
+                    let id = e["id"].as_str().unwrap_or_default().to_owned();
+                    if seen.contains(&id) { false } else { seen.push(id); true }
+                });
+                Value::Array(v)
+            }),
+        ]
+    }
+
+    fn layer() -> impl Strategy<Value = Layer> {
+        (
+            prop::collection::btree_map(
+                prop::sample::select(vec!["first_name", "title", "emails", "tags"])
+                    .prop_map(String::from),
+                value(),
+                0..4,
+            ),
+            prop::option::of(attachments()),
+            prop::option::of(0i64..3),
+        )
+            .prop_map(|(mut fields, att, at)| {
+                if let Some(a) = att {
+                    fields.insert("attachments".into(), a);
+                }
+                Layer {
+                    fields,
+                    ats_updated_at: at.map(|s| Utc.timestamp_opt(1_770_000_000 + s, 0).unwrap()),
+                    observed_at: None,
+                }
+            })
+    }
+
+    fn element_of<'a>(value: Option<&'a Value>, id: &str) -> Option<&'a Map<String, Value>> {
+        keyed_elements(value?)?
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, e)| e)
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_deterministic_and_idempotent(push in prop::option::of(layer()), pull in prop::option::of(layer())) {
+            let once = merge(EntityKind::Candidate, push.as_ref(), pull.as_ref(), ViewMode::Merged);
+            let again = merge(EntityKind::Candidate, push.clone().as_ref(), pull.clone().as_ref(), ViewMode::Merged);
+            prop_assert_eq!(&once, &again);
+            // Merging the view back as the pull layer at the same time changes nothing.
+            let as_pull = Layer {
+                fields: once.0.fields.clone(),
+                ats_updated_at: pull.as_ref().and_then(|l| l.ats_updated_at).max(push.as_ref().and_then(|l| l.ats_updated_at)),
+                observed_at: None,
+            };
+            let twice = merge(EntityKind::Candidate, push.as_ref(), Some(&as_pull), ViewMode::Merged);
+            prop_assert_eq!(&twice.0.fields, &once.0.fields);
+        }
+
+        #[test]
+        fn provenance_names_a_layer_that_holds_the_value(push in layer(), pull in layer()) {
+            let (view, _) = merge(EntityKind::Candidate, Some(&push), Some(&pull), ViewMode::Merged);
+            for (name, value) in &view.fields {
+                let in_push = push.fields.get(name);
+                let in_pull = pull.fields.get(name);
+                let keyed = name == "attachments"
+                    && in_push.is_none_or(|v| keyed_elements(v).is_some())
+                    && in_pull.is_none_or(|v| keyed_elements(v).is_some());
+                if keyed {
+                    for (id, element) in keyed_elements(value).unwrap() {
+                        let pe = element_of(in_push, id);
+                        let le = element_of(in_pull, id);
+                        match view.provenance[&element_path(name, id)] {
+                            Provenance::Push => prop_assert_eq!(pe, Some(element)),
+                            Provenance::Pull => prop_assert_eq!(le, Some(element)),
+                            Provenance::Both => {
+                                prop_assert!(pe.is_some() && le.is_some());
+                                for (m, v) in element {
+                                    prop_assert!(pe.and_then(|e| e.get(m)) == Some(v) || le.and_then(|e| e.get(m)) == Some(v));
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    match view.provenance[name] {
+                        Provenance::Push => prop_assert_eq!(in_push, Some(value)),
+                        Provenance::Pull => prop_assert_eq!(in_pull, Some(value)),
+                        Provenance::Both => {
+                            prop_assert_eq!(in_push, Some(value));
+                            prop_assert_eq!(in_pull, Some(value));
+                        }
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn no_value_is_invented_and_none_is_lost(push in layer(), pull in layer()) {
+            let (view, _) = merge(EntityKind::Candidate, Some(&push), Some(&pull), ViewMode::Merged);
+            let names: std::collections::BTreeSet<&String> = push.fields.keys().chain(pull.fields.keys()).collect();
+            prop_assert_eq!(names, view.fields.keys().collect());
+            for (name, value) in &view.fields {
+                if push.fields.get(name) == Some(value) || pull.fields.get(name) == Some(value) {
+                    continue;
+                }
+                // Only a merged keyed collection may differ from both layers, and every
+                // member of every element must come from the same element in a layer.
+                prop_assert_eq!(name.as_str(), "attachments");
+                for (id, element) in keyed_elements(value).unwrap() {
+                    for (m, v) in element {
+                        let from_push = element_of(push.fields.get(name), id).and_then(|e| e.get(m)) == Some(v);
+                        let from_pull = element_of(pull.fields.get(name), id).and_then(|e| e.get(m)) == Some(v);
+                        prop_assert!(from_push || from_pull, "member {m} of {id} invented");
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn push_only_view_equals_the_push_layer(push in prop::option::of(layer()), pull in prop::option::of(layer())) {
+            let (view, report) = merge(EntityKind::Candidate, push.as_ref(), pull.as_ref(), ViewMode::PushOnly);
+            prop_assert_eq!(&view.fields, &push.map(|l| l.fields).unwrap_or_default());
+            prop_assert!(view.provenance.values().all(|p| *p == Provenance::Push));
+            prop_assert!(report.is_empty());
+        }
+    }
+}

@@ -1,0 +1,4 @@
+//! The handlers behind the Lambda functions, as library code so that the functions'
+//! `main` is only wiring and `edsctl` can drive the very same handlers locally.
+
+pub mod scheduler;

@@ -1,0 +1,817 @@
+//! DynamoDB adapter of the record store (see the parent module for the key design and
+//! the crash-safe write order).
+//!
+//! Items are mapped with `serde_dynamo`. A version's state (layers, markers, mode) and
+//! view are stored as two JSON strings rather than nested DynamoDB maps: JSON keeps the
+//! difference between absent and null, number spelling and member order exactly as
+//! merged (a DynamoDB map round trip does not), and the record's content is only ever
+//! read whole. The attributes the index and the operator need (`entity`, `ats_id`,
+//! `version`, `changed_at`, `tombstone`, `cause`, `content_hash`) are top level.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{
+    BATCH_GET_MAX, HEAD_SK, HistoryEntry, KeyPage, KeySummary, MAX_ITEM_BYTES, PageOutcome,
+    RecordOutcome, RecordRead, RecordResult, RecordSweep, RecordWrite, RequestCount, SHARDS,
+    StoreError, delete_batches, gsi1pk, gsi1sk, parse_gsi1sk, record_pk, shard_of, version_sk,
+};
+use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use crate::domain::merge::{MergeReport, View};
+use crate::domain::version::{Cause, Change, ContentHash, RecordState, Version, apply};
+
+/// Name of the tenant index (infra/template.yaml).
+pub const BY_TENANT_INDEX: &str = "by_tenant";
+/// Attempts per record when its head keeps moving under concurrent writers.
+const MAX_ATTEMPTS: u32 = 5;
+/// Rounds of retrying unprocessed batch keys/items before giving up (retryable error).
+const MAX_BATCH_ROUNDS: u32 = 8;
+/// Records of a page written concurrently.
+const WRITE_CONCURRENCY: usize = 8;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// The stored form of a head or version item.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredItem {
+    pk: String,
+    sk: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gsi1sk: Option<String>,
+    entity: EntityKind,
+    ats_id: AtsId,
+    version: u64,
+    changed_at: DateTime<Utc>,
+    tombstone: bool,
+    cause: Cause,
+    content_hash: ContentHash,
+    state: String,
+    view: String,
+}
+
+/// The index projection of a head item.
+#[derive(Debug, Deserialize)]
+struct IndexItem {
+    entity: EntityKind,
+    ats_id: AtsId,
+    version: u64,
+    changed_at: DateTime<Utc>,
+    tombstone: bool,
+}
+
+/// Requests made by one operation, so that callers (and tests) see the cost of a page.
+#[derive(Default)]
+struct Counter {
+    reads: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl Counter {
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    fn snapshot(&self) -> RequestCount {
+        RequestCount {
+            reads: self.reads.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Whether a conditional write lost its race.
+enum Put {
+    Done,
+    ConditionFailed,
+}
+
+/// The DynamoDB record store over the records table.
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn key_item(pk: String, sk: String) -> Item {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(pk)),
+            ("sk".to_owned(), AttributeValue::S(sk)),
+        ])
+    }
+
+    /// The stored form of `v` as the record's head (`head = true`) or as its version
+    /// item. Public for operator tools and for tests that simulate a crashed writer.
+    pub fn encode_item(key: &RecordKey, v: &Version, head: bool) -> Result<Item, StoreError> {
+        Self::to_item(key, v, head)
+    }
+
+    fn to_item(key: &RecordKey, v: &Version, head: bool) -> Result<Item, StoreError> {
+        let encode = |what: &str, r: serde_json::Result<String>| {
+            r.map_err(|e| StoreError::Malformed {
+                what: format!("{key} {what}"),
+                message: e.to_string(),
+            })
+        };
+        let state = encode("state", serde_json::to_string(&v.state))?;
+        let view = encode("view", serde_json::to_string(&v.view))?;
+        let bytes = state.len() + view.len() + 512;
+        if bytes > MAX_ITEM_BYTES {
+            return Err(StoreError::ItemTooLarge {
+                key: key.to_string(),
+                bytes,
+                max: MAX_ITEM_BYTES,
+            });
+        }
+        let stored = StoredItem {
+            pk: record_pk(key),
+            sk: if head {
+                HEAD_SK.to_owned()
+            } else {
+                version_sk(v.version)
+            },
+            gsi1pk: head.then(|| gsi1pk(&key.tenant, shard_of(key.entity, &key.ats_id))),
+            gsi1sk: head.then(|| gsi1sk(key.entity, &key.ats_id)),
+            entity: key.entity,
+            ats_id: key.ats_id.clone(),
+            version: v.version,
+            changed_at: v.valid_from,
+            tombstone: v.view.deleted.is_some(),
+            cause: v.cause,
+            content_hash: v.content_hash,
+            state,
+            view,
+        };
+        serde_dynamo::to_item(stored).map_err(|e| StoreError::Malformed {
+            what: key.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    fn from_item(item: Item) -> Result<Version, StoreError> {
+        let stored: StoredItem =
+            serde_dynamo::from_item(item).map_err(|e| StoreError::Malformed {
+                what: "record item".into(),
+                message: e.to_string(),
+            })?;
+        let what = || format!("{} {}", stored.pk, stored.sk);
+        let state: RecordState =
+            serde_json::from_str(&stored.state).map_err(|e| StoreError::Malformed {
+                what: what(),
+                message: e.to_string(),
+            })?;
+        let view: View = serde_json::from_str(&stored.view).map_err(|e| StoreError::Malformed {
+            what: what(),
+            message: e.to_string(),
+        })?;
+        Ok(Version {
+            version: stored.version,
+            cause: stored.cause,
+            valid_from: stored.changed_at,
+            content_hash: stored.content_hash,
+            state,
+            view,
+        })
+    }
+
+    async fn get_item(
+        &self,
+        pk: String,
+        sk: String,
+        n: &Counter,
+    ) -> Result<Option<Version>, StoreError> {
+        n.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_item(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        out.item.map(Self::from_item).transpose()
+    }
+
+    /// Puts an item under a condition; a failed condition is an outcome, not an error.
+    async fn put_conditional(
+        &self,
+        item: Item,
+        condition: &str,
+        expected: Option<u64>,
+        n: &Counter,
+    ) -> Result<Put, StoreError> {
+        n.write();
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition);
+        if let Some(v) = expected {
+            req = req
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+        }
+        match req.send().await {
+            Ok(_) => Ok(Put::Done),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(Put::ConditionFailed)
+            }
+            Err(e) => Err(sdk_error("PutItem", e)),
+        }
+    }
+
+    /// Moves the head from `expected` (None: no head yet) to `to`.
+    async fn put_head(
+        &self,
+        key: &RecordKey,
+        to: &Version,
+        expected: Option<u64>,
+        n: &Counter,
+    ) -> Result<Put, StoreError> {
+        let item = Self::to_item(key, to, true)?;
+        match expected {
+            None => {
+                self.put_conditional(item, "attribute_not_exists(pk)", None, n)
+                    .await
+            }
+            Some(v) => self.put_conditional(item, "#v = :v", Some(v), n).await,
+        }
+    }
+
+    /// Reads the head and rolls it forward over orphan versions a crashed writer left
+    /// behind (versions written whose head update never happened).
+    async fn settle_head(
+        &self,
+        key: &RecordKey,
+        n: &Counter,
+    ) -> Result<Option<Version>, StoreError> {
+        let pk = record_pk(key);
+        let mut head = self.get_item(pk.clone(), HEAD_SK.to_owned(), n).await?;
+        // Bounded: each round either advances the head by one version or re-reads it.
+        for _ in 0..64 {
+            let next = head.as_ref().map_or(1, |h| h.version + 1);
+            let Some(orphan) = self.get_item(pk.clone(), version_sk(next), n).await? else {
+                return Ok(head);
+            };
+            tracing::info!(record = %key, version = next, "rolling head forward onto orphan version");
+            match self
+                .put_head(key, &orphan, head.as_ref().map(|h| h.version), n)
+                .await?
+            {
+                Put::Done => head = Some(orphan),
+                Put::ConditionFailed => {
+                    head = self.get_item(pk.clone(), HEAD_SK.to_owned(), n).await?
+                }
+            }
+        }
+        Err(StoreError::Contention {
+            key: key.to_string(),
+            attempts: 64,
+        })
+    }
+
+    /// Applies a record's changes on top of `head` and writes the resulting versions,
+    /// retrying on conflicts with concurrent (or crashed) writers.
+    async fn write_record(
+        &self,
+        key: &RecordKey,
+        changes: &[Change],
+        mut head: Option<Version>,
+        now: DateTime<Utc>,
+        n: &Counter,
+    ) -> Result<RecordOutcome, StoreError> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut pending: Vec<Version> = Vec::new();
+            let mut report = MergeReport::default();
+            for change in changes {
+                if let Some(next) = apply(pending.last().or(head.as_ref()), change, now)? {
+                    report.backfilled.extend(next.report.backfilled);
+                    report.corrected.extend(next.report.corrected);
+                    report.push_newer_kept.extend(next.report.push_newer_kept);
+                    pending.push(next.version);
+                }
+            }
+            let Some(last) = pending.last() else {
+                return Ok(RecordOutcome::Unchanged {
+                    version: head.map(|h| h.version),
+                });
+            };
+            if self.write_versions(key, head.as_ref(), &pending, n).await? {
+                return Ok(match &head {
+                    None => RecordOutcome::Created {
+                        version: last.version,
+                        report,
+                    },
+                    Some(h) => RecordOutcome::Updated {
+                        from: h.version,
+                        to: last.version,
+                        report,
+                    },
+                });
+            }
+            // Someone else moved first (or crashed midway): back off, re-read, redo.
+            let pause = {
+                let mut rng = rand::rng();
+                rng.random_range(5..25u64) * u64::from(attempt)
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
+            head = self.settle_head(key, n).await?;
+        }
+        Err(StoreError::Contention {
+            key: key.to_string(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Version items first (never overwriting one), then the head, conditioned on the
+    /// version the change was computed from. False when a condition failed.
+    async fn write_versions(
+        &self,
+        key: &RecordKey,
+        head: Option<&Version>,
+        pending: &[Version],
+        n: &Counter,
+    ) -> Result<bool, StoreError> {
+        for v in pending {
+            let item = Self::to_item(key, v, false)?;
+            if let Put::ConditionFailed = self
+                .put_conditional(item, "attribute_not_exists(pk)", None, n)
+                .await?
+            {
+                return Ok(false);
+            }
+        }
+        let Some(last) = pending.last() else {
+            return Ok(true);
+        };
+        Ok(matches!(
+            self.put_head(key, last, head.map(|h| h.version), n).await?,
+            Put::Done
+        ))
+    }
+
+    /// Consistent batch read of heads, 100 keys per request, retrying unprocessed keys.
+    async fn batch_get_heads(
+        &self,
+        keys: &[RecordKey],
+        n: &Counter,
+    ) -> Result<HashMap<String, Version>, StoreError> {
+        let mut heads = HashMap::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending: Vec<Item> = chunk
+                .iter()
+                .map(|k| Self::key_item(record_pk(k), HEAD_SK.to_owned()))
+                .collect();
+            let mut round = 0;
+            while !pending.is_empty() {
+                round += 1;
+                if round > MAX_BATCH_ROUNDS {
+                    return Err(StoreError::Dynamo {
+                        op: "BatchGetItem",
+                        message: format!(
+                            "{} keys still unprocessed after {MAX_BATCH_ROUNDS} rounds",
+                            pending.len()
+                        ),
+                        retryable: true,
+                    });
+                }
+                if round > 1 {
+                    tokio::time::sleep(backoff(round)).await;
+                }
+                let request = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| build_error("BatchGetItem", e))?;
+                n.read();
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchGetItem", e))?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    for item in items {
+                        let v = Self::from_item(item.clone())?;
+                        let pk = match item.get("pk") {
+                            Some(AttributeValue::S(pk)) => pk.clone(),
+                            _ => continue,
+                        };
+                        heads.insert(pk, v);
+                    }
+                }
+                if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
+                    pending = left.keys().to_vec();
+                }
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Sort keys and versions of every item under a record's pk (`(sk, version)`).
+    async fn item_index(
+        &self,
+        key: &RecordKey,
+        n: &Counter,
+    ) -> Result<Vec<(String, u64, Option<DateTime<Utc>>)>, StoreError> {
+        #[derive(Deserialize)]
+        struct Row {
+            sk: String,
+            version: u64,
+            changed_at: Option<DateTime<Utc>>,
+        }
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            n.read();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(record_pk(key)))
+                .projection_expression("sk, #v, changed_at")
+                .expression_attribute_names("#v", "version")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                let row: Row =
+                    serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Malformed {
+                        what: key.to_string(),
+                        message: e.to_string(),
+                    })?;
+                out.push((row.sk, row.version, row.changed_at));
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+fn backoff(round: u32) -> Duration {
+    let jitter = rand::rng().random_range(0..20u64);
+    Duration::from_millis(25 * u64::from(round) + jitter)
+}
+
+fn build_error(op: &'static str, e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Dynamo {
+        op,
+        message: e.to_string(),
+        retryable: false,
+    }
+}
+
+/// Maps an SDK error; throttling, server errors and transport failures are retryable.
+fn sdk_error<E, R>(op: &'static str, e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let retryable = match &e {
+        SdkError::ServiceError(s) => matches!(
+            s.err().code(),
+            Some(
+                "ProvisionedThroughputExceededException"
+                    | "ThrottlingException"
+                    | "RequestLimitExceeded"
+                    | "InternalServerError"
+                    | "ServiceUnavailable"
+            )
+        ),
+        SdkError::ConstructionFailure(_) => false,
+        _ => true,
+    };
+    StoreError::Dynamo {
+        op,
+        message: DisplayErrorContext(&e).to_string(),
+        retryable,
+    }
+}
+
+#[async_trait]
+impl RecordRead for DynamoStore {
+    async fn get(&self, key: &RecordKey) -> Result<Option<Version>, StoreError> {
+        self.get_item(record_pk(key), HEAD_SK.to_owned(), &Counter::default())
+            .await
+    }
+
+    async fn history(&self, key: &RecordKey) -> Result<Vec<HistoryEntry>, StoreError> {
+        let n = Counter::default();
+        let pk = record_pk(key);
+        let mut versions = Vec::new();
+        let mut start: Option<Item> = None;
+        let mut head_version = 0;
+        loop {
+            n.read();
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in page.items() {
+                let is_head =
+                    matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk == HEAD_SK);
+                let v = Self::from_item(item.clone())?;
+                if is_head {
+                    head_version = v.version;
+                } else {
+                    versions.push(v);
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        // Versions above the head are orphans of a crashed writer: not committed yet.
+        versions.retain(|v| v.version <= head_version);
+        versions.sort_by_key(|v| v.version);
+        let valid_to: Vec<Option<DateTime<Utc>>> = versions
+            .iter()
+            .skip(1)
+            .map(|v| Some(v.valid_from))
+            .chain([None])
+            .collect();
+        Ok(versions
+            .into_iter()
+            .zip(valid_to)
+            .map(|(version, valid_to)| HistoryEntry { version, valid_to })
+            .collect())
+    }
+
+    async fn as_of(
+        &self,
+        key: &RecordKey,
+        t: DateTime<Utc>,
+    ) -> Result<Option<Version>, StoreError> {
+        let n = Counter::default();
+        let rows = self.item_index(key, &n).await?;
+        let head = rows
+            .iter()
+            .find(|(sk, _, _)| sk == HEAD_SK)
+            .map(|(_, v, _)| *v);
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let valid = rows
+            .iter()
+            .filter(|(sk, v, from)| sk != HEAD_SK && *v <= head && from.is_some_and(|f| f <= t))
+            .map(|(_, v, _)| *v)
+            .max();
+        match valid {
+            None => Ok(None),
+            Some(v) => self.get_item(record_pk(key), version_sk(v), &n).await,
+        }
+    }
+}
+
+#[async_trait]
+impl RecordWrite for DynamoStore {
+    async fn apply_page(
+        &self,
+        tenant: &TenantId,
+        changes: Vec<Change>,
+        now: DateTime<Utc>,
+    ) -> Result<PageOutcome, StoreError> {
+        let n = Counter::default();
+        // Group by record, keeping the order of first appearance and of changes.
+        let mut order: HashMap<(EntityKind, AtsId), usize> = HashMap::new();
+        let mut groups: Vec<(RecordKey, Vec<Change>)> = Vec::new();
+        for change in changes {
+            let id = (change.entity(), change.ats_id().clone());
+            match order.get(&id) {
+                Some(&i) => groups[i].1.push(change),
+                None => {
+                    order.insert(id.clone(), groups.len());
+                    groups.push((RecordKey::new(tenant.clone(), id.0, id.1), vec![change]));
+                }
+            }
+        }
+        let keys: Vec<RecordKey> = groups.iter().map(|(k, _)| k.clone()).collect();
+        let heads = self.batch_get_heads(&keys, &n).await?;
+
+        let heads = &heads;
+        let n_ref = &n;
+        let mut results: Vec<(usize, RecordResult)> = stream::iter(groups.into_iter().enumerate())
+            .map(|(i, (key, changes))| async move {
+                let head = heads.get(&record_pk(&key)).cloned();
+                let outcome = match self.write_record(&key, &changes, head, now, n_ref).await {
+                    Ok(o) => o,
+                    Err(e) if e.is_retryable() => RecordOutcome::Failed {
+                        error: e.to_string(),
+                    },
+                    Err(e) => RecordOutcome::Rejected {
+                        error: e.to_string(),
+                    },
+                };
+                (
+                    i,
+                    RecordResult {
+                        entity: key.entity,
+                        ats_id: key.ats_id,
+                        outcome,
+                    },
+                )
+            })
+            .buffer_unordered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        results.sort_by_key(|(i, _)| *i);
+
+        let mut outcome = PageOutcome::default();
+        for (_, r) in results {
+            let report = match &r.outcome {
+                RecordOutcome::Created { version, report } => {
+                    outcome.created += 1;
+                    outcome.versions_written += *version as usize;
+                    Some(report)
+                }
+                RecordOutcome::Updated { from, to, report } => {
+                    outcome.updated += 1;
+                    outcome.versions_written += (to - from) as usize;
+                    Some(report)
+                }
+                RecordOutcome::Unchanged { .. } => {
+                    outcome.unchanged += 1;
+                    None
+                }
+                RecordOutcome::Rejected { .. } => {
+                    outcome.rejected += 1;
+                    None
+                }
+                RecordOutcome::Failed { .. } => {
+                    outcome.failed += 1;
+                    None
+                }
+            };
+            if let Some(report) = report {
+                outcome.backfilled += report.backfilled.len();
+                outcome.corrected += report.corrected.len();
+                outcome.push_newer_kept += report.push_newer_kept.len();
+            }
+            outcome.records.push(r);
+        }
+        outcome.requests = n.snapshot();
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl RecordSweep for DynamoStore {
+    async fn list_keys(
+        &self,
+        tenant: &TenantId,
+        shard: u8,
+        start: Option<&str>,
+        limit: u32,
+    ) -> Result<KeyPage, StoreError> {
+        if shard >= SHARDS {
+            return Err(StoreError::Shard(shard));
+        }
+        let partition = gsi1pk(tenant, shard);
+        // The cursor is the last gsi1sk; the rest of the start key is derived from it,
+        // inside this tenant's key space, so a cursor cannot reach another tenant.
+        let exclusive_start = match start {
+            None => None,
+            Some(cursor) => {
+                let (entity, ats_id) =
+                    parse_gsi1sk(cursor).ok_or_else(|| StoreError::Malformed {
+                        what: "list cursor".into(),
+                        message: "expected {entity}#{ats_id}".into(),
+                    })?;
+                let key = RecordKey::new(tenant.clone(), entity, ats_id);
+                let mut item = Self::key_item(record_pk(&key), HEAD_SK.to_owned());
+                item.insert("gsi1pk".into(), AttributeValue::S(partition.clone()));
+                item.insert("gsi1sk".into(), AttributeValue::S(cursor.to_owned()));
+                Some(item)
+            }
+        };
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_TENANT_INDEX)
+            .key_condition_expression("gsi1pk = :p")
+            .expression_attribute_values(":p", AttributeValue::S(partition))
+            .set_exclusive_start_key(exclusive_start)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let mut keys = Vec::with_capacity(page.items().len());
+        for item in page.items() {
+            let row: IndexItem =
+                serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Malformed {
+                    what: "index item".into(),
+                    message: e.to_string(),
+                })?;
+            keys.push(KeySummary {
+                entity: row.entity,
+                ats_id: row.ats_id,
+                version: row.version,
+                changed_at: row.changed_at,
+                tombstone: row.tombstone,
+            });
+        }
+        let next = match page.last_evaluated_key().and_then(|k| k.get("gsi1sk")) {
+            Some(AttributeValue::S(s)) => Some(s.clone()),
+            _ => None,
+        };
+        Ok(KeyPage { keys, next })
+    }
+
+    async fn delete_all_items(&self, key: &RecordKey) -> Result<usize, StoreError> {
+        let n = Counter::default();
+        let sks: Vec<String> = self
+            .item_index(key, &n)
+            .await?
+            .into_iter()
+            .map(|(sk, _, _)| sk)
+            .collect();
+        let total = sks.len();
+        let pk = record_pk(key);
+        for batch in delete_batches(sks) {
+            let mut pending = batch
+                .into_iter()
+                .map(|sk| {
+                    DeleteRequest::builder()
+                        .set_key(Some(Self::key_item(pk.clone(), sk)))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| build_error("BatchWriteItem", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut round = 0;
+            while !pending.is_empty() {
+                round += 1;
+                if round > MAX_BATCH_ROUNDS {
+                    return Err(StoreError::Dynamo {
+                        op: "BatchWriteItem",
+                        message: format!(
+                            "{} deletes still unprocessed after {MAX_BATCH_ROUNDS} rounds",
+                            pending.len()
+                        ),
+                        retryable: true,
+                    });
+                }
+                if round > 1 {
+                    tokio::time::sleep(backoff(round)).await;
+                }
+                n.write();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                if let Some(left) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
+                    pending = left.clone();
+                }
+            }
+        }
+        Ok(total)
+    }
+}

@@ -1,0 +1,766 @@
+//! Integration tests of the DynamoDB record store against the local AWS emulator (moto).
+//! They need `AWS_ENDPOINT_URL` pointing at a running moto server; each test creates its
+//! own uniquely named table with the schema of infra/template.yaml.
+
+use std::sync::{Arc, Mutex};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_shared::domain::merge::{DeletedBy, ViewMode};
+use eds_shared::domain::model::{LayerKind, Observation, ObservationScope, Provenance};
+use eds_shared::domain::version::{Cause, Change, apply};
+use eds_shared::store::dynamodb::DynamoStore;
+use eds_shared::store::{RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, shard_of};
+use serde_json::{Value, json};
+
+/// Records the DynamoDB operation (`X-Amz-Target`) of every request sent.
+#[derive(Debug, Clone, Default)]
+struct OperationLog(Arc<Mutex<Vec<String>>>);
+
+impl OperationLog {
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for OperationLog {
+    fn name(&self) -> &'static str {
+        "operation-log"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(target) = context.request().headers().get("x-amz-target") {
+            let op = target.rsplit('.').next().unwrap_or(target).to_owned();
+            self.0.lock().unwrap().push(op);
+        }
+        Ok(())
+    }
+}
+
+const WRITE_OPERATIONS: &[&str] = &[
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
+struct Fixture {
+    store: DynamoStore,
+    client: Client,
+    log: OperationLog,
+    tenant: TenantId,
+}
+
+async fn fixture(name: &str) -> Fixture {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL must point at a moto server (see the team brief)");
+    let log = OperationLog::default();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version_latest()
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .interceptor(log.clone())
+        .build();
+    let client = Client::from_conf(config);
+    let table = format!("records-{name}-{}", uuid::Uuid::new_v4().simple());
+    create_records_table(&client, &table).await;
+    log.take();
+    Fixture {
+        store: DynamoStore::new(client.clone(), table),
+        client,
+        log,
+        tenant: TenantId::parse(format!(
+            "t-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ))
+        .unwrap(),
+    }
+}
+
+/// The records table as declared in infra/template.yaml.
+async fn create_records_table(client: &Client, table: &str) {
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .attribute_definitions(attr("gsi1pk"))
+        .attribute_definitions(attr("gsi1sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("by_tenant")
+                .key_schema(key("gsi1pk", KeyType::Hash))
+                .key_schema(key("gsi1sk", KeyType::Range))
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(
+                            ["entity", "ats_id", "version", "changed_at", "tombstone"]
+                                .map(String::from)
+                                .to_vec(),
+                        ))
+                        .build(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("create records table");
+}
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_780_000_000 + secs, 0).unwrap()
+}
+
+fn fields(v: Value) -> eds_shared::domain::model::Fields {
+    serde_json::from_value(v).unwrap()
+}
+
+fn record(entity: EntityKind, id: &str, layer: LayerKind, f: Value, at: i64) -> Change {
+    Change::Observe {
+        layer,
+        observation: Observation {
+            entity,
+            ats_id: AtsId::parse(id).unwrap(),
+            ats_updated_at: Some(t(at)),
+            scope: ObservationScope::Record { fields: fields(f) },
+        },
+    }
+}
+
+fn attachment(id: &str, attachment_id: &str) -> Change {
+    Change::Observe {
+        layer: LayerKind::Pull,
+        observation: Observation {
+            entity: EntityKind::Candidate,
+            ats_id: AtsId::parse(id).unwrap(),
+            ats_updated_at: None,
+            scope: ObservationScope::Element {
+                field: "attachments".into(),
+                element: json!({"id": attachment_id, "filename": format!("{attachment_id}.pdf")}),
+            },
+        },
+    }
+}
+
+impl Fixture {
+    fn key(&self, entity: EntityKind, id: &str) -> RecordKey {
+        RecordKey::new(self.tenant.clone(), entity, AtsId::parse(id).unwrap())
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_record_lose_no_update_and_duplicate_no_version() {
+    let fx = fixture("concurrent").await;
+    let key = fx.key(EntityKind::Candidate, "1");
+    let seed = fx
+        .store
+        .apply_page(
+            &fx.tenant,
+            vec![record(
+                EntityKind::Candidate,
+                "1",
+                LayerKind::Pull,
+                json!({"title": "Dev"}),
+                0,
+            )],
+            t(0),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seed.created, 1);
+
+    const WRITERS: usize = 6;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let store = fx.store.clone();
+        let tenant = fx.tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            // A writer that runs out of attempts is redelivered, as SQS would.
+            for _ in 0..10 {
+                let page = store
+                    .apply_page(&tenant, vec![attachment("1", &format!("a{w}"))], t(10))
+                    .await
+                    .unwrap();
+                match &page.records[0].outcome {
+                    RecordOutcome::Failed { .. } => continue,
+                    RecordOutcome::Updated { .. } => return,
+                    other => panic!("writer {w}: unexpected {other:?}"),
+                }
+            }
+            panic!("writer {w} never got through");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    let mut ids: Vec<String> = head.view.fields["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = (0..WRITERS).map(|w| format!("a{w}")).collect();
+    assert_eq!(ids, expected, "no writer's update was lost");
+
+    let history = fx.store.history(&key).await.unwrap();
+    let numbers: Vec<u64> = history.iter().map(|h| h.version.version).collect();
+    assert_eq!(
+        numbers,
+        (1..=(WRITERS as u64 + 1)).collect::<Vec<_>>(),
+        "one version per change, no gaps"
+    );
+    assert_eq!(head.version, WRITERS as u64 + 1);
+    let mut hashes: Vec<_> = history.iter().map(|h| h.version.content_hash).collect();
+    hashes.dedup();
+    assert_eq!(
+        hashes.len(),
+        history.len(),
+        "no version duplicates its predecessor"
+    );
+    // Every version adds exactly one attachment to the one before it.
+    for (i, h) in history.iter().enumerate() {
+        let n = h
+            .version
+            .view
+            .fields
+            .get("attachments")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        assert_eq!(n, i);
+    }
+}
+
+#[tokio::test]
+async fn crash_between_version_write_and_head_update_is_repaired_by_the_next_write() {
+    let fx = fixture("crash").await;
+    let key = fx.key(EntityKind::Job, "9");
+    fx.store
+        .apply_page(
+            &fx.tenant,
+            vec![record(
+                EntityKind::Job,
+                "9",
+                LayerKind::Push,
+                json!({"name": "Eng"}),
+                0,
+            )],
+            t(0),
+        )
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+
+    // A writer computed version 2, wrote its version item and crashed before the head.
+    let crashed = record(
+        EntityKind::Job,
+        "9",
+        LayerKind::Pull,
+        json!({"name": "Engineer"}),
+        1,
+    );
+    let orphan = apply(Some(&v1), &crashed, t(5)).unwrap().unwrap().version;
+    fx.client
+        .put_item()
+        .table_name(fx.store.table())
+        .set_item(Some(
+            DynamoStore::encode_item(&key, &orphan, false).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fx.store.get(&key).await.unwrap().unwrap().version, 1);
+    assert_eq!(
+        fx.store.history(&key).await.unwrap().len(),
+        1,
+        "uncommitted orphan is not history yet"
+    );
+
+    // The next write (another change) rolls the head onto the orphan, then applies.
+    let next = record(
+        EntityKind::Job,
+        "9",
+        LayerKind::Push,
+        json!({"name": "Eng", "status": "open"}),
+        2,
+    );
+    let page = fx
+        .store
+        .apply_page(&fx.tenant, vec![next], t(6))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            page.records[0].outcome,
+            RecordOutcome::Updated { from: 2, to: 3, .. }
+        ),
+        "{:?}",
+        page.records[0].outcome
+    );
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.version, 3);
+    let pulled = head
+        .state
+        .pull
+        .as_ref()
+        .expect("the orphan's pull layer is not lost");
+    assert_eq!(pulled.fields["name"], json!("Engineer"));
+    assert_eq!(
+        head.view.fields["name"],
+        json!("Eng"),
+        "the newer push wins the conflict"
+    );
+    assert_eq!(head.view.fields["status"], json!("open"));
+    let history = fx.store.history(&key).await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| h.version.version)
+            .collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(history[1].version, orphan);
+}
+
+#[tokio::test]
+async fn redelivery_after_a_crash_commits_the_orphan_without_a_duplicate() {
+    let fx = fixture("redeliver").await;
+    let key = fx.key(EntityKind::Candidate, "5");
+    let first = record(
+        EntityKind::Candidate,
+        "5",
+        LayerKind::Push,
+        json!({"first_name": "Ada"}),
+        0,
+    );
+    fx.store
+        .apply_page(&fx.tenant, vec![first], t(0))
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    let change = record(
+        EntityKind::Candidate,
+        "5",
+        LayerKind::Pull,
+        json!({"first_name": "Ada", "title": "CTO"}),
+        1,
+    );
+    let orphan = apply(Some(&v1), &change, t(1)).unwrap().unwrap().version;
+    fx.client
+        .put_item()
+        .table_name(fx.store.table())
+        .set_item(Some(
+            DynamoStore::encode_item(&key, &orphan, false).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // SQS redelivers the same message: the orphan becomes the head, nothing else.
+    let page = fx
+        .store
+        .apply_page(&fx.tenant, vec![change], t(2))
+        .await
+        .unwrap();
+    assert_eq!(page.unchanged, 1);
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head, orphan);
+    assert_eq!(fx.store.history(&key).await.unwrap().len(), 2);
+    assert_eq!(head.view.provenance["title"], Provenance::Pull);
+}
+
+#[tokio::test]
+async fn as_of_returns_the_version_valid_at_that_time() {
+    let fx = fixture("asof").await;
+    let key = fx.key(EntityKind::Application, "3");
+    for (i, stage) in ["Applied", "Interview", "Offer"].iter().enumerate() {
+        let c = record(
+            EntityKind::Application,
+            "3",
+            LayerKind::Pull,
+            json!({"stage_name": stage}),
+            i as i64,
+        );
+        fx.store
+            .apply_page(&fx.tenant, vec![c], t(100 * (i as i64 + 1)))
+            .await
+            .unwrap();
+    }
+    let stage_at = |v: Option<eds_shared::domain::version::Version>| {
+        v.map(|v| v.view.fields["stage_name"].clone())
+    };
+    assert_eq!(stage_at(fx.store.as_of(&key, t(99)).await.unwrap()), None);
+    assert_eq!(
+        stage_at(fx.store.as_of(&key, t(100)).await.unwrap()),
+        Some(json!("Applied"))
+    );
+    assert_eq!(
+        stage_at(fx.store.as_of(&key, t(250)).await.unwrap()),
+        Some(json!("Interview"))
+    );
+    assert_eq!(
+        stage_at(
+            fx.store
+                .as_of(&key, t(300) - Duration::milliseconds(1))
+                .await
+                .unwrap()
+        ),
+        Some(json!("Interview"))
+    );
+    assert_eq!(
+        stage_at(fx.store.as_of(&key, t(10_000)).await.unwrap()),
+        Some(json!("Offer"))
+    );
+
+    let history = fx.store.history(&key).await.unwrap();
+    let intervals: Vec<_> = history
+        .iter()
+        .map(|h| (h.version.valid_from, h.valid_to))
+        .collect();
+    assert_eq!(
+        intervals,
+        vec![
+            (t(100), Some(t(200))),
+            (t(200), Some(t(300))),
+            (t(300), None)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn unchanged_page_causes_zero_write_requests() {
+    let fx = fixture("unchanged").await;
+    let page: Vec<Change> = (0..150)
+        .map(|i| {
+            record(
+                EntityKind::Candidate,
+                &i.to_string(),
+                LayerKind::Pull,
+                json!({"first_name": format!("N{i}")}),
+                0,
+            )
+        })
+        .collect();
+    let first = fx
+        .store
+        .apply_page(&fx.tenant, page.clone(), t(0))
+        .await
+        .unwrap();
+    assert_eq!(first.created, 150);
+    assert_eq!(
+        first.requests.writes, 300,
+        "one version item and one head per new record"
+    );
+    fx.log.take();
+
+    let again = fx.store.apply_page(&fx.tenant, page, t(60)).await.unwrap();
+    let sent = fx.log.take();
+    assert_eq!(again.unchanged, 150);
+    assert_eq!(again.versions_written, 0);
+    let writes: Vec<&String> = sent
+        .iter()
+        .filter(|op| WRITE_OPERATIONS.contains(&op.as_str()))
+        .collect();
+    assert!(writes.is_empty(), "unchanged page wrote: {writes:?}");
+    assert_eq!(
+        sent,
+        vec!["BatchGetItem", "BatchGetItem"],
+        "150 heads read in two batches"
+    );
+    assert_eq!(again.requests.writes, 0);
+    assert_eq!(again.requests.reads, 2);
+}
+
+#[tokio::test]
+async fn page_reports_backfills_corrections_and_skips_bad_records() {
+    let fx = fixture("report").await;
+    let push = vec![
+        record(
+            EntityKind::Candidate,
+            "1",
+            LayerKind::Push,
+            json!({"first_name": "Ada", "title": "Dev"}),
+            0,
+        ),
+        record(
+            EntityKind::Candidate,
+            "2",
+            LayerKind::Push,
+            json!({"first_name": "Bo"}),
+            0,
+        ),
+    ];
+    fx.store.apply_page(&fx.tenant, push, t(0)).await.unwrap();
+    let pull = vec![
+        record(
+            EntityKind::Candidate,
+            "1",
+            LayerKind::Pull,
+            json!({"first_name": "Ada", "title": "CTO", "company": "X"}),
+            5,
+        ),
+        record(
+            EntityKind::Candidate,
+            "2",
+            LayerKind::Pull,
+            json!({"first_name": "x".repeat(70 * 1024)}),
+            5,
+        ),
+        record(
+            EntityKind::Candidate,
+            "3",
+            LayerKind::Pull,
+            json!({"first_name": "Cy"}),
+            5,
+        ),
+    ];
+    let out = fx.store.apply_page(&fx.tenant, pull, t(10)).await.unwrap();
+    assert_eq!((out.created, out.updated, out.rejected), (1, 1, 1));
+    assert_eq!(
+        (out.backfilled, out.corrected),
+        (2, 1),
+        "company and new record's first_name; title"
+    );
+    assert!(
+        matches!(&out.records[1].outcome, RecordOutcome::Rejected { error } if error.contains("bound"))
+    );
+    assert_eq!(
+        fx.store
+            .get(&fx.key(EntityKind::Candidate, "2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+}
+
+#[tokio::test]
+async fn disable_sweep_hides_every_pulled_value_and_enable_restores_it() {
+    let fx = fixture("disable").await;
+    let key = fx.key(EntityKind::Candidate, "1");
+    let changes = vec![
+        record(
+            EntityKind::Candidate,
+            "1",
+            LayerKind::Push,
+            json!({"first_name": "Ada"}),
+            0,
+        ),
+        record(
+            EntityKind::Candidate,
+            "1",
+            LayerKind::Pull,
+            json!({"first_name": "Ada", "title": "CTO"}),
+            1,
+        ),
+    ];
+    fx.store
+        .apply_page(&fx.tenant, changes, t(0))
+        .await
+        .unwrap();
+    let keys = vec![
+        (EntityKind::Candidate, AtsId::parse("1").unwrap()),
+        (EntityKind::Job, AtsId::parse("404").unwrap()),
+    ];
+    let out = fx
+        .store
+        .set_mode_page(&fx.tenant, &keys, ViewMode::PushOnly, t(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.updated, out.unchanged),
+        (1, 1),
+        "a missing record is not created"
+    );
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.cause, Cause::Disable);
+    assert_eq!(head.view.fields, fields(json!({"first_name": "Ada"})));
+    assert!(
+        fx.store
+            .get(&fx.key(EntityKind::Job, "404"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    fx.store
+        .set_mode_page(&fx.tenant, &keys, ViewMode::Merged, t(6))
+        .await
+        .unwrap();
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.cause, Cause::Enable);
+    assert_eq!(head.view.fields["title"], json!("CTO"));
+    assert_eq!(
+        fx.store.history(&key).await.unwrap().len(),
+        4,
+        "history kept throughout"
+    );
+}
+
+#[tokio::test]
+async fn list_keys_enumerates_a_tenant_by_shard_and_delete_removes_every_item() {
+    let fx = fixture("sweep").await;
+    let other = TenantId::parse(format!("{}-other", fx.tenant)).unwrap();
+    let theirs: Vec<Change> = (0..3)
+        .map(|i| {
+            record(
+                EntityKind::Candidate,
+                &i.to_string(),
+                LayerKind::Push,
+                json!({"first_name": "Z"}),
+                0,
+            )
+        })
+        .collect();
+    fx.store.apply_page(&other, theirs, t(0)).await.unwrap();
+    let page: Vec<Change> = (0..40)
+        .map(|i| {
+            record(
+                EntityKind::Candidate,
+                &i.to_string(),
+                LayerKind::Push,
+                json!({"first_name": "A"}),
+                0,
+            )
+        })
+        .collect();
+    fx.store.apply_page(&fx.tenant, page, t(0)).await.unwrap();
+    // A second version for record 7, then a tombstone for record 8.
+    let more = vec![
+        record(
+            EntityKind::Candidate,
+            "7",
+            LayerKind::Push,
+            json!({"first_name": "B"}),
+            1,
+        ),
+        Change::Observe {
+            layer: LayerKind::Push,
+            observation: Observation {
+                entity: EntityKind::Candidate,
+                ats_id: AtsId::parse("8").unwrap(),
+                ats_updated_at: Some(t(1)),
+                scope: ObservationScope::Deleted,
+            },
+        },
+    ];
+    fx.store.apply_page(&fx.tenant, more, t(1)).await.unwrap();
+
+    let mut listed = Vec::new();
+    let mut shards_used = 0;
+    for shard in 0..SHARDS {
+        let mut start: Option<String> = None;
+        let mut in_shard = 0;
+        loop {
+            let page = fx
+                .store
+                .list_keys(&fx.tenant, shard, start.as_deref(), 2)
+                .await
+                .unwrap();
+            for k in &page.keys {
+                assert_eq!(shard_of(k.entity, &k.ats_id), shard);
+            }
+            in_shard += page.keys.len();
+            listed.extend(page.keys);
+            match page.next {
+                Some(n) => start = Some(n),
+                None => break,
+            }
+        }
+        shards_used += usize::from(in_shard > 0);
+    }
+    assert_eq!(listed.len(), 40, "every record once, heads only");
+    assert!(
+        shards_used >= 8,
+        "40 records spread over {shards_used} shards"
+    );
+    let k7 = listed.iter().find(|k| k.ats_id.as_str() == "7").unwrap();
+    assert_eq!(k7.version, 2);
+    assert!(
+        listed
+            .iter()
+            .find(|k| k.ats_id.as_str() == "8")
+            .unwrap()
+            .tombstone
+    );
+    assert_eq!(
+        fx.store
+            .get(&fx.key(EntityKind::Candidate, "8"))
+            .await
+            .unwrap()
+            .unwrap()
+            .view
+            .deleted,
+        Some(DeletedBy::Push)
+    );
+    // The other tenant's records (same ids) live in their own key space.
+    let mut theirs = 0;
+    for shard in 0..SHARDS {
+        theirs += fx
+            .store
+            .list_keys(&other, shard, None, 100)
+            .await
+            .unwrap()
+            .keys
+            .len();
+    }
+    assert_eq!(theirs, 3);
+
+    let key7 = fx.key(EntityKind::Candidate, "7");
+    assert_eq!(
+        fx.store.delete_all_items(&key7).await.unwrap(),
+        3,
+        "two versions and the head"
+    );
+    assert!(fx.store.get(&key7).await.unwrap().is_none());
+    assert!(fx.store.history(&key7).await.unwrap().is_empty());
+    assert_eq!(
+        fx.store.delete_all_items(&key7).await.unwrap(),
+        0,
+        "idempotent"
+    );
+    let shard = shard_of(EntityKind::Candidate, &key7.ats_id);
+    let remaining = fx
+        .store
+        .list_keys(&fx.tenant, shard, None, 100)
+        .await
+        .unwrap();
+    assert!(remaining.keys.iter().all(|k| k.ats_id.as_str() != "7"));
+}
