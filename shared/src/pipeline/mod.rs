@@ -5,4 +5,7 @@ pub mod connect;
 pub mod delete;
 pub mod disable;
 pub mod puller;
+pub mod push;
+pub mod records_api;
 pub mod scheduler;
+pub mod settings;

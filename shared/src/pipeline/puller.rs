@@ -862,6 +862,10 @@ impl Puller {
                 shard += 1;
             }
         }
+        self.registry
+            .clear_remerge_pending(&tenant, run.job.epoch)
+            .await
+            .map_err(registry_err)?;
         Ok(StepEnd::Done)
     }
 }
@@ -895,5 +899,34 @@ fn new_stream_state(stream: StreamName, now: DateTime<Utc>) -> StreamState {
         last_success_at: None,
         last_run_id: None,
         updated_at: now,
+    }
+}
+
+impl Puller {
+    /// The Lambda handler: a FIFO batch, in order; at the first failure that message and
+    /// the later ones are reported for redelivery. Returns the batch response and what
+    /// the successful jobs did.
+    pub async fn handle_batch(
+        &self,
+        event: &aws_lambda_events::event::sqs::SqsEvent,
+        deadline: Instant,
+    ) -> (aws_lambda_events::event::sqs::SqsBatchResponse, JobReport) {
+        let report = std::sync::Mutex::new(JobReport::default());
+        let response = crate::lambda::fifo_batch(event, &self.sqs, &self.pull_queue_url, |msg| {
+            let body = msg.body.clone().unwrap_or_default();
+            let report = &report;
+            async move {
+                let (outcome, r) = self.handle_message(&body, deadline).await?;
+                tracing::info!(?outcome, counts = ?r.counts, "pull job finished");
+                if let Ok(mut total) = report.lock() {
+                    total.counts.add(&r.counts);
+                    total.versions_written += r.versions_written;
+                    total.continuations_sent += r.continuations_sent;
+                }
+                Ok(())
+            }
+        })
+        .await;
+        (response, report.into_inner().unwrap_or_default())
     }
 }

@@ -37,6 +37,9 @@ pub enum SchedulerError {
 /// The steps of a new run for a claimed tenant.
 pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
     let mut steps = Vec::new();
+    if cfg.remerge_pending {
+        steps.push(Step::Remerge);
+    }
     if token_refresh_due(cfg, now) {
         steps.push(Step::RefreshToken);
     }
@@ -170,6 +173,7 @@ mod tests {
             epoch: 1,
             state_reason: None,
             uses_refresh_token: true,
+            remerge_pending: false,
             last_reconcile_at: Some(t),
             last_token_refresh_at: Some(t),
             created_at: t,

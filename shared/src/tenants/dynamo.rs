@@ -352,6 +352,30 @@ impl TenantRegistry {
         Ok(())
     }
 
+    /// The re-merge after a re-enable finished (only for the epoch it ran under).
+    pub async fn clear_remerge_pending(
+        &self,
+        tenant: &TenantId,
+        epoch: u64,
+    ) -> Result<(), RegistryError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("epoch = :e")
+            .update_expression("SET remerge_pending = :f")
+            .expression_attribute_values(":e", n(epoch))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
     pub async fn set_uses_refresh_token(
         &self,
         tenant: &TenantId,

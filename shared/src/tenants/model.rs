@@ -84,6 +84,10 @@ pub struct TenantConfig {
     pub state_reason: Option<String>,
     #[serde(default)]
     pub uses_refresh_token: bool,
+    /// Set when a disabled tenant is enabled again: its records' views are still
+    /// push-only and must be re-merged (the puller's `Remerge` step clears it).
+    #[serde(default)]
+    pub remerge_pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -27,6 +27,7 @@ mod scheduler {
             epoch: 0,
             state_reason: None,
             uses_refresh_token: false,
+            remerge_pending: false,
             last_reconcile_at: None,
             last_token_refresh_at: None,
             created_at: now,
