@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod delete;
 pub mod disable;
+pub mod local;
 pub mod puller;
 pub mod push;
 pub mod records_api;

@@ -174,7 +174,6 @@ mod tests {
             state_reason: None,
             uses_refresh_token: true,
             remerge_pending: false,
-            remerge_pending: false,
             last_reconcile_at: Some(t),
             last_token_refresh_at: Some(t),
             created_at: t,
