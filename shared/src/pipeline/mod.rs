@@ -8,7 +8,5 @@ pub mod local;
 pub mod puller;
 pub mod push;
 pub mod records_api;
-pub mod delete;
-pub mod disable;
 pub mod scheduler;
 pub mod settings;
