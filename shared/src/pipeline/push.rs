@@ -667,12 +667,14 @@ impl PushIngest {
         independent_batch(event, sqs, queue_url, |msg: &SqsMessage| {
             let body = msg.body.clone().unwrap_or_default();
             let id = msg.message_id.clone().unwrap_or_default();
-            async move {
+            // Boxed: the message future is deep (registry, store, tracing), and an
+            // unboxed one overflows the compiler's layout depth in the binary.
+            Box::pin(async move {
                 self.handle_body(&body, &id, Utc::now())
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_job_error())
-            }
+            })
         })
         .await
     }
