@@ -327,13 +327,15 @@ impl Disabler {
         if event.get("Records").is_some() {
             let batch: SqsEvent = serde_json::from_value(event)
                 .map_err(|e| DisableError::InvalidEvent(format!("SQS event: {e}")))?;
-            let response = self.on_sqs(&batch, deadline).await;
+            // Boxed: the handler's future is deep (SDK calls inside a batch helper), and
+            // a boxed future keeps the functions' `main` within the compiler's limits.
+            let response = Box::pin(self.on_sqs(&batch, deadline)).await;
             return serde_json::to_value(response)
                 .map_err(|e| DisableError::InvalidEvent(e.to_string()));
         }
         let event: EventBridgeEvent<Value> = serde_json::from_value(event)
             .map_err(|e| DisableError::InvalidEvent(format!("EventBridge event: {e}")))?;
-        let report = self.on_event(&event, deadline).await?;
+        let report = Box::pin(self.on_event(&event, deadline)).await?;
         serde_json::to_value(report).map_err(|e| DisableError::InvalidEvent(e.to_string()))
     }
 
