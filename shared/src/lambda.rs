@@ -61,6 +61,7 @@ impl Config {
 /// `AWS_ENDPOINT_URL` points them at the local emulator).
 #[derive(Clone, Debug)]
 pub struct Aws {
+    pub sdk: aws_config::SdkConfig,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub s3: aws_sdk_s3::Client,
@@ -78,6 +79,7 @@ impl Aws {
         // addressing; this follows the configuration, not a code path.
         let path_style = sdk.endpoint_url().is_some();
         Self {
+            sdk: sdk.clone(),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(
@@ -88,6 +90,22 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
+}
+
+/// The Lambda deadline (milliseconds since the epoch, from the invocation context) as
+/// a tokio instant.
+pub fn deadline_instant(deadline_ms: u64) -> tokio::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+/// Whether a deployment allows loopback attachment hosts and plain http (local testing
+/// against the simulator only; never set in the template).
+pub fn allow_loopback_for_local_testing() -> bool {
+    std::env::var("ALLOW_LOOPBACK_FOR_LOCAL_TESTING").is_ok_and(|v| v == "true")
 }
 
 /// JSON logs for Lambda (level from `RUST_LOG`, default info), plain text on a terminal.

@@ -179,7 +179,8 @@ impl Puller {
                 after: self.settings.retry_after,
             });
         }
-        let result = self.run_steps(job, owner.clone(), cfg, deadline).await;
+        // Boxed: the step futures are deep, and callers' futures stay small.
+        let result = Box::pin(self.run_steps(job, owner.clone(), cfg, deadline)).await;
         if let Err(e) = self.registry.release_lease(tenant, &owner).await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
         }
@@ -928,5 +929,39 @@ impl Puller {
         })
         .await;
         (response, report.into_inner().unwrap_or_default())
+    }
+}
+
+impl Puller {
+    /// The puller as deployed: AWS adapters from the configuration, the Greenhouse
+    /// connector factory with the credentials adapter.
+    pub fn from_config(
+        config: &crate::lambda::Config,
+        aws: &crate::lambda::Aws,
+        credentials: crate::credentials::CredentialsConfig,
+        settings: PullerSettings,
+        fast_retries: bool,
+    ) -> Result<Self, crate::auth::AuthError> {
+        let services = credentials.services(&aws.sdk)?;
+        let blobs: Arc<dyn crate::attachments::BlobStore> = Arc::new(
+            crate::attachments::S3BlobStore::new(aws.s3.clone(), config.attachments_bucket.clone()),
+        );
+        let factory = super::connect::GreenhouseFactory {
+            credentials,
+            services,
+            blobs,
+            allow_loopback_for_local_testing: crate::lambda::allow_loopback_for_local_testing(),
+            fast_retries,
+        };
+        Ok(Self {
+            registry: TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
+            store: Arc::new(DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone())),
+            sqs: aws.sqs.clone(),
+            pull_queue_url: config.pull_queue_url.clone(),
+            s3: aws.s3.clone(),
+            bucket: config.attachments_bucket.clone(),
+            factory: Arc::new(factory),
+            settings,
+        })
     }
 }

@@ -128,3 +128,136 @@ mod scheduler {
         );
     }
 }
+
+mod pull {
+    use std::collections::BTreeSet;
+
+    use chrono::{Duration, Utc};
+    use eds_e2e::Stack;
+    use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+    use eds_shared::pipeline::puller::PullerSettings;
+    use eds_shared::store::RecordRead;
+    use greenhouse_sim::{
+        ALL_SCOPES, DefectKind, Entity, Scenario, ScenarioSpec, SimConfig, Simulator,
+    };
+    use serde_json::json;
+
+    fn entity_of(s: &str) -> EntityKind {
+        EntityKind::parse(s).unwrap()
+    }
+
+    /// Compares every record's stored view with the scenario manifest; returns the
+    /// fields that differ, except those listed in `allowed` (entity, id, field).
+    async fn differences(
+        stack: &Stack,
+        tenant: &TenantId,
+        scenario: &Scenario,
+        allowed: &BTreeSet<(String, String, String)>,
+    ) -> Vec<String> {
+        let store = stack.store();
+        let mut out = Vec::new();
+        for (entity, id) in scenario.manifest.expected_views.keys() {
+            let key = RecordKey::new(tenant.clone(), entity_of(entity), AtsId::parse(id.clone()).unwrap());
+            let head = store.get(&key).await.unwrap();
+            let view = head
+                .as_ref()
+                .filter(|h| h.view.deleted.is_none())
+                .map(|h| h.view.fields.clone().into_iter().collect::<serde_json::Map<_, _>>());
+            for d in scenario.manifest.check(entity, id, view.as_ref()) {
+                if !allowed.contains(&(entity.clone(), id.clone(), d.field.clone())) {
+                    out.push(format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn backfill_equals_the_ats_truth_then_incremental_runs_touch_only_changed_records() {
+        let stack = Stack::new().await.unwrap();
+        let spec = ScenarioSpec {
+            seed: 7,
+            candidates: 600,
+            jobs: 15,
+            now: Utc::now() - Duration::minutes(10),
+            ..ScenarioSpec::default()
+        };
+        let scenario = Scenario::generate(&spec);
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+        sim.add_oauth_client("eds-client", "client-secret-value", ALL_SCOPES);
+        let cfg = stack
+            .enable_greenhouse_tenant(
+                "acme",
+                &sim,
+                json!({"kind": "client_credentials", "client_id": "eds-client", "client_secret": "client-secret-value"}),
+            )
+            .await
+            .unwrap();
+        let tenant = cfg.tenant_id.clone();
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+
+        // First run: full backfill of every stream plus the first reconciliation.
+        let t0 = Utc::now();
+        let report = stack.sync(&puller, t0).await.unwrap();
+        assert!(report.counts.created > 600, "{:?}", report.counts);
+        assert_eq!(report.counts.quarantined, 0);
+        assert!(report.counts.attachments_stored > 0);
+
+        // Without the push, the only differences from the manifest are the fields whose
+        // pushed value is newer than the ATS (the push would have won them) and the
+        // records that exist only in the push.
+        let mut allowed = BTreeSet::new();
+        for d in &scenario.manifest.defects {
+            if d.kind == DefectKind::PushNewer {
+                allowed.insert((d.entity.clone(), d.id.clone(), d.field.clone().unwrap_or_default()));
+            }
+        }
+        let diffs = differences(&stack, &tenant, &scenario, &allowed).await;
+        assert!(diffs.is_empty(), "{} differences, first: {:?}", diffs.len(), &diffs[..diffs.len().min(5)]);
+
+        // Requests: ⌈N/500⌉ pages per stream (plus the reconciliation listings) and one token.
+        let stats = sim.stats();
+        let candidates = scenario.truth.candidates.len() as u64;
+        assert!(stats.endpoint_total("/v3/candidates") <= 2 * candidates.div_ceil(500), "{stats:?}");
+
+        // An unchanged incremental run: one request per stream, zero writes.
+        sim.reset_stats();
+        let t1 = t0 + Duration::seconds(901);
+        let report = stack.sync(&puller, t1).await.unwrap();
+        assert_eq!(report.versions_written, 0, "{:?}", report.counts);
+        assert_eq!(report.counts.requests, 4, "{:?}", report.counts);
+
+        // Change three candidates in the ATS: the next run writes exactly three versions.
+        let ids = sim.mutate().ids(Entity::Candidate);
+        let store = stack.store();
+        let mut before = Vec::new();
+        for id in &ids[..3] {
+            let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::from_u64(*id));
+            before.push(store.history(&key).await.unwrap().len());
+        }
+        for id in &ids[..3] {
+            sim.mutate().update(Entity::Candidate, *id, "title", json!("Principal Engineer")).unwrap();
+        }
+        let t2 = t1 + Duration::seconds(901);
+        let report = stack.sync(&puller, t2).await.unwrap();
+        assert_eq!(report.versions_written, 3, "{:?}", report.counts);
+        for (id, n) in ids[..3].iter().zip(before) {
+            let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::from_u64(*id));
+            let head = store.get(&key).await.unwrap().unwrap();
+            assert_eq!(head.view.fields["title"], json!("Principal Engineer"));
+            assert_eq!(store.history(&key).await.unwrap().len(), n + 1, "one new version");
+        }
+
+        // A candidate deleted in the ATS becomes a tombstone at the next reconciliation
+        // (every 3 days); its history is kept.
+        let gone = ids[5];
+        sim.mutate().delete(Entity::Candidate, gone).unwrap();
+        let t3 = t2 + Duration::days(3) + Duration::hours(1);
+        let report = stack.sync(&puller, t3).await.unwrap();
+        assert!(report.counts.tombstoned >= 1, "{:?}", report.counts);
+        let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::from_u64(gone));
+        let head = store.get(&key).await.unwrap().unwrap();
+        assert!(head.view.deleted.is_some());
+        assert!(store.history(&key).await.unwrap().len() >= 2);
+    }
+}

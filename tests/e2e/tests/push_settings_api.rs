@@ -21,7 +21,9 @@ use eds_shared::pipeline::records_api::RecordsApi;
 use eds_shared::pipeline::settings::{CredentialCheck, Settings, SettingsError};
 use eds_shared::store::RecordWrite;
 use eds_shared::store::dynamodb::DynamoStore;
-use eds_shared::tenants::{RunCounts, StreamName, SyncRun, TenantConfig, TenantRegistry, TenantState};
+use eds_shared::tenants::{
+    RunCounts, StreamName, SyncRun, TenantConfig, TenantRegistry, TenantState,
+};
 use serde_json::{Value, json};
 
 const PREFIX: &str = "eds/tenants/";
@@ -140,7 +142,10 @@ struct Env {
 
 async fn env() -> Env {
     let stack = Stack::new().await.unwrap();
-    let registry = TenantRegistry::new(stack.aws.dynamodb.clone(), stack.config.tenants_table.clone());
+    let registry = TenantRegistry::new(
+        stack.aws.dynamodb.clone(),
+        stack.config.tenants_table.clone(),
+    );
     let store = Arc::new(DynamoStore::new(
         stack.aws.dynamodb.clone(),
         stack.config.records_table.clone(),
@@ -169,7 +174,12 @@ impl Env {
         (resp.status_code, body)
     }
 
-    async fn push_records(&self, tenant: &str, records: Value, now: DateTime<Utc>) -> Result<eds_shared::pipeline::push::PushReport, PushError> {
+    async fn push_records(
+        &self,
+        tenant: &str,
+        records: Value,
+        now: DateTime<Utc>,
+    ) -> Result<eds_shared::pipeline::push::PushReport, PushError> {
         let body = json!({"tenant": tenant, "records": records}).to_string();
         self.push.handle_body(&body, "m1", now).await
     }
@@ -213,7 +223,10 @@ fn enabled_detail(tenant: &str) -> Value {
 }
 
 fn tenant_name(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 fn candidate(id: &str, updated_at: &str, fields: Value) -> Value {
@@ -246,20 +259,39 @@ async fn pushed_records_read_back_through_the_api_with_push_provenance() {
     // Through the Lambda event shape: one SQS message, no batch item failure.
     let resp = e
         .push
-        .handle_event(&sqs_event(&[body]), &e.stack.aws.sqs, &e.stack.config.pull_queue_url)
+        .handle_event(
+            &sqs_event(&[body]),
+            &e.stack.aws.sqs,
+            &e.stack.config.pull_queue_url,
+        )
         .await;
-    assert!(resp.batch_item_failures.is_empty(), "{:?}", resp.batch_item_failures);
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "{:?}",
+        resp.batch_item_failures
+    );
 
-    let (status, rec) = e.get(&format!("/tenants/{t}/records/candidate/42"), "").await;
+    let (status, rec) = e
+        .get(&format!("/tenants/{t}/records/candidate/42"), "")
+        .await;
     assert_eq!(status, 200, "{rec}");
     assert_eq!(rec["view"]["fields"]["first_name"], json!("Ada"));
-    assert_eq!(rec["view"]["fields"]["created_at"], json!("2026-01-01T08:00:00.000Z"));
+    assert_eq!(
+        rec["view"]["fields"]["created_at"],
+        json!("2026-01-01T08:00:00.000Z")
+    );
     assert_eq!(rec["view"]["provenance"]["first_name"], json!("push"));
     assert_eq!(rec["view"]["provenance"]["emails"], json!("push"));
     assert_eq!(rec["view"]["provenance"]["attachments/a-1"], json!("push"));
-    assert_eq!(rec["view"]["fields"]["attachments"][0]["filename"], json!("cv.pdf"));
+    assert_eq!(
+        rec["view"]["fields"]["attachments"][0]["filename"],
+        json!("cv.pdf")
+    );
     // An attachment row orders by its own updated_at; the layer keeps the record's.
-    assert_eq!(rec["layers"]["push"]["ats_updated_at"], json!("2026-03-01T10:00:00Z"));
+    assert_eq!(
+        rec["layers"]["push"]["ats_updated_at"],
+        json!("2026-03-01T10:00:00Z")
+    );
     assert_eq!(rec["layers"]["pull"], Value::Null);
     assert_eq!(rec["cause"], json!("push"));
     assert_eq!(rec["version"], json!(2), "record, then its attachment");
@@ -271,10 +303,18 @@ async fn pushed_records_read_back_through_the_api_with_push_provenance() {
     // Redelivery of the same message writes nothing new.
     let before = e.counts().await;
     let report = e
-        .push_records(&t, json!([candidate("42", "2026-03-01T10:00:00Z", json!({
+        .push_records(
+            &t,
+            json!([candidate(
+                "42",
+                "2026-03-01T10:00:00Z",
+                json!({
             "first_name": "Ada", "last_name": "Lovelace",
             "emails": [{"type": "work", "value": "ada@example.com"}],
-            "created_at": "2026-01-01T09:00:00+01:00"}))]), Utc::now())
+            "created_at": "2026-01-01T09:00:00+01:00"})
+            )]),
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(report.unchanged, 1);
@@ -286,20 +326,36 @@ async fn pushed_delete_is_a_push_deleted_tombstone_version_with_history_kept() {
     let e = env().await;
     let t = tenant_name("del");
     e.enable(&t).await;
-    e.push_records(&t, json!([candidate("5", "2026-03-01T10:00:00Z", json!({"first_name": "Bo"}))]), Utc::now())
-        .await
-        .unwrap();
+    e.push_records(
+        &t,
+        json!([candidate(
+            "5",
+            "2026-03-01T10:00:00Z",
+            json!({"first_name": "Bo"})
+        )]),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     e.push_records(&t, json!([{"entity": "candidate", "id": "5", "op": "delete", "updated_at": "2026-03-02T10:00:00Z"}]), Utc::now())
         .await
         .unwrap();
-    let (status, rec) = e.get(&format!("/tenants/{t}/records/candidate/5"), "").await;
+    let (status, rec) = e
+        .get(&format!("/tenants/{t}/records/candidate/5"), "")
+        .await;
     assert_eq!(status, 200);
     assert_eq!(rec["cause"], json!("push_deleted"));
     assert_eq!(rec["view"]["deleted"], json!("push"));
     assert_eq!(rec["view"]["fields"], json!({}));
-    assert_eq!(rec["layers"]["push"]["fields"]["first_name"], json!("Bo"), "layer kept");
+    assert_eq!(
+        rec["layers"]["push"]["fields"]["first_name"],
+        json!("Bo"),
+        "layer kept"
+    );
 
-    let (status, hist) = e.get(&format!("/tenants/{t}/records/candidate/5/history"), "").await;
+    let (status, hist) = e
+        .get(&format!("/tenants/{t}/records/candidate/5/history"), "")
+        .await;
     assert_eq!(status, 200);
     let versions = hist["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2);
@@ -322,18 +378,39 @@ async fn an_invalid_record_is_quarantined_with_its_reason_and_the_rest_applied()
     .to_string();
     let resp = e
         .push
-        .handle_event(&sqs_event(&[body]), &e.stack.aws.sqs, &e.stack.config.pull_queue_url)
+        .handle_event(
+            &sqs_event(&[body]),
+            &e.stack.aws.sqs,
+            &e.stack.config.pull_queue_url,
+        )
         .await;
     assert!(resp.batch_item_failures.is_empty());
-    let q = e.registry.quarantine(&TenantId::parse(t.as_str()).unwrap()).await.unwrap();
+    let q = e
+        .registry
+        .quarantine(&TenantId::parse(t.as_str()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(q.len(), 1);
     assert_eq!(q[0].source, "push");
     assert_eq!(q[0].ats_id.as_deref(), Some("2"));
-    assert_eq!(q[0].error, "record 1: field fields.emails[0].value must be a string");
+    assert_eq!(
+        q[0].error,
+        "record 1: field fields.emails[0].value must be a string"
+    );
     for id in ["1", "3"] {
-        assert_eq!(e.get(&format!("/tenants/{t}/records/candidate/{id}"), "").await.0, 200);
+        assert_eq!(
+            e.get(&format!("/tenants/{t}/records/candidate/{id}"), "")
+                .await
+                .0,
+            200
+        );
     }
-    assert_eq!(e.get(&format!("/tenants/{t}/records/candidate/2"), "").await.0, 404);
+    assert_eq!(
+        e.get(&format!("/tenants/{t}/records/candidate/2"), "")
+            .await
+            .0,
+        404
+    );
 }
 
 #[tokio::test]
@@ -348,11 +425,23 @@ async fn push_to_a_deleting_tenant_writes_nothing_and_unknown_tenants_are_poison
         .unwrap();
     let before = e.counts().await;
     let report = e
-        .push_records(&t, json!([candidate("1", "2026-03-01T10:00:00Z", json!({"first_name": "A"}))]), Utc::now())
+        .push_records(
+            &t,
+            json!([candidate(
+                "1",
+                "2026-03-01T10:00:00Z",
+                json!({"first_name": "A"})
+            )]),
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert!(report.dropped);
-    assert_eq!(e.counts().await, before, "no record, no lease, no quarantine item");
+    assert_eq!(
+        e.counts().await,
+        before,
+        "no record, no lease, no quarantine item"
+    );
     assert!(!e.registry.writers_live(&tid, Utc::now()).await.unwrap());
 
     // A message for a tenant nobody enabled fails as poison (to the DLQ), writing nothing.
@@ -367,7 +456,11 @@ async fn push_to_a_deleting_tenant_writes_nothing_and_unknown_tenants_are_poison
         Some(resp.batch_item_failures[0].item_identifier.clone()),
         event.records[0].message_id
     );
-    let err = e.push.handle_body(&body, "m", Utc::now()).await.unwrap_err();
+    let err = e
+        .push
+        .handle_body(&body, "m", Utc::now())
+        .await
+        .unwrap_err();
     assert!(matches!(err.to_job_error(), JobError::Poison(_)));
     assert_eq!(e.counts().await, before);
 }
@@ -386,34 +479,64 @@ async fn push_works_while_the_pull_is_disabled_and_the_view_stays_push_only() {
             ats_id: AtsId::parse("9").unwrap(),
             ats_updated_at: Some(ts("2026-03-05T00:00:00Z")),
             scope: ObservationScope::Record {
-                fields: [("title".to_owned(), json!("CTO")), ("company".to_owned(), json!("Pulled Inc"))].into(),
+                fields: [
+                    ("title".to_owned(), json!("CTO")),
+                    ("company".to_owned(), json!("Pulled Inc")),
+                ]
+                .into(),
             },
         },
     };
-    e.store.apply_page(&tid, vec![pulled], Utc::now()).await.unwrap();
+    e.store
+        .apply_page(&tid, vec![pulled], Utc::now())
+        .await
+        .unwrap();
     e.registry
         .set_state(&tid, TenantState::Disabled, true, None, None, Utc::now())
         .await
         .unwrap();
     let report = e
-        .push_records(&t, json!([candidate("9", "2026-03-01T00:00:00Z", json!({"title": "Dev"}))]), Utc::now())
+        .push_records(
+            &t,
+            json!([candidate(
+                "9",
+                "2026-03-01T00:00:00Z",
+                json!({"title": "Dev"})
+            )]),
+            Utc::now(),
+        )
         .await
         .unwrap();
     assert_eq!(report.updated, 1);
-    let (status, rec) = e.get(&format!("/tenants/{t}/records/candidate/9"), "").await;
+    let (status, rec) = e
+        .get(&format!("/tenants/{t}/records/candidate/9"), "")
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(rec["view"]["fields"], json!({"title": "Dev"}), "no pulled value in the view");
+    assert_eq!(
+        rec["view"]["fields"],
+        json!({"title": "Dev"}),
+        "no pulled value in the view"
+    );
     assert_eq!(rec["view"]["provenance"], json!({"title": "push"}));
     assert_eq!(rec["layers"]["pull"], Value::Null, "pull layer withheld");
     assert_eq!(rec["pull_visible"], json!(false));
-    let (_, hist) = e.get(&format!("/tenants/{t}/records/candidate/9/history"), "").await;
+    let (_, hist) = e
+        .get(&format!("/tenants/{t}/records/candidate/9/history"), "")
+        .await;
     for v in hist["versions"].as_array().unwrap() {
         assert!(v["view"]["fields"].get("company").is_none(), "{v}");
         assert_eq!(v["layers"]["pull"], Value::Null);
     }
     // The stored head still holds the pull layer (history is kept, just not shown).
-    let key = RecordKey::new(tid.clone(), EntityKind::Candidate, AtsId::parse("9").unwrap());
-    let head = eds_shared::store::RecordRead::get(e.store.as_ref(), &key).await.unwrap().unwrap();
+    let key = RecordKey::new(
+        tid.clone(),
+        EntityKind::Candidate,
+        AtsId::parse("9").unwrap(),
+    );
+    let head = eds_shared::store::RecordRead::get(e.store.as_ref(), &key)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(head.state.pull.is_some());
 }
 
@@ -428,17 +551,33 @@ async fn settings_events_move_the_tenant_through_its_states() {
 
     let out = e
         .settings
-        .handle(&eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)), now)
+        .handle(
+            &eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
+            now,
+        )
         .await
         .unwrap();
-    assert_eq!((out.state, out.epoch, out.remerge_pending), (TenantState::Enabled, 1, false));
+    assert_eq!(
+        (out.state, out.epoch, out.remerge_pending),
+        (TenantState::Enabled, 1, false)
+    );
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.interval_secs, 900);
-    assert!(rec.next_run_at.is_some_and(|n| n <= now), "due now: first backfill");
+    assert!(
+        rec.next_run_at.is_some_and(|n| n <= now),
+        "due now: first backfill"
+    );
 
     // interval_changed: stored; the tenant is due now already, so that stays.
     e.settings
-        .handle(&eb_event("eds.settings", "tenant.interval_changed", json!({"tenant_id": t, "interval_secs": 120})), now)
+        .handle(
+            &eb_event(
+                "eds.settings",
+                "tenant.interval_changed",
+                json!({"tenant_id": t, "interval_secs": 120}),
+            ),
+            now,
+        )
         .await
         .unwrap();
     let rec = e.registry.require(&tid).await.unwrap();
@@ -446,22 +585,50 @@ async fn settings_events_move_the_tenant_through_its_states() {
     assert!(rec.next_run_at.is_some_and(|n| n <= now));
     // A next run further away than the new interval is brought forward.
     e.registry
-        .set_state(&tid, TenantState::Enabled, false, None, Some(now + Duration::hours(5)), now)
+        .set_state(
+            &tid,
+            TenantState::Enabled,
+            false,
+            None,
+            Some(now + Duration::hours(5)),
+            now,
+        )
         .await
         .unwrap();
     e.settings
-        .handle(&eb_event("eds.settings", "tenant.interval_changed", json!({"tenant_id": t, "interval_secs": 300})), now)
+        .handle(
+            &eb_event(
+                "eds.settings",
+                "tenant.interval_changed",
+                json!({"tenant_id": t, "interval_secs": 300}),
+            ),
+            now,
+        )
         .await
         .unwrap();
     let rec = e.registry.require(&tid).await.unwrap();
-    assert_eq!(rec.next_run_at.map(|n| n.timestamp()), Some((now + Duration::seconds(300)).timestamp()));
+    assert_eq!(
+        rec.next_run_at.map(|n| n.timestamp()),
+        Some((now + Duration::seconds(300)).timestamp())
+    );
 
     // needs_reauth + credentials_updated with a working check: enabled, same epoch, due now.
     e.registry
-        .set_state(&tid, TenantState::NeedsReauth, false, Some("invalid_grant"), None, now)
+        .set_state(
+            &tid,
+            TenantState::NeedsReauth,
+            false,
+            Some("invalid_grant"),
+            None,
+            now,
+        )
         .await
         .unwrap();
-    let creds = eb_event("eds.settings", "tenant.credentials_updated", json!({"tenant_id": t}));
+    let creds = eb_event(
+        "eds.settings",
+        "tenant.credentials_updated",
+        json!({"tenant_id": t}),
+    );
     let later = now + Duration::seconds(10);
     let out = e.settings.handle(&creds, later).await.unwrap();
     assert_eq!((out.state, out.epoch), (TenantState::Enabled, 1));
@@ -486,7 +653,13 @@ async fn settings_events_move_the_tenant_through_its_states() {
     assert_eq!(out.state, TenantState::NeedsReauth);
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.state, TenantState::NeedsReauth);
-    assert!(rec.config.state_reason.as_deref().unwrap().contains("invalid_grant"));
+    assert!(
+        rec.config
+            .state_reason
+            .as_deref()
+            .unwrap()
+            .contains("invalid_grant")
+    );
     assert_eq!(rec.next_run_at, None);
     assert_eq!(e.check.calls(), 3);
 
@@ -498,11 +671,24 @@ async fn settings_events_move_the_tenant_through_its_states() {
         .unwrap();
     let out = e
         .settings
-        .handle(&eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)), later)
+        .handle(
+            &eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
+            later,
+        )
         .await
         .unwrap();
-    assert_eq!((out.state, out.epoch, out.remerge_pending), (TenantState::Enabled, 3, true));
-    assert!(e.registry.require(&tid).await.unwrap().config.remerge_pending);
+    assert_eq!(
+        (out.state, out.epoch, out.remerge_pending),
+        (TenantState::Enabled, 3, true)
+    );
+    assert!(
+        e.registry
+            .require(&tid)
+            .await
+            .unwrap()
+            .config
+            .remerge_pending
+    );
 
     // A tenant being deleted cannot be enabled, nor its interval or credentials changed.
     e.registry
@@ -512,12 +698,22 @@ async fn settings_events_move_the_tenant_through_its_states() {
     let before = e.counts().await;
     for ev in [
         eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
-        eb_event("eds.settings", "tenant.interval_changed", json!({"tenant_id": t, "interval_secs": 600})),
+        eb_event(
+            "eds.settings",
+            "tenant.interval_changed",
+            json!({"tenant_id": t, "interval_secs": 600}),
+        ),
         creds.clone(),
     ] {
-        assert!(matches!(e.settings.handle(&ev, later).await, Err(SettingsError::Conflict { .. }) | Err(SettingsError::Registry(_))));
+        assert!(matches!(
+            e.settings.handle(&ev, later).await,
+            Err(SettingsError::Conflict { .. }) | Err(SettingsError::Registry(_))
+        ));
     }
-    assert_eq!(e.registry.require(&tid).await.unwrap().config.state, TenantState::Deleting);
+    assert_eq!(
+        e.registry.require(&tid).await.unwrap().config.state,
+        TenantState::Deleting
+    );
     assert_eq!(e.counts().await, before);
 }
 
@@ -588,31 +784,69 @@ async fn bad_pushes_and_events_are_rejected_with_a_precise_error_and_write_nothi
         let quarantined_before = e.registry.quarantine(&tid).await.unwrap().len();
         match bad {
             Bad::Body(body) => {
-                let err = e.push.handle_body(&body, "m", Utc::now()).await.unwrap_err();
-                assert!(err.to_string().contains(expected), "case {i}: got {err}, expected {expected:?}");
-                assert!(matches!(err.to_job_error(), JobError::Poison(_)), "case {i}");
-                assert_eq!(e.counts().await, (records_before, tenants_before), "case {i} wrote");
+                let err = e
+                    .push
+                    .handle_body(&body, "m", Utc::now())
+                    .await
+                    .unwrap_err();
+                assert!(
+                    err.to_string().contains(expected),
+                    "case {i}: got {err}, expected {expected:?}"
+                );
+                assert!(
+                    matches!(err.to_job_error(), JobError::Poison(_)),
+                    "case {i}"
+                );
+                assert_eq!(
+                    e.counts().await,
+                    (records_before, tenants_before),
+                    "case {i} wrote"
+                );
             }
             Bad::Record(record) => {
-                let report = e.push_records(&t, json!([record]), Utc::now()).await.unwrap();
+                let report = e
+                    .push_records(&t, json!([record]), Utc::now())
+                    .await
+                    .unwrap();
                 assert_eq!(report.quarantined, 1, "case {i}");
                 let q = e.registry.quarantine(&tid).await.unwrap();
                 assert_eq!(q.len(), quarantined_before + 1, "case {i}");
-                let newest = q.iter().map(|q| &q.error).find(|err| err.contains(expected));
+                let newest = q
+                    .iter()
+                    .map(|q| &q.error)
+                    .find(|err| err.contains(expected));
                 assert!(newest.is_some(), "case {i}: expected {expected:?} in {q:?}");
                 // The quarantine entry is the only item written.
-                assert_eq!(e.counts().await, (records_before, tenants_before + 1), "case {i}");
+                assert_eq!(
+                    e.counts().await,
+                    (records_before, tenants_before + 1),
+                    "case {i}"
+                );
             }
             Bad::Event(ev) => {
                 let err = e.settings.handle(&ev, Utc::now()).await.unwrap_err();
-                assert!(err.to_string().contains(expected), "case {i}: got {err}, expected {expected:?}");
-                assert!(!err.to_string().contains("s3cr3t"), "case {i} echoed a value");
-                assert_eq!(e.counts().await, (records_before, tenants_before), "case {i} wrote");
+                assert!(
+                    err.to_string().contains(expected),
+                    "case {i}: got {err}, expected {expected:?}"
+                );
+                assert!(
+                    !err.to_string().contains("s3cr3t"),
+                    "case {i} echoed a value"
+                );
+                assert_eq!(
+                    e.counts().await,
+                    (records_before, tenants_before),
+                    "case {i} wrote"
+                );
             }
         }
     }
     assert_eq!(e.registry.require(&tid).await.unwrap(), tenant_before);
-    assert_eq!(e.check.calls(), calls_before, "no check for rejected events");
+    assert_eq!(
+        e.check.calls(),
+        calls_before,
+        "no check for rejected events"
+    );
 }
 
 // ---------------------------------------------------------------- records API
@@ -624,10 +858,23 @@ async fn the_api_answers_a_bare_404_for_other_tenants_records_and_invalid_ids() 
     let b = tenant_name("tb");
     e.enable(&a).await;
     e.enable(&b).await;
-    e.push_records(&a, json!([candidate("1", "2026-03-01T10:00:00Z", json!({"first_name": "A"}))]), Utc::now())
-        .await
-        .unwrap();
-    assert_eq!(e.get(&format!("/tenants/{a}/records/candidate/1"), "").await.0, 200);
+    e.push_records(
+        &a,
+        json!([candidate(
+            "1",
+            "2026-03-01T10:00:00Z",
+            json!({"first_name": "A"})
+        )]),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        e.get(&format!("/tenants/{a}/records/candidate/1"), "")
+            .await
+            .0,
+        200
+    );
 
     let not_found = json!({"error": "not found"});
     for path in [
@@ -644,17 +891,38 @@ async fn the_api_answers_a_bare_404_for_other_tenants_records_and_invalid_ids() 
         "/tenants/nobody/status".to_string(),
         "/tenants/nobody/changes".to_string(),
     ] {
-        let query = if path.ends_with("/changes") { "since=2026-01-01T00:00:00Z" } else { "" };
+        let query = if path.ends_with("/changes") {
+            "since=2026-01-01T00:00:00Z"
+        } else {
+            ""
+        };
         let (status, body) = e.get(&path, query).await;
         assert_eq!((status, &body), (404, &not_found), "{path}");
     }
     // A malformed query on an existing route is a 400 that names the parameter.
-    let (status, body) = e.get(&format!("/tenants/{a}/records/candidate/1"), "as_of=tomorrow").await;
+    let (status, body) = e
+        .get(
+            &format!("/tenants/{a}/records/candidate/1"),
+            "as_of=tomorrow",
+        )
+        .await;
     assert_eq!(status, 400);
     assert!(body["detail"].as_str().unwrap().contains("as_of"));
-    let (status, _) = e.get(&format!("/tenants/{a}/changes"), "since=2026-01-01T00:00:00Z&limit=0").await;
+    let (status, _) = e
+        .get(
+            &format!("/tenants/{a}/changes"),
+            "since=2026-01-01T00:00:00Z&limit=0",
+        )
+        .await;
     assert_eq!(status, 400);
-    let resp = e.api.handle(&url_request("DELETE", &format!("/tenants/{a}/records/candidate/1"), "")).await;
+    let resp = e
+        .api
+        .handle(&url_request(
+            "DELETE",
+            &format!("/tenants/{a}/records/candidate/1"),
+            "",
+        ))
+        .await;
     assert_eq!(resp.status_code, 405);
 }
 
@@ -665,20 +933,49 @@ async fn as_of_and_history_show_each_version_in_its_validity_interval() {
     e.enable(&t).await;
     let t1 = ts("2026-03-01T10:00:00Z");
     let t2 = ts("2026-03-02T10:00:00Z");
-    e.push_records(&t, json!([candidate("8", "2026-03-01T09:00:00Z", json!({"title": "Dev"}))]), t1)
-        .await
-        .unwrap();
-    e.push_records(&t, json!([candidate("8", "2026-03-02T09:00:00Z", json!({"title": "Lead"}))]), t2)
-        .await
-        .unwrap();
+    e.push_records(
+        &t,
+        json!([candidate(
+            "8",
+            "2026-03-01T09:00:00Z",
+            json!({"title": "Dev"})
+        )]),
+        t1,
+    )
+    .await
+    .unwrap();
+    e.push_records(
+        &t,
+        json!([candidate(
+            "8",
+            "2026-03-02T09:00:00Z",
+            json!({"title": "Lead"})
+        )]),
+        t2,
+    )
+    .await
+    .unwrap();
     let path = format!("/tenants/{t}/records/candidate/8");
     let (status, v1) = e.get(&path, "as_of=2026-03-01T12:00:00Z").await;
     assert_eq!(status, 200);
-    assert_eq!((v1["version"].clone(), v1["view"]["fields"]["title"].clone()), (json!(1), json!("Dev")));
+    assert_eq!(
+        (v1["version"].clone(), v1["view"]["fields"]["title"].clone()),
+        (json!(1), json!("Dev"))
+    );
     assert_eq!(v1["as_of"], json!("2026-03-01T12:00:00Z"));
-    let (_, v2) = e.get(&path, "as_of=2026-03-02T10%3A00%3A00%2B00%3A00").await;
-    assert_eq!(v2["view"]["fields"]["title"], json!("Lead"), "percent-encoded offset accepted");
-    assert_eq!(e.get(&path, "as_of=2026-02-01T00:00:00Z").await.0, 404, "did not exist yet");
+    let (_, v2) = e
+        .get(&path, "as_of=2026-03-02T10%3A00%3A00%2B00%3A00")
+        .await;
+    assert_eq!(
+        v2["view"]["fields"]["title"],
+        json!("Lead"),
+        "percent-encoded offset accepted"
+    );
+    assert_eq!(
+        e.get(&path, "as_of=2026-02-01T00:00:00Z").await.0,
+        404,
+        "did not exist yet"
+    );
 
     let (_, hist) = e.get(&format!("{path}/history"), "").await;
     let versions = hist["versions"].as_array().unwrap();
@@ -696,7 +993,15 @@ async fn changes_since_are_listed_exactly_once_across_pages_and_status_shows_run
     let old = ts("2026-03-01T00:00:00Z");
     let new = ts("2026-03-10T00:00:00Z");
     let records = |range: std::ops::Range<u32>| -> Value {
-        json!(range.map(|i| candidate(&i.to_string(), "2026-02-01T00:00:00Z", json!({"first_name": format!("n{i}")}))).collect::<Vec<_>>())
+        json!(
+            range
+                .map(|i| candidate(
+                    &i.to_string(),
+                    "2026-02-01T00:00:00Z",
+                    json!({"first_name": format!("n{i}")})
+                ))
+                .collect::<Vec<_>>()
+        )
     };
     e.push_records(&t, records(0..10), old).await.unwrap();
     e.push_records(&t, records(100..125), new).await.unwrap();
@@ -736,11 +1041,19 @@ async fn changes_since_are_listed_exactly_once_across_pages_and_status_shows_run
     // A cursor of one listing is refused by a listing with another `since`.
     let c = first_cursor.unwrap();
     let (status, _) = e
-        .get(&format!("/tenants/{t}/changes"), &format!("since=2026-03-06T00:00:00Z&cursor={c}"))
+        .get(
+            &format!("/tenants/{t}/changes"),
+            &format!("since=2026-03-06T00:00:00Z&cursor={c}"),
+        )
         .await;
     assert_eq!(status, 400);
     // Nothing changed after the newest push.
-    let (_, empty) = e.get(&format!("/tenants/{t}/changes"), "since=2026-04-01T00:00:00Z").await;
+    let (_, empty) = e
+        .get(
+            &format!("/tenants/{t}/changes"),
+            "since=2026-04-01T00:00:00Z",
+        )
+        .await;
     assert_eq!(empty["changes"], json!([]));
     assert_eq!(empty["next_cursor"], Value::Null);
 
