@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
 pub use blob::{BlobError, BlobStore, S3BlobStore};
-pub use guard::{GuardError, HostPolicy, forbidden_reason};
+pub use guard::{GuardError, HostPolicy, deployment_allows_local_testing, forbidden_reason};
 
 use crate::domain::ids::TenantId;
 
