@@ -4,6 +4,7 @@
 
 pub mod attachments;
 pub mod auth;
+pub mod connector;
 pub mod credentials;
 pub mod domain;
 pub mod jobs;

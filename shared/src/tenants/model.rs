@@ -112,33 +112,9 @@ pub fn key_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The streams a Greenhouse pull reads, in the order a run processes them (jobs before
-/// applications reference them; attachments last, onto existing candidates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamName {
-    Jobs,
-    Candidates,
-    Applications,
-    Attachments,
-}
-
-impl StreamName {
-    pub const ALL: [StreamName; 4] = [
-        StreamName::Jobs,
-        StreamName::Candidates,
-        StreamName::Applications,
-        StreamName::Attachments,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamName::Jobs => "jobs",
-            StreamName::Candidates => "candidates",
-            StreamName::Applications => "applications",
-            StreamName::Attachments => "attachments",
-        }
-    }
-}
+/// The streams a pull reads are the connector's (`connector::Stream`); the registry
+/// keys stream state and runs by them.
+pub use crate::connector::Stream as StreamName;
 
 /// Sync status of one stream, as shown to operators and the records API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,0 +1,381 @@
+//! Client-side pacing from the ATS's rate-limit headers.
+//!
+//! Greenhouse limits requests per credential per fixed window and reports
+//! `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (epoch seconds)
+//! on every response. Every worker of a tenant in this process shares one
+//! [`RateLimiter`] (see [`RateLimiter::shared`]), which counts requests as they are sent
+//! and, when the window's budget is used up, makes the next sender wait until the
+//! reset instead of hitting 429. A 429 (`Retry-After`) blocks every sharer likewise.
+//!
+//! The decision logic takes the current time as an argument so that it is tested
+//! without clocks or sleeps.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::header::HeaderMap;
+
+/// The rate-limit headers of one response, as far as they parsed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    pub limit: Option<u64>,
+    pub remaining: Option<u64>,
+    /// Epoch milliseconds at which the window resets.
+    pub reset_ms: Option<i64>,
+}
+
+/// Values below this are taken as "seconds from now" rather than epoch seconds: some
+/// APIs send a delta, and no epoch second in this century is that small.
+const EPOCH_SECONDS_FLOOR: i64 = 1_000_000_000;
+
+impl RateLimitHeaders {
+    /// Reads the headers (names are case-insensitive in `HeaderMap`). `now_ms` resolves
+    /// a reset given as a delta.
+    pub fn parse(headers: &HeaderMap, now_ms: i64) -> Self {
+        let num = |name: &str| -> Option<i64> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .map(|n| n as i64)
+        };
+        let reset_ms = num("x-ratelimit-reset").map(|r| {
+            if r < EPOCH_SECONDS_FLOOR {
+                now_ms + r * 1000
+            } else {
+                r.saturating_mul(1000)
+            }
+        });
+        Self {
+            limit: num("x-ratelimit-limit").map(|n| n as u64),
+            remaining: num("x-ratelimit-remaining").map(|n| n as u64),
+            reset_ms,
+        }
+    }
+}
+
+/// `Retry-After` as a duration: delta seconds or an HTTP date. Missing or unparsable
+/// gives `fallback` so that a 429 is never retried in a tight loop.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime, fallback: Duration) -> Duration {
+    let Some(v) = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+    else {
+        return fallback;
+    };
+    if let Ok(secs) = v.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Duration::from_secs_f64(secs).max(Duration::from_millis(100));
+        }
+        return fallback;
+    }
+    match chrono::DateTime::parse_from_rfc2822(v) {
+        Ok(at) => {
+            let at: SystemTime = at.into();
+            at.duration_since(now)
+                .unwrap_or(Duration::ZERO)
+                .max(Duration::from_millis(100))
+        }
+        Err(_) => fallback,
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    limit: Option<u64>,
+    /// Budget left in the current window, decremented as requests are sent.
+    remaining: Option<u64>,
+    reset_ms: Option<i64>,
+    /// Set by a 429: nobody sends before this.
+    blocked_until_ms: Option<i64>,
+}
+
+/// Shared pacing state of one credential.
+#[derive(Debug)]
+pub struct RateLimiter {
+    state: Mutex<State>,
+    /// Requests kept in reserve per window (e.g. for other tools using the same
+    /// credential).
+    reserve: u64,
+    /// Added to a reset time before sending again: the reset header has one-second
+    /// resolution and the ATS's and our clocks differ a little.
+    slack: Duration,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(0, Duration::from_millis(250))
+    }
+}
+
+fn system_now_ms(now: SystemTime) -> i64 {
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl RateLimiter {
+    pub fn new(reserve: u64, slack: Duration) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            reserve,
+            slack,
+        }
+    }
+
+    /// The limiter shared by every client of `credential_key` (e.g. the tenant id) in
+    /// this process. Dropped when the last client is dropped.
+    pub fn shared(credential_key: &str) -> Arc<RateLimiter> {
+        static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<RateLimiter>>>> = OnceLock::new();
+        let reg = REGISTRY.get_or_init(Default::default);
+        let mut map = match reg.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(l) = map.get(credential_key).and_then(Weak::upgrade) {
+            return l;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(RateLimiter::default());
+        map.insert(credential_key.to_string(), Arc::downgrade(&l));
+        l
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a few counters: a panic elsewhere cannot leave it inconsistent
+        // in a way that matters more than losing pacing for one window.
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Call before sending. `None`: send now (one unit of budget is taken).
+    /// `Some(d)`: wait `d`, then ask again.
+    pub fn acquire_at(&self, now: SystemTime) -> Option<Duration> {
+        let now_ms = system_now_ms(now);
+        let mut s = self.lock();
+        if let Some(until) = s.blocked_until_ms {
+            if until > now_ms {
+                return Some(Duration::from_millis((until - now_ms) as u64));
+            }
+            s.blocked_until_ms = None;
+        }
+        let (Some(remaining), Some(reset)) = (s.remaining, s.reset_ms) else {
+            return None;
+        };
+        let reset_effective = reset + self.slack.as_millis() as i64;
+        if now_ms >= reset_effective {
+            // A new window has started: send, and learn its budget from the response.
+            s.remaining = None;
+            s.reset_ms = None;
+            return None;
+        }
+        if remaining <= self.reserve {
+            return Some(Duration::from_millis((reset_effective - now_ms) as u64));
+        }
+        s.remaining = Some(remaining - 1);
+        None
+    }
+
+    pub fn acquire(&self) -> Option<Duration> {
+        self.acquire_at(SystemTime::now())
+    }
+
+    /// Feeds a response's headers back.
+    pub fn observe(&self, h: RateLimitHeaders) {
+        let mut s = self.lock();
+        if h.limit.is_some() {
+            s.limit = h.limit;
+        }
+        let (Some(remaining), Some(reset)) = (h.remaining, h.reset_ms) else {
+            return;
+        };
+        match s.reset_ms {
+            // A response from an older window arriving late says nothing about now.
+            Some(cur) if reset < cur => {}
+            // Same window: other sharers' requests may be in flight; keep the lower.
+            Some(cur) if reset == cur => {
+                s.remaining = Some(s.remaining.map_or(remaining, |r| r.min(remaining)));
+            }
+            _ => {
+                s.reset_ms = Some(reset);
+                s.remaining = Some(remaining);
+            }
+        }
+    }
+
+    pub fn observe_headers(&self, headers: &HeaderMap) {
+        self.observe(RateLimitHeaders::parse(
+            headers,
+            system_now_ms(SystemTime::now()),
+        ));
+    }
+
+    /// After a 429: nobody sharing this credential sends for `wait`.
+    pub fn block_for_at(&self, wait: Duration, now: SystemTime) {
+        let until = system_now_ms(now) + wait.as_millis() as i64;
+        let mut s = self.lock();
+        s.blocked_until_ms = Some(s.blocked_until_ms.map_or(until, |u| u.max(until)));
+    }
+
+    pub fn block_for(&self, wait: Duration) {
+        self.block_for_at(wait, SystemTime::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderName, HeaderValue};
+
+    fn at(ms: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms as u64)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    const T0: i64 = 1_780_000_000_000;
+
+    #[test]
+    fn header_names_are_case_insensitive_and_reset_is_epoch_seconds() {
+        let h = headers(&[
+            ("X-RateLimit-Limit", "50"),
+            ("x-ratelimit-remaining", "7"),
+            ("X-RATELIMIT-RESET", "1780000030"),
+        ]);
+        let p = RateLimitHeaders::parse(&h, T0);
+        assert_eq!(p.limit, Some(50));
+        assert_eq!(p.remaining, Some(7));
+        assert_eq!(p.reset_ms, Some(1_780_000_030_000));
+    }
+
+    #[test]
+    fn small_reset_values_are_read_as_seconds_from_now() {
+        let h = headers(&[("x-ratelimit-reset", "12")]);
+        assert_eq!(RateLimitHeaders::parse(&h, T0).reset_ms, Some(T0 + 12_000));
+    }
+
+    #[test]
+    fn garbage_headers_are_ignored() {
+        let h = headers(&[
+            ("x-ratelimit-remaining", "lots"),
+            ("x-ratelimit-limit", "-3"),
+        ]);
+        assert_eq!(RateLimitHeaders::parse(&h, T0), RateLimitHeaders::default());
+    }
+
+    #[test]
+    fn sends_freely_until_budget_is_used_then_waits_until_reset() {
+        let l = RateLimiter::new(0, Duration::from_millis(500));
+        assert_eq!(l.acquire_at(at(T0)), None, "unknown state: send");
+        l.observe(RateLimitHeaders {
+            limit: Some(3),
+            remaining: Some(2),
+            reset_ms: Some(T0 + 10_000),
+        });
+        assert_eq!(l.acquire_at(at(T0 + 1)), None);
+        assert_eq!(l.acquire_at(at(T0 + 2)), None);
+        assert_eq!(
+            l.acquire_at(at(T0 + 3_000)),
+            Some(Duration::from_millis(7_500)),
+            "budget exhausted: wait until reset + slack"
+        );
+        assert_eq!(l.acquire_at(at(T0 + 10_500)), None, "new window");
+    }
+
+    #[test]
+    fn reserve_is_kept_back() {
+        let l = RateLimiter::new(2, Duration::ZERO);
+        l.observe(RateLimitHeaders {
+            limit: Some(10),
+            remaining: Some(3),
+            reset_ms: Some(T0 + 1_000),
+        });
+        assert_eq!(l.acquire_at(at(T0)), None);
+        assert!(l.acquire_at(at(T0)).is_some());
+    }
+
+    #[test]
+    fn late_response_from_an_older_window_does_not_reset_budget() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        l.observe(RateLimitHeaders {
+            limit: Some(5),
+            remaining: Some(0),
+            reset_ms: Some(T0 + 30_000),
+        });
+        l.observe(RateLimitHeaders {
+            limit: Some(5),
+            remaining: Some(4),
+            reset_ms: Some(T0),
+        });
+        assert!(l.acquire_at(at(T0 + 1)).is_some());
+    }
+
+    #[test]
+    fn same_window_keeps_the_lower_remaining() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        let h = |r| RateLimitHeaders {
+            limit: Some(5),
+            remaining: Some(r),
+            reset_ms: Some(T0 + 30_000),
+        };
+        l.observe(h(1));
+        l.observe(h(3));
+        assert_eq!(l.acquire_at(at(T0)), None);
+        assert!(l.acquire_at(at(T0)).is_some());
+    }
+
+    #[test]
+    fn a_429_blocks_every_sharer() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        l.block_for_at(Duration::from_secs(3), at(T0));
+        assert_eq!(l.acquire_at(at(T0 + 1_000)), Some(Duration::from_secs(2)));
+        assert_eq!(l.acquire_at(at(T0 + 3_000)), None);
+    }
+
+    #[test]
+    fn shared_limiter_is_one_per_credential() {
+        let a = RateLimiter::shared("tenant-a-ratelimit-test");
+        let b = RateLimiter::shared("tenant-a-ratelimit-test");
+        let c = RateLimiter::shared("tenant-c-ratelimit-test");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates_and_never_zero() {
+        let now = at(T0);
+        let fb = Duration::from_secs(1);
+        assert_eq!(
+            retry_after(&headers(&[("Retry-After", "4")]), now, fb),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "0")]), now, fb),
+            Duration::from_millis(100)
+        );
+        assert_eq!(retry_after(&HeaderMap::new(), now, fb), fb);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "soon")]), now, fb),
+            fb
+        );
+        let date = chrono::DateTime::<chrono::Utc>::from(now + Duration::from_secs(5))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let d = retry_after(&headers(&[("retry-after", &date)]), now, fb);
+        assert_eq!(d, Duration::from_secs(5));
+    }
+}
