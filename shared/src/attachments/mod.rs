@@ -153,6 +153,16 @@ impl AttachmentFetcher {
         Self { config, blobs }
     }
 
+    /// `fetch_and_store` for a signed link held as a secret (`connector::AttachmentRef`).
+    pub async fn fetch_and_store_signed(
+        &self,
+        tenant: &TenantId,
+        url: &secrecy::SecretString,
+    ) -> Result<StoredFile, AttachmentError> {
+        use secrecy::ExposeSecret;
+        self.fetch_and_store(tenant, url.expose_secret()).await
+    }
+
     /// Download `url` and store it for `tenant`.
     pub async fn fetch_and_store(
         &self,
