@@ -597,7 +597,10 @@ async fn attachment_is_streamed_hashed_and_stored_once_for_identical_downloads()
     );
     assert_eq!(first.content_type.as_deref(), Some("application/pdf"));
     assert!(!first.already_stored);
-    let second = fetcher.fetch_and_store(&env.tenant, &url).await.unwrap();
+    let second = fetcher
+        .fetch_and_store_signed(&env.tenant, &SecretString::from(url.clone()))
+        .await
+        .unwrap();
     assert_eq!(second.key, first.key);
     assert!(second.already_stored);
 

@@ -57,6 +57,23 @@ impl HostPolicy {
         }
     }
 
+    /// The policy of one tenant: its configured host suffixes; plain `http` and loopback
+    /// only when the tenant asks for them **and** the deployment allows local testing
+    /// (`deployment_allows_local_testing()`), so that a tenant configuration alone can
+    /// never open loopback in production.
+    pub fn for_tenant(
+        hosts: &[String],
+        tenant_allows_loopback: bool,
+        deployment_allows_local: bool,
+    ) -> Self {
+        let local = tenant_allows_loopback && deployment_allows_local;
+        Self {
+            allow_http: local,
+            allow_loopback_for_local_testing: local,
+            ..Self::new(hosts.iter().cloned())
+        }
+    }
+
     /// Scheme and host allow-list (no DNS).
     pub fn check_url(&self, url: &Url) -> Result<(), GuardError> {
         match url.scheme() {
@@ -132,6 +149,11 @@ impl HostPolicy {
         }
         Ok(addrs)
     }
+}
+
+/// `EDS_LOCAL_TESTING=true`: set by the local stack only, never in the SAM template.
+pub fn deployment_allows_local_testing() -> bool {
+    std::env::var("EDS_LOCAL_TESTING").is_ok_and(|v| v == "true")
 }
 
 fn normalise_host(h: &str) -> String {
@@ -311,6 +333,18 @@ mod tests {
                 .check_url(&Url::parse("http://storage.example.com/a").unwrap())
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn tenant_cannot_enable_loopback_without_the_deployment() {
+        let hosts = vec!["127.0.0.1".to_string()];
+        let p = HostPolicy::for_tenant(&hosts, true, false);
+        assert!(!p.allow_loopback_for_local_testing && !p.allow_http);
+        assert!(p.check_ip("h", ip("127.0.0.1")).is_err());
+        let p = HostPolicy::for_tenant(&hosts, true, true);
+        assert!(p.allow_loopback_for_local_testing && p.allow_http);
+        let p = HostPolicy::for_tenant(&hosts, false, true);
+        assert!(!p.allow_loopback_for_local_testing);
     }
 
     #[tokio::test]

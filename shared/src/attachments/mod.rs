@@ -26,7 +26,7 @@ use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
 pub use blob::{BlobError, BlobStore, S3BlobStore};
-pub use guard::{GuardError, HostPolicy, forbidden_reason};
+pub use guard::{GuardError, HostPolicy, deployment_allows_local_testing, forbidden_reason};
 
 use crate::domain::ids::TenantId;
 
@@ -151,6 +151,16 @@ impl Drop for TempFile {
 impl AttachmentFetcher {
     pub fn new(config: DownloadConfig, blobs: Arc<dyn BlobStore>) -> Self {
         Self { config, blobs }
+    }
+
+    /// `fetch_and_store` for a signed link held as a secret (`connector::AttachmentRef`).
+    pub async fn fetch_and_store_signed(
+        &self,
+        tenant: &TenantId,
+        url: &secrecy::SecretString,
+    ) -> Result<StoredFile, AttachmentError> {
+        use secrecy::ExposeSecret;
+        self.fetch_and_store(tenant, url.expose_secret()).await
     }
 
     /// Download `url` and store it for `tenant`.

@@ -201,7 +201,7 @@ enum Reason<'a> {
 /// What `refresh_now` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// API-key tenants have nothing to refresh.
+    /// API-key and client-credentials tenants have no refresh token to keep alive.
     NothingToRefresh,
     /// This container obtained new tokens and stored them.
     Refreshed { expires_at: DateTime<Utc> },
@@ -278,7 +278,9 @@ impl TokenManager {
     pub async fn refresh_now(&self) -> Result<RefreshOutcome, AuthError> {
         let _guard = self.cache.refresh.lock().await;
         let secret = self.load().await?;
-        if !secret.grant.is_oauth() {
+        // Only a refresh token expires when idle; API keys and client credentials need
+        // no upkeep, and a token request for them would only spend the rate limit.
+        if !matches!(secret.grant, Grant::AuthorizationCode { .. }) {
             return Ok(RefreshOutcome::NothingToRefresh);
         }
         let baseline = secret

@@ -418,6 +418,13 @@ async fn refresh_now_rotates_even_a_fresh_token() {
     assert!(matches!(out, RefreshOutcome::Refreshed { .. }), "{out:?}");
     assert_eq!(w.issuer.calls.load(Ordering::SeqCst), 2);
     assert_eq!(w.secrets.puts.load(Ordering::SeqCst), 2);
+    // Client credentials have no refresh token to keep alive.
+    let cc = World::new(&client_credentials());
+    assert_eq!(
+        cc.container().refresh_now().await.unwrap(),
+        RefreshOutcome::NothingToRefresh
+    );
+    assert_eq!(cc.issuer.calls.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
