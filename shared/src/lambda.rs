@@ -102,12 +102,6 @@ pub fn deadline_instant(deadline_ms: u64) -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
-/// Whether a deployment allows loopback attachment hosts and plain http (local testing
-/// against the simulator only; never set in the template).
-pub fn allow_loopback_for_local_testing() -> bool {
-    std::env::var("ALLOW_LOOPBACK_FOR_LOCAL_TESTING").is_ok_and(|v| v == "true")
-}
-
 /// JSON logs for Lambda (level from `RUST_LOG`, default info), plain text on a terminal.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -47,8 +47,9 @@ pub struct GreenhouseFactory {
     pub credentials: CredentialsConfig,
     pub services: TokenServices,
     pub blobs: Arc<dyn BlobStore>,
-    /// Local testing only (`ALLOW_LOOPBACK_FOR_LOCAL_TESTING=true`): attachments and
-    /// plain http from loopback hosts. Never set in a deployed template.
+    /// Local testing only (`EDS_LOCAL_TESTING=true` in the deployment): tenants whose
+    /// configuration allows it may download attachments over plain http from loopback
+    /// hosts. Never set in a deployed template.
     pub allow_loopback_for_local_testing: bool,
     /// Short retry backoffs (tests against the simulator).
     pub fast_retries: bool,
@@ -93,9 +94,11 @@ impl ConnectorFactory for GreenhouseFactory {
                     .map_err(|e| ConnectError::Config(e.to_string()))?,
             ),
         };
-        let mut policy = HostPolicy::new(cfg.attachment_hosts.iter().cloned());
-        policy.allow_http = self.allow_loopback_for_local_testing;
-        policy.allow_loopback_for_local_testing = self.allow_loopback_for_local_testing;
+        let policy = HostPolicy::for_tenant(
+            &cfg.attachment_hosts,
+            cfg.allow_loopback_attachments,
+            self.allow_loopback_for_local_testing,
+        );
         let attachments = AttachmentFetcher::new(DownloadConfig::new(policy), self.blobs.clone());
         Ok(Connection {
             ats,

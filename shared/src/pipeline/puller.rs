@@ -504,11 +504,10 @@ impl Puller {
             // Attachments are downloaded now: their links expire.
             let mut files: BTreeMap<String, Value> = BTreeMap::new();
             for a in &page.attachment_downloads {
-                use secrecy::ExposeSecret;
                 match run
                     .conn
                     .attachments
-                    .fetch_and_store(&tenant, a.url.expose_secret())
+                    .fetch_and_store_signed(&tenant, &a.url)
                     .await
                 {
                     Ok(f) => {
@@ -950,7 +949,7 @@ impl Puller {
             credentials,
             services,
             blobs,
-            allow_loopback_for_local_testing: crate::lambda::allow_loopback_for_local_testing(),
+            allow_loopback_for_local_testing: crate::attachments::guard::deployment_allows_local_testing(),
             fast_retries,
         };
         Ok(Self {
