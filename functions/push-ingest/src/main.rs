@@ -21,7 +21,10 @@ async fn main() -> Result<(), Error> {
         .ok_or("configuration: environment variable PUSH_QUEUE_URL is missing or empty")?;
     let aws = Aws::from_env().await;
     let registry = TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone());
-    let store = Arc::new(DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()));
+    let store = Arc::new(DynamoStore::new(
+        aws.dynamodb.clone(),
+        config.records_table.clone(),
+    ));
     let ingest = PushIngest::new(registry, store);
     let (ingest, sqs, queue_url) = (&ingest, &aws.sqs, queue_url.as_str());
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {

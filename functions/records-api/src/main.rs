@@ -18,7 +18,10 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let registry = TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone());
-    let store = Arc::new(DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()));
+    let store = Arc::new(DynamoStore::new(
+        aws.dynamodb.clone(),
+        config.records_table.clone(),
+    ));
     let api = RecordsApi::new(registry, store.clone(), store);
     let api = &api;
     run(service_fn(

@@ -90,7 +90,10 @@ pub enum RecordError {
     #[error("entity {0:?} is unknown (expected candidate, application, job or attachment)")]
     Entity(String),
     #[error("member {member:?} is not a valid id: {error}")]
-    Id { member: &'static str, error: IdError },
+    Id {
+        member: &'static str,
+        error: IdError,
+    },
     #[error("op {0:?} is unknown (expected upsert or delete)")]
     Op(String),
     #[error("member {member:?} is not an RFC 3339 timestamp")]
@@ -237,7 +240,10 @@ pub fn validate_record(value: &Value, now: DateTime<Utc>) -> Result<PushRecord, 
             EntityKind::parse(other).map_err(|_| RecordError::Entity(excerpt(other)))?,
         ),
     };
-    let id = AtsId::parse(string("id")?).map_err(|error| RecordError::Id { member: "id", error })?;
+    let id = AtsId::parse(string("id")?).map_err(|error| RecordError::Id {
+        member: "id",
+        error,
+    })?;
     let op = match string("op")? {
         "upsert" => PushOp::Upsert,
         "delete" => PushOp::Delete,
@@ -253,12 +259,12 @@ pub fn validate_record(value: &Value, now: DateTime<Utc>) -> Result<PushRecord, 
     }
     let candidate_id = match (entity, map.contains_key("candidate_id")) {
         (PushEntity::Attachment, false) => return Err(RecordError::CandidateIdRequired),
-        (PushEntity::Attachment, true) => Some(
-            AtsId::parse(string("candidate_id")?).map_err(|error| RecordError::Id {
+        (PushEntity::Attachment, true) => Some(AtsId::parse(string("candidate_id")?).map_err(
+            |error| RecordError::Id {
                 member: "candidate_id",
                 error,
-            })?,
-        ),
+            },
+        )?),
         (PushEntity::Record(_), true) => return Err(RecordError::CandidateIdNotAllowed),
         (PushEntity::Record(_), false) => None,
     };
@@ -344,8 +350,14 @@ fn field_kind(entity: PushEntity, field: &str) -> Option<Kind> {
             _ => return None,
         },
         (PushEntity::Record(Application), f) => match f {
-            "candidate_id" | "job_id" | "stage_id" | "source_id" | "referrer_id"
-            | "recruiter_id" | "coordinator_id" | "rejection_reason_id" => Kind::Id,
+            "candidate_id"
+            | "job_id"
+            | "stage_id"
+            | "source_id"
+            | "referrer_id"
+            | "recruiter_id"
+            | "coordinator_id"
+            | "rejection_reason_id" => Kind::Id,
             "prospect" => Kind::Bool,
             "status" => SHORT,
             "stage_name" => NAME,
@@ -477,7 +489,10 @@ fn check_value(name: &str, kind: Kind, value: Value) -> Result<Value, RecordErro
         }
         Kind::Contacts => {
             let Value::Array(items) = &value else {
-                return Err(type_error(&path, "a list of {type?, value} objects or null"));
+                return Err(type_error(
+                    &path,
+                    "a list of {type?, value} objects or null",
+                ));
             };
             check_list_len(&path, items, LIST_MAX)?;
             for (i, item) in items.iter().enumerate() {
@@ -510,8 +525,9 @@ fn check_value(name: &str, kind: Kind, value: Value) -> Result<Value, RecordErro
             };
             check_list_len(&path, items, LIST_MAX)?;
             for (i, item) in items.iter().enumerate() {
-                check_text(&format!("{path}[{i}]"), item, 256)
-                    .map_err(|_| type_error(format!("{path}[{i}]"), "a string of at most 256 characters"))?;
+                check_text(&format!("{path}[{i}]"), item, 256).map_err(|_| {
+                    type_error(format!("{path}[{i}]"), "a string of at most 256 characters")
+                })?;
             }
         }
         Kind::Object(max) | Kind::Any(max) => {
@@ -734,7 +750,10 @@ impl PushIngest {
                 .acquire_push_lease(&tenant, &lease_id, now + self.lease)
                 .await?
             else {
-                tracing::warn!(records = report.received, "tenant deleted while the batch started: push batch dropped");
+                tracing::warn!(
+                    records = report.received,
+                    "tenant deleted while the batch started: push batch dropped"
+                );
                 report.dropped = true;
                 return Ok(report);
             };
@@ -809,7 +828,10 @@ mod tests {
             panic!("not an observation")
         };
         assert_eq!(layer, LayerKind::Push);
-        assert_eq!(observation.ats_updated_at, Some("2026-03-01T10:15:30Z".parse().unwrap()));
+        assert_eq!(
+            observation.ats_updated_at,
+            Some("2026-03-01T10:15:30Z".parse().unwrap())
+        );
         assert!(matches!(observation.scope, ObservationScope::Record { .. }));
     }
 
@@ -856,32 +878,101 @@ mod tests {
     fn invalid_records_are_rejected_with_the_offending_member_named() {
         let cases: Vec<(Value, &str)> = vec![
             (json!([1]), "must be a JSON object"),
-            (json!({"entity": "widget", "id": "1", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}), "entity \"widget\""),
-            (json!({"entity": "job", "id": "../x", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}), "\"id\" is not a valid id"),
-            (json!({"entity": "job", "id": 5, "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}), "\"id\" must be a string"),
-            (json!({"entity": "job", "id": "5", "op": "merge", "updated_at": "2026-03-01T10:00:00Z"}), "op \"merge\""),
-            (json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "yesterday"}), "\"updated_at\" is not an RFC 3339"),
-            (json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "2027-03-01T10:00:00Z"}), "in the future"),
-            (json!({"entity": "job", "id": "5", "op": "upsert"}), "\"updated_at\" is missing"),
-            (json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z", "extra": 1}), "\"extra\" is not allowed"),
-            (candidate(json!({"salary": 1})), "\"salary\" is not a canonical field of candidate"),
-            (candidate(json!({"emails": "a@x.io"})), "fields.emails must be a list"),
-            (candidate(json!({"emails": [{"value": 3}]})), "fields.emails[0].value must be a string"),
-            (candidate(json!({"phones": [{"value": "1", "label": "x"}]})), "fields.phones[0].label"),
-            (candidate(json!({"is_private": "no"})), "fields.is_private must be true, false or null"),
-            (candidate(json!({"first_name": "x".repeat(600)})), "fields.first_name is too large"),
-            (candidate(json!({"attachments": []})), "push each as an attachment record"),
-            (candidate(json!({"created_at": "2026-13-01"})), "fields.created_at must be an RFC 3339"),
-            (json!({"entity": "application", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z", "fields": {"job_id": 7}}), "fields.job_id must be an id"),
-            (json!({"entity": "attachment", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}), "candidate_id\" is required"),
-            (json!({"entity": "job", "id": "5", "candidate_id": "1", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}), "only allowed on attachments"),
-            (json!({"entity": "job", "id": "5", "op": "delete", "updated_at": "2026-03-01T10:00:00Z", "fields": {"name": "x"}}), "a delete carries no fields"),
-            (json!({"entity": "attachment", "id": "5", "candidate_id": "1", "op": "delete", "updated_at": "2026-03-01T10:00:00Z"}), "cannot be deleted by push"),
-            (candidate(json!({"custom_fields": {"k": "x".repeat(70_000)}})), "above the 65536 byte bound"),
+            (
+                json!({"entity": "widget", "id": "1", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}),
+                "entity \"widget\"",
+            ),
+            (
+                json!({"entity": "job", "id": "../x", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}),
+                "\"id\" is not a valid id",
+            ),
+            (
+                json!({"entity": "job", "id": 5, "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}),
+                "\"id\" must be a string",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "merge", "updated_at": "2026-03-01T10:00:00Z"}),
+                "op \"merge\"",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "yesterday"}),
+                "\"updated_at\" is not an RFC 3339",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "2027-03-01T10:00:00Z"}),
+                "in the future",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "upsert"}),
+                "\"updated_at\" is missing",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z", "extra": 1}),
+                "\"extra\" is not allowed",
+            ),
+            (
+                candidate(json!({"salary": 1})),
+                "\"salary\" is not a canonical field of candidate",
+            ),
+            (
+                candidate(json!({"emails": "a@x.io"})),
+                "fields.emails must be a list",
+            ),
+            (
+                candidate(json!({"emails": [{"value": 3}]})),
+                "fields.emails[0].value must be a string",
+            ),
+            (
+                candidate(json!({"phones": [{"value": "1", "label": "x"}]})),
+                "fields.phones[0].label",
+            ),
+            (
+                candidate(json!({"is_private": "no"})),
+                "fields.is_private must be true, false or null",
+            ),
+            (
+                candidate(json!({"first_name": "x".repeat(600)})),
+                "fields.first_name is too large",
+            ),
+            (
+                candidate(json!({"attachments": []})),
+                "push each as an attachment record",
+            ),
+            (
+                candidate(json!({"created_at": "2026-13-01"})),
+                "fields.created_at must be an RFC 3339",
+            ),
+            (
+                json!({"entity": "application", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z", "fields": {"job_id": 7}}),
+                "fields.job_id must be an id",
+            ),
+            (
+                json!({"entity": "attachment", "id": "5", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}),
+                "candidate_id\" is required",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "candidate_id": "1", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z"}),
+                "only allowed on attachments",
+            ),
+            (
+                json!({"entity": "job", "id": "5", "op": "delete", "updated_at": "2026-03-01T10:00:00Z", "fields": {"name": "x"}}),
+                "a delete carries no fields",
+            ),
+            (
+                json!({"entity": "attachment", "id": "5", "candidate_id": "1", "op": "delete", "updated_at": "2026-03-01T10:00:00Z"}),
+                "cannot be deleted by push",
+            ),
+            (
+                candidate(json!({"custom_fields": {"k": "x".repeat(70_000)}})),
+                "above the 65536 byte bound",
+            ),
         ];
         for (value, expected) in cases {
             let err = validate_record(&value, now()).unwrap_err().to_string();
-            assert!(err.contains(expected), "{value}: got {err:?}, expected {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{value}: got {err:?}, expected {expected:?}"
+            );
         }
     }
 
@@ -889,13 +980,25 @@ mod tests {
     fn bodies_are_bounded_and_strict() {
         assert!(matches!(parse_body("nope"), Err(BodyError::NotJson(_))));
         assert_eq!(parse_body("[]"), Err(BodyError::NotObject));
-        assert_eq!(parse_body(r#"{"records":[{}]}"#), Err(BodyError::Missing("tenant")));
-        assert!(matches!(parse_body(r#"{"tenant":"A#b","records":[{}]}"#), Err(BodyError::Tenant(_))));
-        assert_eq!(parse_body(r#"{"tenant":"a","records":[]}"#), Err(BodyError::Empty));
+        assert_eq!(
+            parse_body(r#"{"records":[{}]}"#),
+            Err(BodyError::Missing("tenant"))
+        );
+        assert!(matches!(
+            parse_body(r#"{"tenant":"A#b","records":[{}]}"#),
+            Err(BodyError::Tenant(_))
+        ));
+        assert_eq!(
+            parse_body(r#"{"tenant":"a","records":[]}"#),
+            Err(BodyError::Empty)
+        );
         let many = json!({"tenant": "a", "records": vec![json!({}); 101]}).to_string();
         assert_eq!(
             parse_body(&many),
-            Err(BodyError::TooManyRecords { count: 101, max: 100 })
+            Err(BodyError::TooManyRecords {
+                count: 101,
+                max: 100
+            })
         );
         assert_eq!(
             parse_body(r#"{"tenant":"a","records":[{}],"secret":1}"#),

@@ -158,7 +158,11 @@ impl Cursor {
             .decode(s)
             .ok()?;
         let c: Cursor = serde_json::from_slice(&bytes).ok()?;
-        if c.shard >= SHARDS || c.after.as_deref().is_some_and(|k| parse_gsi1sk(k).is_none()) {
+        if c.shard >= SHARDS
+            || c.after
+                .as_deref()
+                .is_some_and(|k| parse_gsi1sk(k).is_none())
+        {
             return None;
         }
         Some(c)
@@ -563,7 +567,12 @@ mod tests {
             route("GET", "/tenants/acme/status", "").unwrap(),
             Route::Status { .. }
         ));
-        let r = route("GET", "/tenants/acme/records/candidate/42", "as_of=2026-03-01T00:00:00Z").unwrap();
+        let r = route(
+            "GET",
+            "/tenants/acme/records/candidate/42",
+            "as_of=2026-03-01T00:00:00Z",
+        )
+        .unwrap();
         assert!(matches!(r, Route::Record { as_of: Some(_), .. }));
     }
 
@@ -628,7 +637,10 @@ mod tests {
             route("GET", "/tenants/acme/changes", &q),
             Err(ApiError::BadRequest(_))
         ));
-        let bad_shard = Cursor { shard: 16, ..c.clone() };
+        let bad_shard = Cursor {
+            shard: 16,
+            ..c.clone()
+        };
         assert_eq!(Cursor::decode(&bad_shard.encode()), None);
         let bad_key = Cursor {
             after: Some("other#x#y".into()),

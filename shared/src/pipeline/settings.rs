@@ -136,8 +136,13 @@ pub struct EnableSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SettingsEvent {
     Enabled(EnableSpec),
-    CredentialsUpdated { tenant_id: TenantId },
-    IntervalChanged { tenant_id: TenantId, interval_secs: u64 },
+    CredentialsUpdated {
+        tenant_id: TenantId,
+    },
+    IntervalChanged {
+        tenant_id: TenantId,
+        interval_secs: u64,
+    },
 }
 
 impl SettingsEvent {
@@ -214,8 +219,7 @@ fn check_host(h: &str) -> bool {
         && !h.starts_with('.')
         && !h.ends_with('.')
         && !h.contains("..")
-        && h
-            .chars()
+        && h.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
@@ -574,7 +578,10 @@ impl<C: CredentialCheck> Settings<C> {
             });
         }
         let mut set = vec![
-            ("interval_secs", AttributeValue::N(interval_secs.to_string())),
+            (
+                "interval_secs",
+                AttributeValue::N(interval_secs.to_string()),
+            ),
             ("updated_at", AttributeValue::S(key_time(now))),
         ];
         // A shorter interval takes effect now rather than after the old, longer wait.
@@ -604,7 +611,8 @@ impl<C: CredentialCheck> Settings<C> {
         remove: &[&str],
     ) -> Result<(), SettingsError> {
         let mut names = HashMap::from([("#st".to_owned(), "state".to_owned())]);
-        let mut values = HashMap::from([(":epoch".to_owned(), AttributeValue::N(epoch.to_string()))]);
+        let mut values =
+            HashMap::from([(":epoch".to_owned(), AttributeValue::N(epoch.to_string()))]);
         let mut allowed = Vec::new();
         for (i, s) in states.iter().enumerate() {
             values.insert(format!(":ok{i}"), state_value(*s));
@@ -704,8 +712,7 @@ mod tests {
         assert_eq!(spec.interval_secs, 600);
         let mut d = enabled();
         d.as_object_mut().unwrap().remove("interval_secs");
-        let SettingsEvent::Enabled(spec) =
-            parse_event(&event(ENABLED, d), "eds/tenants/").unwrap()
+        let SettingsEvent::Enabled(spec) = parse_event(&event(ENABLED, d), "eds/tenants/").unwrap()
         else {
             panic!("not an enable")
         };
@@ -720,18 +727,39 @@ mod tests {
             event(ENABLED, d)
         };
         let cases = vec![
-            (with("secret_name", json!("eds/tenants/other")), "secret_name must be"),
-            (with("api_base_url", json!("ftp://x")), "scheme must be https"),
-            (with("api_base_url", json!("https://u:p@x.io")), "user information"),
+            (
+                with("secret_name", json!("eds/tenants/other")),
+                "secret_name must be",
+            ),
+            (
+                with("api_base_url", json!("ftp://x")),
+                "scheme must be https",
+            ),
+            (
+                with("api_base_url", json!("https://u:p@x.io")),
+                "user information",
+            ),
             (with("interval_secs", json!(59)), "outside 60..=86400"),
             (with("tenant_id", json!("Acme")), "tenant_id is invalid"),
             (with("ats_kind", json!("lever")), "ats_kind \"lever\""),
             (with("api_version", json!("v2")), "api_version \"v2\""),
-            (with("attachment_hosts", json!(["Bad Host"])), "attachment_hosts"),
+            (
+                with("attachment_hosts", json!(["Bad Host"])),
+                "attachment_hosts",
+            ),
             (with("extra", json!(1)), "unknown field `extra`"),
-            (event(INTERVAL_CHANGED, json!({"tenant_id": "acme"})), "missing field `interval_secs`"),
-            (event("tenant.renamed", json!({})), "detail-type \"tenant.renamed\" is unknown"),
-            (event(DISABLE_REQUESTED, json!({"tenant_id": "acme"})), "handled by the disable/delete"),
+            (
+                event(INTERVAL_CHANGED, json!({"tenant_id": "acme"})),
+                "missing field `interval_secs`",
+            ),
+            (
+                event("tenant.renamed", json!({})),
+                "detail-type \"tenant.renamed\" is unknown",
+            ),
+            (
+                event(DISABLE_REQUESTED, json!({"tenant_id": "acme"})),
+                "handled by the disable/delete",
+            ),
         ];
         for (ev, expected) in cases {
             let err = parse_event(&ev, "eds/tenants/").unwrap_err().to_string();

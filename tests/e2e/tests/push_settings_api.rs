@@ -880,7 +880,7 @@ async fn the_api_answers_a_bare_404_for_other_tenants_records_and_invalid_ids() 
     for path in [
         format!("/tenants/{b}/records/candidate/1"),
         format!("/tenants/{a}/records/candidate/2"),
-        format!("/tenants/nobody/records/candidate/1"),
+        "/tenants/nobody/records/candidate/1".to_string(),
         format!("/tenants/{b}/records/candidate/..%2F..%2F{a}%2Frecords%2Fcandidate%2F1"),
         format!("/tenants/{b}/records/candidate/../../{a}/records/candidate/1"),
         format!("/tenants/{b}/records/candidate/.."),
