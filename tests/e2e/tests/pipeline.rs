@@ -261,3 +261,203 @@ mod pull {
         assert!(store.history(&key).await.unwrap().len() >= 2);
     }
 }
+
+mod lifecycle_of_pulls {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::AtomicU64;
+    use std::time::Duration as StdDuration;
+
+    use chrono::{Duration, Utc};
+    use eds_e2e::Stack;
+    use eds_shared::credentials::{TokenEndpoint, TokenEndpointConfig, TokenGrant};
+    use eds_shared::domain::ids::TenantId;
+    use eds_shared::pipeline::local::{delete_succeeded, receive_event};
+    use eds_shared::pipeline::puller::PullerSettings;
+    use eds_shared::tenants::TenantState;
+    use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
+    use secrecy::ExposeSecret;
+    use serde_json::json;
+
+    fn small(seed: u64, candidates: usize) -> Scenario {
+        Scenario::generate(&ScenarioSpec {
+            seed,
+            candidates,
+            jobs: 5,
+            now: Utc::now() - Duration::minutes(10),
+            ..ScenarioSpec::default()
+        })
+    }
+
+    /// `pk` -> sorted `(sk, content hash)` of every item of the records table: the
+    /// state that must not depend on how often messages were delivered.
+    async fn dump(stack: &Stack) -> BTreeMap<String, Vec<(String, String)>> {
+        let mut out: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = stack
+                .aws
+                .dynamodb
+                .scan()
+                .table_name(&stack.config.records_table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items() {
+                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let hash = format!("{:?}", item.get("content_hash").expect("every record item has a content hash"));
+                out.entry(s("pk")).or_default().push((s("sk"), hash));
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_revoked_refresh_token_ends_in_needs_reauth_and_the_tenant_is_no_longer_scheduled() {
+        let stack = Stack::new().await.unwrap();
+        let scenario = small(11, 30);
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+        sim.add_oauth_client("partner", "partner-secret", ALL_SCOPES);
+        let code = sim.issue_authorization_code("partner", 7);
+        let endpoint = TokenEndpoint::new(TokenEndpointConfig::new(sim.token_url().parse().unwrap())).unwrap();
+        let issued = endpoint
+            .request(
+                "partner",
+                &"partner-secret".to_string().into(),
+                TokenGrant::AuthorizationCode { code: &code.into(), redirect_uri: None },
+                &AtomicU64::new(0),
+                sim.clock().now(),
+            )
+            .await
+            .unwrap();
+        let refresh = issued.refresh_token.unwrap();
+        let cfg = stack
+            .enable_greenhouse_tenant(
+                "reauth",
+                &sim,
+                json!({"kind": "authorization_code", "client_id": "partner", "client_secret": "partner-secret",
+                       "refresh_token": refresh.expose_secret()}),
+            )
+            .await
+            .unwrap();
+        sim.revoke_refresh_tokens("partner");
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        let now = Utc::now();
+        stack.sync(&puller, now).await.unwrap();
+        let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+        assert_eq!(rec.config.state, TenantState::NeedsReauth);
+        assert!(rec.next_run_at.is_none(), "unscheduled");
+        let streams = stack.registry().streams(&cfg.tenant_id).await.unwrap();
+        assert!(streams.iter().all(|s| s.status == eds_shared::tenants::SyncStatus::NeedsReauth));
+        let report = stack.scheduler().run(now + Duration::days(1)).await.unwrap();
+        assert_eq!(report.claimed, 0);
+        let token_requests = sim.stats().endpoint_total("/token");
+        assert!(token_requests <= 2, "no retry storm: {token_requests} token requests");
+    }
+
+    #[tokio::test]
+    async fn two_tenants_sync_interleaved_without_touching_each_others_data() {
+        let stack = Stack::new().await.unwrap();
+        let a = small(21, 80);
+        let b = small(22, 60);
+        let sim_a = Simulator::start(SimConfig::default(), a.truth.clone()).await.unwrap();
+        let sim_b = Simulator::start(SimConfig::default(), b.truth.clone()).await.unwrap();
+        sim_a.add_oauth_client("a", "secret-a", ALL_SCOPES);
+        sim_b.add_oauth_client("b", "secret-b", ALL_SCOPES);
+        stack
+            .enable_greenhouse_tenant("tenant-a", &sim_a, json!({"kind": "client_credentials", "client_id": "a", "client_secret": "secret-a"}))
+            .await
+            .unwrap();
+        stack
+            .enable_greenhouse_tenant("tenant-b", &sim_b, json!({"kind": "client_credentials", "client_id": "b", "client_secret": "secret-b"}))
+            .await
+            .unwrap();
+        // Short invocations force continuations, so the two tenants' jobs alternate.
+        let puller = stack
+            .puller(PullerSettings { margin: StdDuration::from_millis(0), ..PullerSettings::default() })
+            .unwrap();
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        let (report, batches) = stack.drain_pull_queue(&puller, StdDuration::from_millis(400), 10_000).await.unwrap();
+        assert!(report.continuations_sent > 2, "jobs were interleaved ({batches} batches)");
+        let store = stack.store();
+        for (tenant, scenario) in [("tenant-a", &a), ("tenant-b", &b)] {
+            let t = TenantId::parse(tenant).unwrap();
+            let mut keys = 0usize;
+            for shard in 0..eds_shared::store::SHARDS {
+                let page = eds_shared::store::RecordSweep::list_keys(store.as_ref(), &t, shard, None, 10_000)
+                    .await
+                    .unwrap();
+                for k in page.keys {
+                    keys += 1;
+                    assert!(
+                        scenario.manifest.expected(k.entity.as_str(), k.ats_id.as_str()).is_some(),
+                        "{tenant} holds {}/{} which is not in its own ATS",
+                        k.entity,
+                        k.ats_id
+                    );
+                }
+            }
+            let expected_live = scenario
+                .manifest
+                .expected_views
+                .values()
+                .filter(|e| matches!(e, greenhouse_sim::ExpectedRecord::Present(_)))
+                .count();
+            assert_eq!(keys, expected_live, "{tenant}: every record of its ATS, once");
+        }
+    }
+
+    #[tokio::test]
+    async fn every_message_delivered_twice_ends_in_the_same_state_without_duplicate_versions() {
+        let scenario = small(31, 120);
+        let mut dumps = Vec::new();
+        for duplicate in [false, true] {
+            let stack = Stack::new().await.unwrap();
+            let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+            sim.add_oauth_client("c", "s", ALL_SCOPES);
+            stack
+                .enable_greenhouse_tenant("dup", &sim, json!({"kind": "client_credentials", "client_id": "c", "client_secret": "s"}))
+                .await
+                .unwrap();
+            let puller = stack
+                .puller(PullerSettings { margin: StdDuration::from_millis(0), ..PullerSettings::default() })
+                .unwrap();
+            stack.scheduler().run(Utc::now()).await.unwrap();
+            loop {
+                let event = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0).await.unwrap();
+                if event.records.is_empty() {
+                    break;
+                }
+                let deadline = || tokio::time::Instant::now() + StdDuration::from_millis(300);
+                let (response, _) = puller.handle_batch(&event, deadline()).await;
+                if duplicate {
+                    // SQS redelivers the same message (e.g. the first invocation's
+                    // delete was lost): the job runs again, and its continuation is
+                    // sent again (deduplicated by id within five minutes).
+                    let (again, _) = puller.handle_batch(&event, deadline()).await;
+                    assert!(again.batch_item_failures.is_empty(), "a redelivered job succeeds");
+                }
+                delete_succeeded(&stack.aws.sqs, &stack.config.pull_queue_url, &event, &response).await.unwrap();
+            }
+            dumps.push(dump(&stack).await);
+        }
+        // Same records, same versions (numbers and contents).
+        let strip = |d: &BTreeMap<String, Vec<(String, String)>>| {
+            d.iter()
+                .map(|(pk, v)| {
+                    let pk = pk.splitn(3, '#').nth(2).unwrap_or_default().to_string();
+                    (pk, v.clone())
+                })
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert!(!dumps[0].is_empty());
+        assert_eq!(strip(&dumps[0]), strip(&dumps[1]));
+    }
+}
