@@ -106,7 +106,10 @@ pub enum DeletePhase {
 /// that names what was wrong (never echoing the whole body).
 pub fn parse_job<T: for<'de> Deserialize<'de>>(body: &str) -> Result<T, String> {
     if body.len() > MAX_JOB_BYTES {
-        return Err(format!("job body of {} bytes exceeds {MAX_JOB_BYTES}", body.len()));
+        return Err(format!(
+            "job body of {} bytes exceeds {MAX_JOB_BYTES}",
+            body.len()
+        ));
     }
     serde_json::from_str(body).map_err(|e| format!("job body is not a valid job: {e}"))
 }
@@ -132,7 +135,10 @@ mod tests {
         assert_eq!(parse_job::<PullJob>(&body).unwrap(), job(0));
         let with_secret = body.replace("\"epoch\"", "\"secret_name\":\"x\",\"epoch\"");
         assert!(parse_job::<PullJob>(&with_secret).is_err());
-        assert!(parse_job::<PullJob>("{\"tenant\":\"../b\",\"epoch\":1,\"run_id\":\"r\",\"steps\":[]}").is_err());
+        assert!(
+            parse_job::<PullJob>("{\"tenant\":\"../b\",\"epoch\":1,\"run_id\":\"r\",\"steps\":[]}")
+                .is_err()
+        );
         assert!(parse_job::<PullJob>(&"x".repeat(MAX_JOB_BYTES + 1)).is_err());
     }
 

@@ -5,9 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{
-    BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage,
-};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 
 /// The environment the SAM template gives every function (`Globals.Function.Environment`).
@@ -310,8 +308,8 @@ mod tests {
 
     #[test]
     fn config_names_the_missing_variable() {
-        let err = Config::from_lookup(|k| (k != "PULL_QUEUE_URL").then(|| "x".to_string()))
-            .unwrap_err();
+        let err =
+            Config::from_lookup(|k| (k != "PULL_QUEUE_URL").then(|| "x".to_string())).unwrap_err();
         assert_eq!(err.0, "PULL_QUEUE_URL");
         assert!(Config::from_lookup(|_| Some("x".into())).is_ok());
         assert!(Config::from_lookup(|_| Some(String::new())).is_err());

@@ -15,9 +15,11 @@ async fn main() -> Result<(), Error> {
     let scheduler = Scheduler::new(registry, aws.sqs.clone(), config.pull_queue_url.clone());
     let scheduler = &scheduler;
     // The schedule's payload carries nothing we need: the time is taken from the clock.
-    run(service_fn(move |_event: LambdaEvent<serde_json::Value>| async move {
-        let report = scheduler.run(chrono::Utc::now()).await?;
-        Ok::<_, Error>(serde_json::to_value(report)?)
-    }))
+    run(service_fn(
+        move |_event: LambdaEvent<serde_json::Value>| async move {
+            let report = scheduler.run(chrono::Utc::now()).await?;
+            Ok::<_, Error>(serde_json::to_value(report)?)
+        },
+    ))
     .await
 }

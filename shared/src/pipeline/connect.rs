@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::attachments::{AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
+use crate::connector::AtsConnector;
 use crate::connector::greenhouse::{GreenhouseConfig, GreenhouseV1, GreenhouseV3};
 use crate::connector::ratelimit::RateLimiter;
-use crate::connector::AtsConnector;
 use crate::credentials::{
     CredentialsConfig, Grant, SecretName, TenantSecret, TokenEndpoint, TokenEndpointConfig,
     TokenManager, TokenServices,
@@ -57,8 +57,12 @@ pub struct GreenhouseFactory {
 
 impl GreenhouseFactory {
     fn secret_name(&self, cfg: &TenantConfig) -> Result<SecretName, ConnectError> {
-        SecretName::from_config(&cfg.secret_name, &self.credentials.secret_prefix, &cfg.tenant_id)
-            .map_err(|e| ConnectError::Config(e.to_string()))
+        SecretName::from_config(
+            &cfg.secret_name,
+            &self.credentials.secret_prefix,
+            &cfg.tenant_id,
+        )
+        .map_err(|e| ConnectError::Config(e.to_string()))
     }
 }
 

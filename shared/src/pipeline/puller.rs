@@ -224,9 +224,7 @@ impl Puller {
             let end = match step {
                 Step::RefreshToken => self.refresh_token(&mut run).await?,
                 Step::Pull(stream) => self.pull_stream(&mut run, *stream).await?,
-                Step::Reconcile(stream) => {
-                    self.reconcile(&mut run, *stream, resume.take()).await?
-                }
+                Step::Reconcile(stream) => self.reconcile(&mut run, *stream, resume.take()).await?,
                 Step::Remerge => self.remerge(&mut run, resume.take()).await?,
             };
             run.report.counts.token_requests += run.conn.tokens_requests() - token_before;
@@ -294,7 +292,14 @@ impl Puller {
         tracing::warn!(%reason, "tenant needs re-authorisation");
         let now = Utc::now();
         self.registry
-            .set_state(tenant, TenantState::NeedsReauth, false, Some(reason), None, now)
+            .set_state(
+                tenant,
+                TenantState::NeedsReauth,
+                false,
+                Some(reason),
+                None,
+                now,
+            )
             .await
             .map_err(registry_err)?;
         for stream in StreamName::ALL {
@@ -307,9 +312,15 @@ impl Puller {
             st.status = SyncStatus::NeedsReauth;
             st.reason = Some(reason.to_string());
             st.updated_at = now;
-            self.registry.put_stream(tenant, &st).await.map_err(registry_err)?;
+            self.registry
+                .put_stream(tenant, &st)
+                .await
+                .map_err(registry_err)?;
         }
-        self.registry.clear_run(tenant).await.map_err(registry_err)?;
+        self.registry
+            .clear_run(tenant)
+            .await
+            .map_err(registry_err)?;
         Ok(JobOutcome::NeedsReauth(reason.to_string()))
     }
 
@@ -326,7 +337,9 @@ impl Puller {
                 reason: e.to_string(),
                 after: self.settings.retry_after,
             }),
-            Err(e) => Ok(StepEnd::Stop(self.needs_reauth(&run.cfg, &e.to_string()).await?)),
+            Err(e) => Ok(StepEnd::Stop(
+                self.needs_reauth(&run.cfg, &e.to_string()).await?,
+            )),
         }
     }
 
@@ -395,7 +408,11 @@ impl Puller {
         Ok(StepEnd::Done)
     }
 
-    async fn pull_stream(&self, run: &mut Run<'_>, stream: StreamName) -> Result<StepEnd, JobError> {
+    async fn pull_stream(
+        &self,
+        run: &mut Run<'_>,
+        stream: StreamName,
+    ) -> Result<StepEnd, JobError> {
         let tenant = run.job.tenant.clone();
         let started_at = Utc::now();
         let mut st = self
@@ -433,7 +450,10 @@ impl Puller {
             pages_committed: pages,
         });
         st.updated_at = started_at;
-        self.registry.put_stream(&tenant, &st).await.map_err(registry_err)?;
+        self.registry
+            .put_stream(&tenant, &st)
+            .await
+            .map_err(registry_err)?;
 
         let mut counts = RunCounts::default();
         let mut restarts = 0;
@@ -492,8 +512,15 @@ impl Puller {
                 }
                 Err(e) => {
                     run.report.counts.add(&counts);
-                    self.record_run(run, stream, "pull", started_at, &format!("failed: {e}"), &counts)
-                        .await?;
+                    self.record_run(
+                        run,
+                        stream,
+                        "pull",
+                        started_at,
+                        &format!("failed: {e}"),
+                        &counts,
+                    )
+                    .await?;
                     return self.fail_stream(run, st, e.to_string()).await;
                 }
             };
@@ -588,7 +615,10 @@ impl Puller {
                 st.checkpoint = None;
                 st.status = SyncStatus::Done;
                 st.last_success_at = Some(now);
-                self.registry.put_stream(&tenant, &st).await.map_err(registry_err)?;
+                self.registry
+                    .put_stream(&tenant, &st)
+                    .await
+                    .map_err(registry_err)?;
                 self.record_run(run, stream, "pull", started_at, "done", &counts)
                     .await?;
                 run.report.counts.add(&counts);
@@ -600,12 +630,18 @@ impl Puller {
                 cursor: cursor.as_ref().map(|c| c.as_str().to_string()),
                 pages_committed: pages,
             });
-            self.registry.put_stream(&tenant, &st).await.map_err(registry_err)?;
+            self.registry
+                .put_stream(&tenant, &st)
+                .await
+                .map_err(registry_err)?;
         }
     }
 
     fn seen_key(tenant: &TenantId, run_id: &str, stream: StreamName) -> String {
-        format!("tenants/{tenant}/reconcile/{run_id}-{}.json", stream.as_str())
+        format!(
+            "tenants/{tenant}/reconcile/{run_id}-{}.json",
+            stream.as_str()
+        )
     }
 
     async fn reconcile(
@@ -618,9 +654,10 @@ impl Puller {
         let started_at = Utc::now();
         let key = Self::seen_key(&tenant, &run.job.run_id, stream);
         let (mut seen, mut cursor): (HashSet<String>, Option<Cursor>) = match resume {
-            Some(Resume::Ids { cursor, seen_key }) if seen_key == key => {
-                (self.load_seen(&key).await?, Some(Cursor::from_checkpoint(cursor)))
-            }
+            Some(Resume::Ids { cursor, seen_key }) if seen_key == key => (
+                self.load_seen(&key).await?,
+                Some(Cursor::from_checkpoint(cursor)),
+            ),
             _ => (HashSet::new(), None),
         };
         let mut counts = RunCounts::default();
@@ -657,8 +694,15 @@ impl Puller {
                     });
                 }
                 Err(e) => {
-                    self.record_run(run, stream, "reconcile", started_at, &format!("failed: {e}"), &counts)
-                        .await?;
+                    self.record_run(
+                        run,
+                        stream,
+                        "reconcile",
+                        started_at,
+                        &format!("failed: {e}"),
+                        &counts,
+                    )
+                    .await?;
                     return Ok(StepEnd::Done);
                 }
             };
@@ -717,16 +761,28 @@ impl Puller {
         if seen.is_empty() && stored > 0 {
             // An empty listing while we hold records is more likely a permissions change
             // than a mass deletion: report it, tombstone nothing.
-            self.record_run(run, stream, "reconcile", started_at, "skipped: the ATS listed no ids", &counts)
-                .await?;
+            self.record_run(
+                run,
+                stream,
+                "reconcile",
+                started_at,
+                "skipped: the ATS listed no ids",
+                &counts,
+            )
+            .await?;
             self.delete_seen(&key).await;
             return Ok(StepEnd::Done);
         }
         for chunk in gone.chunks(100) {
             if !self.fence(run).await? {
-                return Ok(StepEnd::Stop(JobOutcome::Dropped("the tenant's epoch moved".into())));
+                return Ok(StepEnd::Stop(JobOutcome::Dropped(
+                    "the tenant's epoch moved".into(),
+                )));
             }
-            let changes = chunk.iter().map(|id| tombstone(entity, id.clone())).collect();
+            let changes = chunk
+                .iter()
+                .map(|id| tombstone(entity, id.clone()))
+                .collect();
             let outcome = self
                 .store
                 .apply_page(&tenant, changes, Utc::now())
@@ -820,7 +876,11 @@ impl Puller {
     }
 
     /// Re-merges every stored record (after a re-enable), shard by shard.
-    async fn remerge(&self, run: &mut Run<'_>, resume: Option<Resume>) -> Result<StepEnd, JobError> {
+    async fn remerge(
+        &self,
+        run: &mut Run<'_>,
+        resume: Option<Resume>,
+    ) -> Result<StepEnd, JobError> {
         let tenant = run.job.tenant.clone();
         let (mut shard, mut after) = match resume {
             Some(Resume::Sweep { shard, after }) => (shard, after),
@@ -831,7 +891,9 @@ impl Puller {
                 return Ok(StepEnd::Continue(Some(Resume::Sweep { shard, after })));
             }
             if !self.fence(run).await? {
-                return Ok(StepEnd::Stop(JobOutcome::Dropped("the tenant's epoch moved".into())));
+                return Ok(StepEnd::Stop(JobOutcome::Dropped(
+                    "the tenant's epoch moved".into(),
+                )));
             }
             let page = self
                 .store
@@ -949,12 +1011,16 @@ impl Puller {
             credentials,
             services,
             blobs,
-            allow_loopback_for_local_testing: crate::attachments::guard::deployment_allows_local_testing(),
+            allow_loopback_for_local_testing:
+                crate::attachments::guard::deployment_allows_local_testing(),
             fast_retries,
         };
         Ok(Self {
             registry: TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
-            store: Arc::new(DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone())),
+            store: Arc::new(DynamoStore::new(
+                aws.dynamodb.clone(),
+                config.records_table.clone(),
+            )),
             sqs: aws.sqs.clone(),
             pull_queue_url: config.pull_queue_url.clone(),
             s3: aws.s3.clone(),

@@ -132,7 +132,9 @@ impl Scheduler {
                     }
                     if job.steps.iter().any(|s| matches!(s, Step::Reconcile(_))) {
                         report.reconciliations += 1;
-                        self.registry.touch(&job.tenant, "last_reconcile_at", now).await?;
+                        self.registry
+                            .touch(&job.tenant, "last_reconcile_at", now)
+                            .await?;
                     }
                     messages.push(FifoMessage {
                         body: serde_json::to_string(&job).unwrap_or_default(),
@@ -200,7 +202,9 @@ mod tests {
         let plan = plan_run(&c, later);
         assert_eq!(plan[0], Step::RefreshToken);
         assert_eq!(
-            plan.iter().filter(|s| matches!(s, Step::Reconcile(_))).count(),
+            plan.iter()
+                .filter(|s| matches!(s, Step::Reconcile(_)))
+                .count(),
             3
         );
     }

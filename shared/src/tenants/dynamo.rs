@@ -112,7 +112,10 @@ struct ConfigItem {
 /// Outcome of trying to claim a due tenant for a new run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    Claimed { epoch: u64, config: Box<TenantConfig> },
+    Claimed {
+        epoch: u64,
+        config: Box<TenantConfig>,
+    },
     /// Not due any more, not enabled, or a run is still going.
     Skipped,
 }
@@ -205,8 +208,7 @@ impl TenantRegistry {
             if r.config.state == TenantState::Deleting {
                 return Err(RegistryError::Conflict {
                     tenant: cfg.tenant_id.to_string(),
-                    detail: "a deletion is in progress; enable it again after it completes"
-                        .into(),
+                    detail: "a deletion is in progress; enable it again after it completes".into(),
                 });
             }
             cfg.created_at = r.config.created_at;
@@ -609,7 +611,11 @@ impl TenantRegistry {
         }
     }
 
-    pub async fn release_push_lease(&self, tenant: &TenantId, id: &str) -> Result<(), RegistryError> {
+    pub async fn release_push_lease(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<(), RegistryError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -631,7 +637,9 @@ impl TenantRegistry {
         {
             return Ok(true);
         }
-        let items = self.query_prefix(tenant, "LEASE#push#", false, None).await?;
+        let items = self
+            .query_prefix(tenant, "LEASE#push#", false, None)
+            .await?;
         Ok(items.iter().any(|i| match i.get("until") {
             Some(AttributeValue::S(u)) => u.as_str() > key_time(now).as_str(),
             _ => false,
@@ -680,13 +688,17 @@ impl TenantRegistry {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(self.key(tenant, &format!("STREAM#{}", stream.as_str()))))
+            .set_key(Some(
+                self.key(tenant, &format!("STREAM#{}", stream.as_str())),
+            ))
             .consistent_read(true)
             .send()
             .await
             .map_err(ddb_err)?;
         out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .transpose()
     }
 
@@ -712,7 +724,9 @@ impl TenantRegistry {
         self.query_prefix(tenant, "STREAM#", false, None)
             .await?
             .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -737,12 +751,18 @@ impl TenantRegistry {
     }
 
     /// The most recent runs, newest first.
-    pub async fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, RegistryError> {
+    pub async fn runs(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, RegistryError> {
         self.query_prefix(tenant, "RUN#", true, Some(limit as i32))
             .await?
             .into_iter()
             .take(limit)
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -769,11 +789,16 @@ impl TenantRegistry {
         Ok(())
     }
 
-    pub async fn quarantine(&self, tenant: &TenantId) -> Result<Vec<QuarantineEntry>, RegistryError> {
+    pub async fn quarantine(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<QuarantineEntry>, RegistryError> {
         self.query_prefix(tenant, "QUARANTINE#", false, None)
             .await?
             .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -784,7 +809,9 @@ impl TenantRegistry {
         tenant: &TenantId,
         max: usize,
     ) -> Result<std::collections::BTreeMap<String, u64>, RegistryError> {
-        let items = self.query_prefix(tenant, "", false, Some(max as i32 + 1)).await?;
+        let items = self
+            .query_prefix(tenant, "", false, Some(max as i32 + 1))
+            .await?;
         let mut counts = std::collections::BTreeMap::new();
         let mut keys = Vec::new();
         for item in items {
@@ -861,8 +888,8 @@ impl TenantRegistry {
     }
 
     pub async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(receipt)
-            .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(receipt).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         item.insert("pk".into(), s(format!("RECEIPT#{}", receipt.tenant_id)));
         item.insert("sk".into(), s(receipt.request_id.clone()));
         self.client
@@ -891,7 +918,9 @@ impl TenantRegistry {
             .await
             .map_err(ddb_err)?;
         out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .transpose()
     }
 

@@ -173,9 +173,14 @@ impl Stack {
             batches += 1;
             let deadline = tokio::time::Instant::now() + invocation;
             let (response, report) = puller.handle_batch(&event, deadline).await;
-            delete_succeeded(&self.aws.sqs, &self.config.pull_queue_url, &event, &response)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            delete_succeeded(
+                &self.aws.sqs,
+                &self.config.pull_queue_url,
+                &event,
+                &response,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             total.counts.add(&report.counts);
             total.versions_written += report.versions_written;
             total.continuations_sent += report.continuations_sent;
@@ -184,11 +189,7 @@ impl Stack {
     }
 
     /// Scheduler then puller until idle, as the deployed functions would over time.
-    pub async fn sync(
-        &self,
-        puller: &Puller,
-        now: DateTime<Utc>,
-    ) -> anyhow::Result<JobReport> {
+    pub async fn sync(&self, puller: &Puller, now: DateTime<Utc>) -> anyhow::Result<JobReport> {
         self.scheduler().run(now).await?;
         let (report, _) = self
             .drain_pull_queue(puller, Duration::from_secs(300), 10_000)

@@ -44,7 +44,9 @@ mod scheduler {
                 .receive_message()
                 .queue_url(&stack.config.pull_queue_url)
                 .max_number_of_messages(10)
-                .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                .message_system_attribute_names(
+                    aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId,
+                )
                 .send()
                 .await
                 .unwrap();
@@ -55,7 +57,9 @@ mod scheduler {
             for m in batch {
                 let group = m
                     .attributes()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId))
+                    .and_then(|a| {
+                        a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::MessageGroupId)
+                    })
                     .cloned()
                     .unwrap_or_default();
                 let job: PullJob = parse_job(m.body().unwrap()).unwrap();
@@ -77,18 +81,38 @@ mod scheduler {
     #[tokio::test]
     async fn due_tenants_get_exactly_one_job_each_in_batches_of_ten_and_no_double_enqueue() {
         let stack = Stack::new().await.unwrap();
-        let registry = TenantRegistry::new(stack.aws.dynamodb.clone(), stack.config.tenants_table.clone());
+        let registry = TenantRegistry::new(
+            stack.aws.dynamodb.clone(),
+            stack.config.tenants_table.clone(),
+        );
         let now = Utc::now();
         for i in 0..23 {
-            registry.enable(tenant_config(&format!("t{i}"), now), now).await.unwrap();
+            registry
+                .enable(tenant_config(&format!("t{i}"), now), now)
+                .await
+                .unwrap();
         }
         // A disabled tenant is never scheduled.
-        registry.enable(tenant_config("off", now), now).await.unwrap();
         registry
-            .set_state(&TenantId::parse("off").unwrap(), TenantState::Disabled, true, None, None, now)
+            .enable(tenant_config("off", now), now)
             .await
             .unwrap();
-        let scheduler = Scheduler::new(registry.clone(), stack.aws.sqs.clone(), stack.config.pull_queue_url.clone());
+        registry
+            .set_state(
+                &TenantId::parse("off").unwrap(),
+                TenantState::Disabled,
+                true,
+                None,
+                None,
+                now,
+            )
+            .await
+            .unwrap();
+        let scheduler = Scheduler::new(
+            registry.clone(),
+            stack.aws.sqs.clone(),
+            stack.config.pull_queue_url.clone(),
+        );
         let report = scheduler.run(now + Duration::seconds(1)).await.unwrap();
         assert_eq!(report.claimed, 23);
         assert_eq!(report.sqs_calls, 3, "⌈23/10⌉ SendMessageBatch calls");
@@ -99,7 +123,10 @@ mod scheduler {
             assert_eq!(group, job.tenant.as_str(), "MessageGroupId is the tenant");
             assert_eq!(job.epoch, 1);
             assert!(job.steps.contains(&Step::Pull(StreamName::Candidates)));
-            assert!(job.steps.iter().any(|s| matches!(s, Step::Reconcile(_))), "first run reconciles");
+            assert!(
+                job.steps.iter().any(|s| matches!(s, Step::Reconcile(_))),
+                "first run reconciles"
+            );
             *per_tenant.entry(job.tenant.to_string()).or_insert(0) += 1;
         }
         assert!(per_tenant.values().all(|&n| n == 1));
@@ -116,14 +143,21 @@ mod scheduler {
         let t0 = TenantId::parse("t0").unwrap();
         let rec = registry.require(&t0).await.unwrap();
         let run = rec.active_run.expect("run recorded");
-        registry.finish_stream(&t0, &run.run_id, "run").await.unwrap();
+        registry
+            .finish_stream(&t0, &run.run_id, "run")
+            .await
+            .unwrap();
         let report = scheduler.run(later).await.unwrap();
         assert_eq!(report.claimed, 1);
         let jobs = drain(&stack).await;
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].1.tenant, t0);
         assert!(
-            !jobs[0].1.steps.iter().any(|s| matches!(s, Step::Reconcile(_))),
+            !jobs[0]
+                .1
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::Reconcile(_))),
             "reconciliation waits for its own period"
         );
     }
@@ -157,15 +191,25 @@ mod pull {
         let store = stack.store();
         let mut out = Vec::new();
         for (entity, id) in scenario.manifest.expected_views.keys() {
-            let key = RecordKey::new(tenant.clone(), entity_of(entity), AtsId::parse(id.clone()).unwrap());
+            let key = RecordKey::new(
+                tenant.clone(),
+                entity_of(entity),
+                AtsId::parse(id.clone()).unwrap(),
+            );
             let head = store.get(&key).await.unwrap();
-            let view = head
-                .as_ref()
-                .filter(|h| h.view.deleted.is_none())
-                .map(|h| h.view.fields.clone().into_iter().collect::<serde_json::Map<_, _>>());
+            let view = head.as_ref().filter(|h| h.view.deleted.is_none()).map(|h| {
+                h.view
+                    .fields
+                    .clone()
+                    .into_iter()
+                    .collect::<serde_json::Map<_, _>>()
+            });
             for d in scenario.manifest.check(entity, id, view.as_ref()) {
                 if !allowed.contains(&(entity.clone(), id.clone(), d.field.clone())) {
-                    out.push(format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual));
+                    out.push(format!(
+                        "{entity}/{id}: {} expected {:?} got {:?}",
+                        d.field, d.expected, d.actual
+                    ));
                 }
             }
         }
@@ -183,7 +227,9 @@ mod pull {
             ..ScenarioSpec::default()
         };
         let scenario = Scenario::generate(&spec);
-        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone())
+            .await
+            .unwrap();
         sim.add_oauth_client("eds-client", "client-secret-value", ALL_SCOPES);
         let cfg = stack
             .enable_greenhouse_tenant(
@@ -209,16 +255,28 @@ mod pull {
         let mut allowed = BTreeSet::new();
         for d in &scenario.manifest.defects {
             if d.kind == DefectKind::PushNewer {
-                allowed.insert((d.entity.clone(), d.id.clone(), d.field.clone().unwrap_or_default()));
+                allowed.insert((
+                    d.entity.clone(),
+                    d.id.clone(),
+                    d.field.clone().unwrap_or_default(),
+                ));
             }
         }
         let diffs = differences(&stack, &tenant, &scenario, &allowed).await;
-        assert!(diffs.is_empty(), "{} differences, first: {:?}", diffs.len(), &diffs[..diffs.len().min(5)]);
+        assert!(
+            diffs.is_empty(),
+            "{} differences, first: {:?}",
+            diffs.len(),
+            &diffs[..diffs.len().min(5)]
+        );
 
         // Requests: ⌈N/500⌉ pages per stream (plus the reconciliation listings) and one token.
         let stats = sim.stats();
         let candidates = scenario.truth.candidates.len() as u64;
-        assert!(stats.endpoint_total("/v3/candidates") <= 2 * candidates.div_ceil(500), "{stats:?}");
+        assert!(
+            stats.endpoint_total("/v3/candidates") <= 2 * candidates.div_ceil(500),
+            "{stats:?}"
+        );
 
         // An unchanged incremental run: one request per stream, zero writes.
         sim.reset_stats();
@@ -236,7 +294,9 @@ mod pull {
             before.push(store.history(&key).await.unwrap().len());
         }
         for id in &ids[..3] {
-            sim.mutate().update(Entity::Candidate, *id, "title", json!("Principal Engineer")).unwrap();
+            sim.mutate()
+                .update(Entity::Candidate, *id, "title", json!("Principal Engineer"))
+                .unwrap();
         }
         let t2 = t1 + Duration::seconds(901);
         let report = stack.sync(&puller, t2).await.unwrap();
@@ -245,7 +305,11 @@ mod pull {
             let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::from_u64(*id));
             let head = store.get(&key).await.unwrap().unwrap();
             assert_eq!(head.view.fields["title"], json!("Principal Engineer"));
-            assert_eq!(store.history(&key).await.unwrap().len(), n + 1, "one new version");
+            assert_eq!(
+                store.history(&key).await.unwrap().len(),
+                n + 1,
+                "one new version"
+            );
         }
 
         // A candidate deleted in the ATS becomes a tombstone at the next reconciliation
@@ -304,8 +368,17 @@ mod lifecycle_of_pulls {
                 .await
                 .unwrap();
             for item in page.items() {
-                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-                let hash = format!("{:?}", item.get("content_hash").expect("every record item has a content hash"));
+                let s = |k: &str| {
+                    item.get(k)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let hash = format!(
+                    "{:?}",
+                    item.get("content_hash")
+                        .expect("every record item has a content hash")
+                );
                 out.entry(s("pk")).or_default().push((s("sk"), hash));
             }
             start = page.last_evaluated_key;
@@ -323,15 +396,21 @@ mod lifecycle_of_pulls {
     async fn a_revoked_refresh_token_ends_in_needs_reauth_and_the_tenant_is_no_longer_scheduled() {
         let stack = Stack::new().await.unwrap();
         let scenario = small(11, 30);
-        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone())
+            .await
+            .unwrap();
         sim.add_oauth_client("partner", "partner-secret", ALL_SCOPES);
         let code = sim.issue_authorization_code("partner", 7);
-        let endpoint = TokenEndpoint::new(TokenEndpointConfig::new(sim.token_url().parse().unwrap())).unwrap();
+        let endpoint =
+            TokenEndpoint::new(TokenEndpointConfig::new(sim.token_url().parse().unwrap())).unwrap();
         let issued = endpoint
             .request(
                 "partner",
                 &"partner-secret".to_string().into(),
-                TokenGrant::AuthorizationCode { code: &code.into(), redirect_uri: None },
+                TokenGrant::AuthorizationCode {
+                    code: &code.into(),
+                    redirect_uri: None,
+                },
                 &AtomicU64::new(0),
                 sim.clock().now(),
             )
@@ -355,11 +434,22 @@ mod lifecycle_of_pulls {
         assert_eq!(rec.config.state, TenantState::NeedsReauth);
         assert!(rec.next_run_at.is_none(), "unscheduled");
         let streams = stack.registry().streams(&cfg.tenant_id).await.unwrap();
-        assert!(streams.iter().all(|s| s.status == eds_shared::tenants::SyncStatus::NeedsReauth));
-        let report = stack.scheduler().run(now + Duration::days(1)).await.unwrap();
+        assert!(
+            streams
+                .iter()
+                .all(|s| s.status == eds_shared::tenants::SyncStatus::NeedsReauth)
+        );
+        let report = stack
+            .scheduler()
+            .run(now + Duration::days(1))
+            .await
+            .unwrap();
         assert_eq!(report.claimed, 0);
         let token_requests = sim.stats().endpoint_total("/token");
-        assert!(token_requests <= 2, "no retry storm: {token_requests} token requests");
+        assert!(
+            token_requests <= 2,
+            "no retry storm: {token_requests} token requests"
+        );
     }
 
     #[tokio::test]
@@ -367,8 +457,12 @@ mod lifecycle_of_pulls {
         let stack = Stack::new().await.unwrap();
         let a = small(21, 80);
         let b = small(22, 60);
-        let sim_a = Simulator::start(SimConfig::default(), a.truth.clone()).await.unwrap();
-        let sim_b = Simulator::start(SimConfig::default(), b.truth.clone()).await.unwrap();
+        let sim_a = Simulator::start(SimConfig::default(), a.truth.clone())
+            .await
+            .unwrap();
+        let sim_b = Simulator::start(SimConfig::default(), b.truth.clone())
+            .await
+            .unwrap();
         sim_a.add_oauth_client("a", "secret-a", ALL_SCOPES);
         sim_b.add_oauth_client("b", "secret-b", ALL_SCOPES);
         stack
@@ -381,23 +475,41 @@ mod lifecycle_of_pulls {
             .unwrap();
         // Short invocations force continuations, so the two tenants' jobs alternate.
         let puller = stack
-            .puller(PullerSettings { margin: StdDuration::from_millis(0), ..PullerSettings::default() })
+            .puller(PullerSettings {
+                margin: StdDuration::from_millis(0),
+                ..PullerSettings::default()
+            })
             .unwrap();
         stack.scheduler().run(Utc::now()).await.unwrap();
-        let (report, batches) = stack.drain_pull_queue(&puller, StdDuration::from_millis(400), 10_000).await.unwrap();
-        assert!(report.continuations_sent > 2, "jobs were interleaved ({batches} batches)");
+        let (report, batches) = stack
+            .drain_pull_queue(&puller, StdDuration::from_millis(400), 10_000)
+            .await
+            .unwrap();
+        assert!(
+            report.continuations_sent > 2,
+            "jobs were interleaved ({batches} batches)"
+        );
         let store = stack.store();
         for (tenant, scenario) in [("tenant-a", &a), ("tenant-b", &b)] {
             let t = TenantId::parse(tenant).unwrap();
             let mut keys = 0usize;
             for shard in 0..eds_shared::store::SHARDS {
-                let page = eds_shared::store::RecordSweep::list_keys(store.as_ref(), &t, shard, None, 10_000)
-                    .await
-                    .unwrap();
+                let page = eds_shared::store::RecordSweep::list_keys(
+                    store.as_ref(),
+                    &t,
+                    shard,
+                    None,
+                    10_000,
+                )
+                .await
+                .unwrap();
                 for k in page.keys {
                     keys += 1;
                     assert!(
-                        scenario.manifest.expected(k.entity.as_str(), k.ats_id.as_str()).is_some(),
+                        scenario
+                            .manifest
+                            .expected(k.entity.as_str(), k.ats_id.as_str())
+                            .is_some(),
                         "{tenant} holds {}/{} which is not in its own ATS",
                         k.entity,
                         k.ats_id
@@ -410,7 +522,10 @@ mod lifecycle_of_pulls {
                 .values()
                 .filter(|e| matches!(e, greenhouse_sim::ExpectedRecord::Present(_)))
                 .count();
-            assert_eq!(keys, expected_live, "{tenant}: every record of its ATS, once");
+            assert_eq!(
+                keys, expected_live,
+                "{tenant}: every record of its ATS, once"
+            );
         }
     }
 
@@ -420,18 +535,29 @@ mod lifecycle_of_pulls {
         let mut dumps = Vec::new();
         for duplicate in [false, true] {
             let stack = Stack::new().await.unwrap();
-            let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await.unwrap();
+            let sim = Simulator::start(SimConfig::default(), scenario.truth.clone())
+                .await
+                .unwrap();
             sim.add_oauth_client("c", "s", ALL_SCOPES);
             stack
-                .enable_greenhouse_tenant("dup", &sim, json!({"kind": "client_credentials", "client_id": "c", "client_secret": "s"}))
+                .enable_greenhouse_tenant(
+                    "dup",
+                    &sim,
+                    json!({"kind": "client_credentials", "client_id": "c", "client_secret": "s"}),
+                )
                 .await
                 .unwrap();
             let puller = stack
-                .puller(PullerSettings { margin: StdDuration::from_millis(0), ..PullerSettings::default() })
+                .puller(PullerSettings {
+                    margin: StdDuration::from_millis(0),
+                    ..PullerSettings::default()
+                })
                 .unwrap();
             stack.scheduler().run(Utc::now()).await.unwrap();
             loop {
-                let event = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0).await.unwrap();
+                let event = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0)
+                    .await
+                    .unwrap();
                 if event.records.is_empty() {
                     break;
                 }
@@ -442,9 +568,19 @@ mod lifecycle_of_pulls {
                     // delete was lost): the job runs again, and its continuation is
                     // sent again (deduplicated by id within five minutes).
                     let (again, _) = puller.handle_batch(&event, deadline()).await;
-                    assert!(again.batch_item_failures.is_empty(), "a redelivered job succeeds");
+                    assert!(
+                        again.batch_item_failures.is_empty(),
+                        "a redelivered job succeeds"
+                    );
                 }
-                delete_succeeded(&stack.aws.sqs, &stack.config.pull_queue_url, &event, &response).await.unwrap();
+                delete_succeeded(
+                    &stack.aws.sqs,
+                    &stack.config.pull_queue_url,
+                    &event,
+                    &response,
+                )
+                .await
+                .unwrap();
             }
             dumps.push(dump(&stack).await);
         }
