@@ -34,9 +34,9 @@ impl RegistryError {
     }
 }
 
-fn ddb_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
+fn ddb_err<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
 {
     RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
