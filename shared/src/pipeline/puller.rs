@@ -153,6 +153,17 @@ impl Puller {
         let span = tracing::info_span!("pull_job", tenant = %tenant, run_id = %job.run_id, continuation = job.continuation);
         let _enter = span.enter();
         let Some(rec) = self.registry.get(tenant).await.map_err(registry_err)? else {
+            if self
+                .registry
+                .was_deleted(tenant)
+                .await
+                .map_err(registry_err)?
+            {
+                return Ok((
+                    JobOutcome::Dropped("the tenant's data was deleted".into()),
+                    JobReport::default(),
+                ));
+            }
             return Err(JobError::Poison(format!("unknown tenant {tenant}")));
         };
         let cfg = rec.config;

@@ -720,6 +720,11 @@ impl PushIngest {
         };
 
         let Some(rec) = self.registry.get(&tenant).await? else {
+            if self.registry.was_deleted(&tenant).await? {
+                tracing::warn!(records = report.received, "tenant was deleted: push batch dropped");
+                report.dropped = true;
+                return Ok(report);
+            }
             return Err(PushError::UnknownTenant(tenant));
         };
         if !rec.config.state.accepts_push() {

@@ -924,6 +924,23 @@ impl TenantRegistry {
             .transpose()
     }
 
+    /// Whether the tenant's data was deleted (a deletion receipt exists). Work that
+    /// arrives for such a tenant is dropped, not dead-lettered: a DLQ would keep
+    /// personal data that the customer asked to delete.
+    pub async fn was_deleted(&self, tenant: &TenantId) -> Result<bool, RegistryError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("RECEIPT#{tenant}")))
+            .limit(1)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(out.count() > 0)
+    }
+
     /// Every registered tenant (for `edsctl tenants list`; a scan, operator use only).
     pub async fn list(&self) -> Result<Vec<TenantConfig>, RegistryError> {
         let mut out = Vec::new();
