@@ -721,7 +721,10 @@ impl PushIngest {
 
         let Some(rec) = self.registry.get(&tenant).await? else {
             if self.registry.was_deleted(&tenant).await? {
-                tracing::warn!(records = report.received, "tenant was deleted: push batch dropped");
+                tracing::warn!(
+                    records = report.received,
+                    "tenant was deleted: push batch dropped"
+                );
                 report.dropped = true;
                 return Ok(report);
             }
