@@ -5,6 +5,7 @@
 pub mod attachments;
 pub mod auth;
 pub mod connector;
+pub mod crash;
 pub mod credentials;
 pub mod domain;
 pub mod jobs;

@@ -204,6 +204,7 @@ impl AttachmentFetcher {
             self.blobs
                 .put_file(&key, &temp.0, content_type.as_deref(), &sha256)
                 .await?;
+            crate::crash::point("attachments.after_s3_put");
         }
         tracing::debug!(%tenant, size, already_stored, "attachment stored");
         Ok(StoredFile {

@@ -524,6 +524,7 @@ impl TokenManager {
                 )
             }
         };
+        crate::crash::point("token.after_issue_before_persist");
         let must_persist = matches!(grant, Grant::AuthorizationCode { .. });
         let updated = TenantSecret {
             grant,
@@ -544,6 +545,7 @@ impl TokenManager {
             // costs other containers one token request each.
             tracing::warn!(tenant = %self.tenant(), error = %e, "access token not shared via the secret");
         }
+        crate::crash::point("token.after_persist_before_return");
         let Some(cached) = updated.cached.as_ref() else {
             return Err(AuthError::Transient("no access token".into()));
         };

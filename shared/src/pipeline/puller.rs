@@ -191,6 +191,7 @@ impl Puller {
             });
         }
         // Boxed: the step futures are deep, and callers' futures stay small.
+        crate::crash::point("puller.after_lease_acquired");
         let result = Box::pin(self.run_steps(job, owner.clone(), cfg, deadline)).await;
         if let Err(e) = self.registry.release_lease(tenant, &owner).await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -261,6 +262,7 @@ impl Puller {
             .finish_stream(&job.tenant, &job.run_id, "run")
             .await
             .map_err(registry_err)?;
+        crate::crash::point("puller.after_run_finished");
         Ok((JobOutcome::Done, run.report))
     }
 
@@ -270,12 +272,14 @@ impl Puller {
             group_id: next.tenant.to_string(),
             dedup_id: next.dedup_id(),
         };
+        crate::crash::point("puller.before_continuation_send");
         send_fifo_batches(&self.sqs, &self.pull_queue_url, &[msg])
             .await
             .map_err(|e| JobError::Retry {
                 reason: e.to_string(),
                 after: Duration::from_secs(10),
             })?;
+        crate::crash::point("puller.after_continuation_send");
         Ok(())
     }
 
@@ -465,6 +469,7 @@ impl Puller {
             .put_stream(&tenant, &st)
             .await
             .map_err(registry_err)?;
+        crate::crash::point("puller.after_stream_started");
 
         let mut counts = RunCounts::default();
         let mut restarts = 0;
@@ -594,6 +599,7 @@ impl Puller {
                     reason: e.to_string(),
                     after: self.settings.retry_after,
                 })?;
+            crate::crash::point("puller.after_apply_page");
             add_outcome(&mut counts, &outcome);
             run.report.versions_written += outcome.versions_written as u64;
             for r in &outcome.records {
@@ -630,8 +636,10 @@ impl Puller {
                     .put_stream(&tenant, &st)
                     .await
                     .map_err(registry_err)?;
+                crate::crash::point("puller.after_watermark");
                 self.record_run(run, stream, "pull", started_at, "done", &counts)
                     .await?;
+                crate::crash::point("puller.after_stream_run_recorded");
                 run.report.counts.add(&counts);
                 return Ok(StepEnd::Done);
             }
@@ -645,6 +653,7 @@ impl Puller {
                 .put_stream(&tenant, &st)
                 .await
                 .map_err(registry_err)?;
+            crate::crash::point("puller.after_checkpoint");
         }
     }
 
@@ -802,11 +811,13 @@ impl Puller {
                     reason: e.to_string(),
                     after: self.settings.retry_after,
                 })?;
+            crate::crash::point("puller.after_tombstone_page");
             counts.tombstoned += (outcome.updated + outcome.created) as u64;
             run.report.versions_written += outcome.versions_written as u64;
         }
         self.record_run(run, stream, "reconcile", started_at, "done", &counts)
             .await?;
+        crate::crash::point("puller.after_reconcile_run_recorded");
         run.report.counts.add(&counts);
         self.delete_seen(&key).await;
         Ok(StepEnd::Done)
@@ -841,6 +852,7 @@ impl Puller {
                 reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 after: Duration::from_secs(10),
             })?;
+        crate::crash::point("puller.after_reconcile_state_put");
         self.record_run(run, stream, "reconcile", started_at, "continued", counts)
             .await?;
         run.report.counts.add(counts);

@@ -766,6 +766,7 @@ impl PushIngest {
                 return Ok(report);
             };
             let applied = self.store.apply_page(&tenant, changes, now).await;
+            crate::crash::point("push.after_apply");
             if let Err(e) = self.registry.release_push_lease(&tenant, &lease_id).await {
                 // Not fatal: the lease expires on its own.
                 tracing::warn!(error = %e, "could not release the push lease");

@@ -382,11 +382,13 @@ impl DynamoStore {
             {
                 return Ok((false, i));
             }
+            crate::crash::point("store.after_version_put");
         }
         let Some(last) = pending.last() else {
             return Ok((true, 0));
         };
         let moved = self.put_head(key, last, head.map(|h| h.version), n).await?;
+        crate::crash::point("store.after_head_update");
         Ok((matches!(moved, Put::Done), pending.len()))
     }
 
@@ -817,6 +819,7 @@ impl RecordSweep for DynamoStore {
                     .send()
                     .await
                     .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                crate::crash::point("store.after_delete_batch");
                 if let Some(left) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
                     pending = left.clone();
                 }
