@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -45,7 +46,8 @@ use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
 use crate::lambda::{Aws, Config, JobError, SendError, fifo_batch};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{RecordSweep, SHARDS, StoreError};
+use crate::store::{BATCH_WRITE_MAX, RecordSweep, SHARDS, StoreError};
+use crate::tenants::dynamo::tenant_pk;
 use crate::tenants::{DeletionReceipt, RegistryError, TenantRegistry, TenantState};
 
 /// `detail-type` of a deletion request.
@@ -368,14 +370,18 @@ impl Deleter {
         report: &mut DeleteReport,
         deadline: Deadline,
     ) -> Result<bool, DeleteError> {
-        let started = Instant::now();
+        let mut started: Option<Instant> = None;
+        let waited = |started: Option<Instant>| {
+            started.map_or(0, |s| s.elapsed().as_millis().max(1) as u64)
+        };
         loop {
             if !self.registry.writers_live(&report.tenant, Utc::now()).await? {
-                report.waited_ms += started.elapsed().as_millis() as u64;
+                report.waited_ms += waited(started);
                 return Ok(true);
             }
+            started.get_or_insert_with(Instant::now);
             if deadline.near(self.opts.margin + self.opts.poll_every) {
-                report.waited_ms += started.elapsed().as_millis() as u64;
+                report.waited_ms += waited(started);
                 tracing::info!("writers still live; waiting in a continuation");
                 return Ok(false);
             }
@@ -401,11 +407,16 @@ impl Deleter {
                     .store
                     .list_keys(&tenant, shard, after.as_deref(), self.opts.page_size)
                     .await?;
-                let results: Vec<Result<usize, StoreError>> = futures::stream::iter(&page.keys)
-                    .map(|k| {
-                        let key = RecordKey::new(tenant.clone(), k.entity, k.ats_id.clone());
-                        async move { self.store.delete_all_items(&key).await }
-                    })
+                // Owned keys: a stream over borrowed ones makes the future unprovably
+                // `Send` for spawned callers (a known compiler limitation).
+                let keys: Vec<RecordKey> = page
+                    .keys
+                    .iter()
+                    .map(|k| RecordKey::new(tenant.clone(), k.entity, k.ats_id.clone()))
+                    .collect();
+                let store = &self.store;
+                let results: Vec<Result<usize, StoreError>> = futures::stream::iter(keys)
+                    .map(|key| async move { store.delete_all_items(&key).await })
                     .buffer_unordered(self.opts.concurrency.max(1))
                     .collect()
                     .await;
@@ -520,7 +531,6 @@ impl Deleter {
                 return Ok(false);
             }
             let deleted = self
-                .registry
                 .delete_tenant_items(&report.tenant, self.opts.page_size as usize)
                 .await?;
             if deleted.is_empty() {
@@ -534,6 +544,109 @@ impl Deleter {
             bump(&mut report.counts, "secrets", 1);
         }
         Ok(true)
+    }
+
+    /// Sort keys under `T#{tenant}` in the tenants table (`CONFIG` included), at most
+    /// `limit`. (Queried here by partition key alone: the registry's prefix listing
+    /// sends an empty `begins_with` operand for "everything", which DynamoDB rejects.)
+    async fn tenant_item_keys(
+        &self,
+        tenant: &TenantId,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, DeleteError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .registry
+                .client()
+                .query()
+                .table_name(self.registry.table())
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| {
+                    RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+                })?;
+            out.extend(page.items().iter().filter_map(|i| match i.get("sk") {
+                Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                _ => None,
+            }));
+            start = page.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| out.len() >= l) {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Deletes up to `max` of the tenant's items other than `CONFIG` (runs, streams,
+    /// quarantine, leases) in batches of 25; counts by kind (the sort key's first part).
+    async fn delete_tenant_items(
+        &self,
+        tenant: &TenantId,
+        max: usize,
+    ) -> Result<BTreeMap<String, u64>, DeleteError> {
+        let sks: Vec<String> = self
+            .tenant_item_keys(tenant, Some(max + 1))
+            .await?
+            .into_iter()
+            .filter(|sk| sk != "CONFIG")
+            .take(max)
+            .collect();
+        let mut counts = BTreeMap::new();
+        for chunk in sks.chunks(BATCH_WRITE_MAX) {
+            let mut pending = chunk
+                .iter()
+                .map(|sk| {
+                    DeleteRequest::builder()
+                        .key("pk", AttributeValue::S(tenant_pk(tenant)))
+                        .key("sk", AttributeValue::S(sk.clone()))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RegistryError::Dynamo(e.to_string()))?;
+            let mut round = 0u32;
+            while !pending.is_empty() {
+                round += 1;
+                if round > 8 {
+                    return Err(RegistryError::Dynamo(format!(
+                        "{} tenants-table deletes still unprocessed",
+                        pending.len()
+                    ))
+                    .into());
+                }
+                if round > 1 {
+                    tokio::time::sleep(Duration::from_millis(25 << round.min(6))).await;
+                }
+                let out = self
+                    .registry
+                    .client()
+                    .batch_write_item()
+                    .request_items(self.registry.table(), std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        RegistryError::Dynamo(
+                            aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                        )
+                    })?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(self.registry.table()))
+                    .unwrap_or_default();
+            }
+            for sk in chunk {
+                let kind = sk.split('#').next().unwrap_or("other").to_ascii_lowercase();
+                *counts.entry(kind).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
     }
 
     fn secret_name(&self, tenant: &TenantId) -> String {
@@ -599,7 +712,7 @@ impl Deleter {
         if !self.list_objects(&self.prefix(tenant), 1).await?.is_empty() {
             left.push("S3 objects".into());
         }
-        let items = self.registry.count_tenant_items(tenant).await?;
+        let items = self.tenant_item_keys(tenant, None).await?.len();
         let config = usize::from(self.registry.get(tenant).await?.is_some());
         if items > config {
             left.push(format!("{} tenants-table items", items - config));

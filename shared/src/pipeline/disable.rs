@@ -460,21 +460,24 @@ impl Disabler {
 
         // Drain: no pull lease may be live (any lease is of an older epoch: a disabled
         // tenant's lease cannot be taken).
-        let started = Instant::now();
+        let mut started: Option<Instant> = None;
         loop {
             let rec = self.registry.require(tenant).await?;
             if rec.lease.is_none_or(|l| l.until <= Utc::now()) {
                 break;
             }
+            let since = *started.get_or_insert_with(Instant::now);
+            report.waited_ms = since.elapsed().as_millis() as u64;
             if deadline.near(self.opts.margin + self.opts.poll_every) {
-                report.waited_ms = started.elapsed().as_millis() as u64;
                 return self
                     .continue_later(report, shard, after, source_id)
                     .await;
             }
             tokio::time::sleep(self.opts.poll_every).await;
         }
-        report.waited_ms = started.elapsed().as_millis() as u64;
+        if let Some(since) = started {
+            report.waited_ms = since.elapsed().as_millis().max(1) as u64;
+        }
 
         report.streams_paused = self.pause_streams(tenant).await?;
 
@@ -484,12 +487,6 @@ impl Disabler {
                     .continue_later(report, shard, after, source_id)
                     .await;
             }
-            // A re-enable or deletion between pages stops this sweep: writing PushOnly
-            // after a re-enable would hide pulled data the tenant wants shown again.
-            if !self.still_ours(tenant, epoch).await? {
-                report.outcome = DisableOutcome::Superseded;
-                return Ok(report);
-            }
             let page = self
                 .store
                 .list_keys(tenant, shard, after.as_deref(), self.opts.page_size)
@@ -497,6 +494,13 @@ impl Disabler {
             report.pages += 1;
             report.records_seen += page.keys.len();
             if !page.keys.is_empty() {
+                // A re-enable or deletion stops this sweep before its next write: writing
+                // PushOnly after a re-enable would hide pulled data the tenant wants
+                // shown again.
+                if !self.still_ours(tenant, epoch).await? {
+                    report.outcome = DisableOutcome::Superseded;
+                    return Ok(report);
+                }
                 let keys: Vec<(EntityKind, AtsId)> = page
                     .keys
                     .iter()
