@@ -115,10 +115,10 @@ impl AccessTokens for ClientCredentials {
         rejected: &SecretString,
     ) -> Result<SecretString, AuthError> {
         let mut cur = self.current.lock().await;
-        if let Some(t) = cur.as_ref() {
-            if t.expose_secret() != rejected.expose_secret() {
-                return Ok(t.clone());
-            }
+        if let Some(t) = cur.as_ref()
+            && t.expose_secret() != rejected.expose_secret()
+        {
+            return Ok(t.clone());
         }
         let t = self.fetch().await?;
         *cur = Some(t.clone());
@@ -382,6 +382,7 @@ async fn full_crawl_of_10k_candidates_returns_every_record_once_as_canonical_tru
     let env = env(s.truth.clone()).await;
     let window = everything_until(env.sim.clock().now());
     let mut total = RequestStats::default();
+    let mut crawls = HashMap::new();
     for stream in Stream::ALL {
         let c = crawl(&env.v3, stream, &window, |_| {}).await.unwrap();
         let expected = truth_ids(&s.truth, stream);
@@ -417,7 +418,9 @@ async fn full_crawl_of_10k_candidates_returns_every_record_once_as_canonical_tru
             assert!(c.downloads.is_empty());
         }
         total += c.stats;
+        crawls.insert(stream, c);
     }
+    assert_pull_views_match_the_manifest(s, &crawls);
     let st = env.sim.stats();
     assert_eq!(st.token_requests, 1, "one token for the whole crawl");
     assert_eq!(env.tokens.token_requests(), 1);
@@ -431,6 +434,55 @@ async fn full_crawl_of_10k_candidates_returns_every_record_once_as_canonical_tru
     assert_eq!(total.rate_limited_429, 0);
     // The simulator's byte count also includes the token response.
     assert!(total.bytes > 0 && total.bytes < st.bytes_sent);
+}
+
+/// For every record the scenario did not tamper with (no defect: push and ATS agree),
+/// the view built from the pull alone (candidate fields plus its attachment elements)
+/// is what the manifest expects eds to show.
+fn assert_pull_views_match_the_manifest(s: &Scenario, crawls: &HashMap<Stream, Crawl>) {
+    let tampered: HashSet<(String, String)> = s
+        .manifest
+        .defects
+        .iter()
+        .map(|d| (d.entity.clone(), d.id.clone()))
+        .collect();
+    let mut views: HashMap<(String, String), Map<String, Value>> = HashMap::new();
+    for stream in [Stream::Candidates, Stream::Applications, Stream::Jobs] {
+        for o in &crawls[&stream].observations {
+            let ObservationScope::Record { fields } = &o.scope else {
+                panic!("record scope expected")
+            };
+            views.insert((o.entity.to_string(), o.ats_id.to_string()), as_map(fields));
+        }
+    }
+    for o in &crawls[&Stream::Attachments].observations {
+        let ObservationScope::Element { element, .. } = &o.scope else {
+            panic!("element scope expected")
+        };
+        let view = views
+            .get_mut(&("candidate".to_string(), o.ats_id.to_string()))
+            .expect("attachment of a listed candidate");
+        match view
+            .entry("attachments")
+            .or_insert_with(|| Value::Array(vec![]))
+        {
+            Value::Array(a) => a.push(element.clone()),
+            _ => unreachable!(),
+        }
+    }
+    let mut checked = 0;
+    for ((entity, id), view) in &views {
+        if tampered.contains(&(entity.clone(), id.clone())) {
+            continue;
+        }
+        let diffs = s.manifest.check(entity, id, Some(view));
+        assert!(diffs.is_empty(), "{entity} {id}: {diffs:?}");
+        checked += 1;
+    }
+    assert!(
+        checked > views.len() / 2,
+        "most records are untampered ({checked})"
+    );
 }
 
 #[tokio::test]

@@ -173,12 +173,12 @@ impl RateLimiter {
             }
             s.blocked_until_ms = None;
         }
-        if let Some(reset) = s.reset_ms {
-            if now_ms >= reset + self.slack.as_millis() as i64 {
-                // A new window has started: its budget is learnt from the next response.
-                s.remaining = None;
-                s.reset_ms = None;
-            }
+        if let Some(reset) = s.reset_ms
+            && now_ms >= reset + self.slack.as_millis() as i64
+        {
+            // A new window has started: its budget is learnt from the next response.
+            s.remaining = None;
+            s.reset_ms = None;
         }
         match s.remaining {
             // Unknown budget: one request at a time probes it, so that concurrent
