@@ -748,6 +748,38 @@ async fn twenty_percent_server_errors_still_return_every_record_exactly_once() {
 }
 
 #[tokio::test]
+async fn persistent_server_errors_end_as_transient_after_bounded_retries() {
+    let env = env(small_scenario().truth.clone()).await;
+    env.sim.set_faults(Faults {
+        seed: 2,
+        error_5xx_rate: 1.0,
+        ..Faults::default()
+    });
+    let err = env
+        .v3
+        .list_changed(
+            Stream::Jobs,
+            &everything_until(env.sim.clock().now()),
+            None,
+            far(),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        ConnectorError::Transient {
+            endpoint, attempts, ..
+        } => {
+            assert_eq!(endpoint, "GET /v3/jobs");
+            assert_eq!(*attempts, 5, "4 retries, then give up");
+        }
+        other => panic!("expected Transient, got {other:?}"),
+    }
+    assert!(err.is_retryable());
+    assert_eq!(env.sim.stats().endpoint_total("GET /v3/jobs"), 5);
+    assert_eq!(env.v3.metrics().retries, 4);
+}
+
+#[tokio::test]
 async fn bursts_of_429_are_waited_out_and_reported() {
     let cfg = SimConfig {
         rate_window_v3: Duration::from_secs(2),
