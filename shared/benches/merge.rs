@@ -39,7 +39,10 @@ fn candidate(n: u64, pulled: bool) -> Value {
             "notice_period": "3 months",
             "work_authorization": "UK citizen",
             "source_campaign": "spring-hiring-2026",
-            "languages": ["English", "French", "Italian"]
+            "languages": ["English", "French", "Italian"],
+            "summary": "Mathematician and writer, chiefly known for work on the proposed mechanical general-purpose computer, the Analytical Engine; first to recognise that the machine had applications beyond pure calculation.",
+            "skills": ["algorithms", "numerical analysis", "technical writing", "mentoring", "systems design"],
+            "referral_note": "Met at the London meetup; strong recommendation from the platform team lead."
         },
         "created_at": "2026-01-15T09:30:00.000Z",
         "last_activity_at": if pulled { "2026-03-01T10:15:30.123Z" } else { "2026-02-20T08:00:00.000Z" },
@@ -127,6 +130,12 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % records.len();
             black_box(serde_json::from_slice::<Fields>(&records[i].2).expect("json"))
+        })
+    });
+    g.bench_function("baseline_clone_pull_fields", |b| {
+        b.iter(|| {
+            i = (i + 1) % records.len();
+            black_box(records[i].1.fields.clone())
         })
     });
     let states: Vec<RecordState> = records

@@ -2,7 +2,13 @@
 //! (traits the pipeline needs) and the adapters (DynamoDB, SQS, Secrets Manager, S3,
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
+pub mod attachments;
 pub mod auth;
 pub mod connector;
+pub mod credentials;
 pub mod domain;
+pub mod jobs;
+pub mod lambda;
+pub mod pipeline;
 pub mod store;
+pub mod tenants;

@@ -227,6 +227,8 @@ async fn concurrent_writers_on_one_record_lose_no_update_and_duplicate_no_versio
     for task in tasks {
         task.await.unwrap();
     }
+    let puts = fx.log.take().iter().filter(|op| *op == "PutItem").count();
+    eprintln!("{puts} PutItem requests for {WRITERS} changes (2 each without contention)");
 
     let head = fx.store.get(&key).await.unwrap().unwrap();
     let mut ids: Vec<String> = head.view.fields["attachments"]

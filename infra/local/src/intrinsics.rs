@@ -85,10 +85,7 @@ impl Scope {
         let tag = tag.trim_start_matches('!');
         match tag {
             "Ref" => {
-                let name = t
-                    .value
-                    .as_str()
-                    .ok_or_else(|| shape("!Ref takes a name"))?;
+                let name = t.value.as_str().ok_or_else(|| shape("!Ref takes a name"))?;
                 Ok(Value::String(self.lookup_ref(name)?))
             }
             "GetAtt" => {
@@ -186,7 +183,12 @@ mod tests {
     #[test]
     fn unknown_names_and_functions_are_errors_not_guesses() {
         let s = scope();
-        for y in ["!Ref Nope", "!GetAtt Q.QueueName", "!Base64 x", "!Sub ${Nope}"] {
+        for y in [
+            "!Ref Nope",
+            "!GetAtt Q.QueueName",
+            "!Base64 x",
+            "!Sub ${Nope}",
+        ] {
             let v: Value = serde_yaml::from_str(y).unwrap();
             assert!(s.eval(&v).is_err(), "{y} evaluated");
         }

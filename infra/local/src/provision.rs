@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_yaml::Value;
@@ -65,7 +65,11 @@ pub async fn sdk_config_from_env() -> Result<SdkConfig, String> {
     }
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "eds-local",
+            "test",
+            "test",
+            None,
+            None,
+            "eds-local",
         ));
     }
     Ok(loader.load().await)
@@ -120,12 +124,20 @@ pub async fn provision(
         )?;
         match s3.create_bucket().bucket(&name).send().await {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-            Err(e) => return Err(create_err(&r.logical_id, aws_sdk_s3::error::DisplayErrorContext(e))),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => {
+                return Err(create_err(
+                    &r.logical_id,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                ));
+            }
         }
-        scope
-            .attrs
-            .insert(format!("{}.Arn", r.logical_id), format!("arn:aws:s3:::{name}"));
+        scope.attrs.insert(
+            format!("{}.Arn", r.logical_id),
+            format!("arn:aws:s3:::{name}"),
+        );
         scope.refs.insert(r.logical_id.clone(), name);
     }
     for r in template.of_kind("AWS::Events::EventBus") {
@@ -137,8 +149,7 @@ pub async fn provision(
         match events.create_event_bus().name(&name).send().await {
             Ok(_) => {}
             Err(e)
-                if e
-                    .as_service_error()
+                if e.as_service_error()
                     .is_some_and(|s| s.is_resource_already_exists_exception()) => {}
             Err(e) => {
                 return Err(create_err(
@@ -292,7 +303,12 @@ async fn create_table(
     }
     match req.send().await {
         Ok(_) => Ok(name),
-        Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => Ok(name),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            Ok(name)
+        }
         Err(e) => Err(create_err(
             logical_id,
             aws_sdk_dynamodb::error::DisplayErrorContext(e),

@@ -30,7 +30,9 @@ async fn local_resources_match_the_template() {
     let sdk = sdk_config_from_env().await.expect("emulator configured");
     let template = Template::load(&template_path()).expect("template parses");
     let stage = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let stack = provision(&sdk, &template, &stage).await.expect("provisioned");
+    let stack = provision(&sdk, &template, &stage)
+        .await
+        .expect("provisioned");
 
     let ddb = aws_sdk_dynamodb::Client::new(&sdk);
     let tables: Vec<_> = template.of_kind("AWS::DynamoDB::Table").collect();
@@ -49,9 +51,19 @@ async fn local_resources_match_the_template() {
         let actual: Vec<_> = desc
             .key_schema()
             .iter()
-            .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
+            .map(|k| {
+                (
+                    k.attribute_name().to_string(),
+                    k.key_type().as_str().to_string(),
+                )
+            })
             .collect();
-        assert_eq!(actual, key_pairs(t.properties.get("KeySchema")), "{} keys", t.logical_id);
+        assert_eq!(
+            actual,
+            key_pairs(t.properties.get("KeySchema")),
+            "{} keys",
+            t.logical_id
+        );
         let declared_attrs: BTreeSet<_> = t.properties["AttributeDefinitions"]
             .as_sequence()
             .expect("attribute definitions")
@@ -86,7 +98,12 @@ async fn local_resources_match_the_template() {
             let keys: Vec<_> = actual
                 .key_schema()
                 .iter()
-                .map(|k| (k.attribute_name().to_string(), k.key_type().as_str().to_string()))
+                .map(|k| {
+                    (
+                        k.attribute_name().to_string(),
+                        k.key_type().as_str().to_string(),
+                    )
+                })
                 .collect();
             assert_eq!(keys, key_pairs(g.get("KeySchema")), "index {name} keys");
             let projection = actual.projection().expect("projection");
@@ -122,10 +139,21 @@ async fn local_resources_match_the_template() {
             .expect("queue exists")
             .attributes
             .unwrap_or_default();
-        let fifo = q.properties.get("FifoQueue").map(yaml_str).unwrap_or_default();
+        let fifo = q
+            .properties
+            .get("FifoQueue")
+            .map(yaml_str)
+            .unwrap_or_default();
         assert_eq!(
-            attrs.get(&QueueAttributeName::FifoQueue).map(String::as_str).unwrap_or("false"),
-            if fifo.is_empty() { "false" } else { fifo.as_str() },
+            attrs
+                .get(&QueueAttributeName::FifoQueue)
+                .map(String::as_str)
+                .unwrap_or("false"),
+            if fifo.is_empty() {
+                "false"
+            } else {
+                fifo.as_str()
+            },
             "{} FIFO",
             q.logical_id
         );
@@ -152,7 +180,10 @@ async fn local_resources_match_the_template() {
                 .attrs
                 .get(&format!("{dlq_logical}.Arn"))
                 .expect("DLQ provisioned");
-            assert_eq!(actual["deadLetterTargetArn"].as_str(), Some(dlq_arn.as_str()));
+            assert_eq!(
+                actual["deadLetterTargetArn"].as_str(),
+                Some(dlq_arn.as_str())
+            );
             assert_eq!(
                 actual["maxReceiveCount"].to_string().trim_matches('"'),
                 yaml_str(&rp["maxReceiveCount"])
@@ -161,11 +192,17 @@ async fn local_resources_match_the_template() {
     }
 
     let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build(),
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
     );
     for b in template.of_kind("AWS::S3::Bucket") {
         let name = stack.physical(&b.logical_id).expect("bucket provisioned");
-        s3.head_bucket().bucket(name).send().await.expect("bucket exists");
+        s3.head_bucket()
+            .bucket(name)
+            .send()
+            .await
+            .expect("bucket exists");
     }
 
     let declared: BTreeSet<_> = template.global_env().into_keys().collect();

@@ -159,18 +159,18 @@ impl Out {
     /// Rule 1 for one field only `from` has.
     fn take_one(&mut self, entity: EntityKind, name: &str, value: &Value, from: LayerKind) {
         let prov = provenance_of(from);
-        if entity.field_kind(name) == FieldKind::Keyed {
-            if let Some(elements) = keyed_elements(value) {
-                for (id, _) in &elements {
-                    self.provenance.insert(element_path(name, id), prov);
-                    if from == LayerKind::Pull {
-                        self.report.backfilled.push(element_path(name, id));
-                    }
+        if entity.field_kind(name) == FieldKind::Keyed
+            && let Some(elements) = keyed_elements(value)
+        {
+            for (id, _) in &elements {
+                self.provenance.insert(element_path(name, id), prov);
+                if from == LayerKind::Pull {
+                    self.report.backfilled.push(element_path(name, id));
                 }
-                self.provenance.insert(name.to_owned(), prov);
-                self.fields.insert(name.to_owned(), value.clone());
-                return;
             }
+            self.provenance.insert(name.to_owned(), prov);
+            self.fields.insert(name.to_owned(), value.clone());
+            return;
         }
         if from == LayerKind::Pull && !value.is_null() {
             self.report.backfilled.push(name.to_owned());
@@ -225,11 +225,11 @@ fn merge_join(entity: EntityKind, push: &Layer, pull: &Layer, winner: LayerKind,
             }
             Ordering::Equal => {
                 if let (Some((name, pv)), Some((_, lv))) = (a.next(), b.next()) {
-                    if entity.field_kind(name) == FieldKind::Keyed {
-                        if let (Some(pe), Some(le)) = (keyed_elements(pv), keyed_elements(lv)) {
-                            merge_keyed(name, &pe, &le, winner, out);
-                            continue;
-                        }
+                    if entity.field_kind(name) == FieldKind::Keyed
+                        && let (Some(pe), Some(le)) = (keyed_elements(pv), keyed_elements(lv))
+                    {
+                        merge_keyed(name, &pe, &le, winner, out);
+                        continue;
                     }
                     out.take_scalar(name, pv, lv, winner);
                 }

@@ -300,18 +300,18 @@ fn hash_str(h: &mut XxHash3_128, s: &str) {
 
 fn hash_value(h: &mut XxHash3_128, v: &Value) {
     match v {
-        Value::Null => h.write(&[b'n']),
+        Value::Null => h.write(b"n"),
         Value::Bool(b) => h.write(&[b'b', u8::from(*b)]),
         Value::Number(n) => {
-            h.write(&[b'#']);
+            h.write(b"#");
             hash_str(h, &n.to_string());
         }
         Value::String(s) => {
-            h.write(&[b's']);
+            h.write(b"s");
             hash_str(h, s);
         }
         Value::Array(items) => {
-            h.write(&[b'[']);
+            h.write(b"[");
             h.write(&(items.len() as u64).to_le_bytes());
             for item in items {
                 hash_value(h, item);
@@ -321,7 +321,7 @@ fn hash_value(h: &mut XxHash3_128, v: &Value) {
             // Member order is not content: hash members sorted by name.
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             members.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            h.write(&[b'{']);
+            h.write(b"{");
             h.write(&(members.len() as u64).to_le_bytes());
             for (k, v) in members {
                 hash_str(h, k);
@@ -507,10 +507,10 @@ fn revive(state: &mut RecordState, kind: LayerKind, at: Option<DateTime<Utc>>) {
         LayerKind::Push => LayerKind::Pull,
         LayerKind::Pull => LayerKind::Push,
     });
-    if let (Some(t), Some(a)) = (*other, at) {
-        if t.at.is_some_and(|d| a > d) {
-            *other = None;
-        }
+    if let (Some(t), Some(a)) = (*other, at)
+        && t.at.is_some_and(|d| a > d)
+    {
+        *other = None;
     }
 }
 
@@ -609,12 +609,14 @@ mod tests {
     fn content_hash_ignores_member_order_and_observed_at() {
         let a: Value = serde_json::from_str(r#"{"x":1,"y":{"a":1,"b":2}}"#).unwrap();
         let b: Value = serde_json::from_str(r#"{"y":{"b":2,"a":1},"x":1}"#).unwrap();
-        let mut s1 = RecordState::default();
-        s1.push = Some(Layer {
-            fields: [("custom_fields".to_owned(), a)].into(),
-            ats_updated_at: Some(t(0)),
-            observed_at: Some(t(1)),
-        });
+        let s1 = RecordState {
+            push: Some(Layer {
+                fields: [("custom_fields".to_owned(), a)].into(),
+                ats_updated_at: Some(t(0)),
+                observed_at: Some(t(1)),
+            }),
+            ..RecordState::default()
+        };
         let mut s2 = s1.clone();
         s2.push
             .as_mut()
@@ -629,8 +631,10 @@ mod tests {
 
     #[test]
     fn content_hash_distinguishes_null_from_absent_and_types() {
-        let mut s1 = RecordState::default();
-        s1.pull = Some(Layer::default());
+        let s1 = RecordState {
+            pull: Some(Layer::default()),
+            ..RecordState::default()
+        };
         let mut s2 = s1.clone();
         s2.pull
             .as_mut()

@@ -310,6 +310,17 @@ impl DynamoStore {
         now: DateTime<Utc>,
         n: &Counter,
     ) -> Result<RecordOutcome, StoreError> {
+        let initial = head.as_ref().map(|h| h.version);
+        // The newest version item this call managed to put, with its report: if a
+        // concurrent writer then rolled the head onto it, it is committed and ours.
+        let mut ours: Option<(u64, MergeReport)> = None;
+        let committed = |from: Option<u64>, to: u64, report: MergeReport| match from {
+            None => RecordOutcome::Created {
+                version: to,
+                report,
+            },
+            Some(from) => RecordOutcome::Updated { from, to, report },
+        };
         for attempt in 1..=MAX_ATTEMPTS {
             let mut pending: Vec<Version> = Vec::new();
             let mut report = MergeReport::default();
@@ -321,23 +332,23 @@ impl DynamoStore {
                     pending.push(next.version);
                 }
             }
-            let Some(last) = pending.last() else {
-                return Ok(RecordOutcome::Unchanged {
-                    version: head.map(|h| h.version),
+            if pending.is_empty() {
+                let current = head.as_ref().map(|h| h.version);
+                return Ok(match ours {
+                    Some((to, report)) if current.is_some_and(|c| c >= to) => {
+                        committed(initial, to, report)
+                    }
+                    _ => RecordOutcome::Unchanged { version: current },
                 });
-            };
-            if self.write_versions(key, head.as_ref(), &pending, n).await? {
-                return Ok(match &head {
-                    None => RecordOutcome::Created {
-                        version: last.version,
-                        report,
-                    },
-                    Some(h) => RecordOutcome::Updated {
-                        from: h.version,
-                        to: last.version,
-                        report,
-                    },
-                });
+            }
+            let (done, written) = self.write_versions(key, head.as_ref(), &pending, n).await?;
+            if let Some(last) = written.checked_sub(1).and_then(|i| pending.get(i)) {
+                ours = Some((last.version, report.clone()));
+            }
+            if done {
+                let to = pending.last().map_or(0, |v| v.version);
+                // `from` is the head this attempt built on (after any orphan repair).
+                return Ok(committed(head.as_ref().map(|h| h.version), to, report));
             }
             // Someone else moved first (or crashed midway): back off, re-read, redo.
             let pause = {
@@ -354,30 +365,29 @@ impl DynamoStore {
     }
 
     /// Version items first (never overwriting one), then the head, conditioned on the
-    /// version the change was computed from. False when a condition failed.
+    /// version the change was computed from. Returns whether everything was written and
+    /// how many version items were put.
     async fn write_versions(
         &self,
         key: &RecordKey,
         head: Option<&Version>,
         pending: &[Version],
         n: &Counter,
-    ) -> Result<bool, StoreError> {
-        for v in pending {
+    ) -> Result<(bool, usize), StoreError> {
+        for (i, v) in pending.iter().enumerate() {
             let item = Self::to_item(key, v, false)?;
             if let Put::ConditionFailed = self
                 .put_conditional(item, "attribute_not_exists(pk)", None, n)
                 .await?
             {
-                return Ok(false);
+                return Ok((false, i));
             }
         }
         let Some(last) = pending.last() else {
-            return Ok(true);
+            return Ok((true, 0));
         };
-        Ok(matches!(
-            self.put_head(key, last, head.map(|h| h.version), n).await?,
-            Put::Done
-        ))
+        let moved = self.put_head(key, last, head.map(|h| h.version), n).await?;
+        Ok((matches!(moved, Put::Done), pending.len()))
     }
 
     /// Consistent batch read of heads, 100 keys per request, retrying unprocessed keys.

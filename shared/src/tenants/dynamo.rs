@@ -34,9 +34,9 @@ impl RegistryError {
     }
 }
 
-fn ddb_err<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
+fn ddb_err<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
 {
     RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
@@ -112,7 +112,10 @@ struct ConfigItem {
 /// Outcome of trying to claim a due tenant for a new run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
-    Claimed { epoch: u64, config: Box<TenantConfig> },
+    Claimed {
+        epoch: u64,
+        config: Box<TenantConfig>,
+    },
     /// Not due any more, not enabled, or a run is still going.
     Skipped,
 }
@@ -205,8 +208,7 @@ impl TenantRegistry {
             if r.config.state == TenantState::Deleting {
                 return Err(RegistryError::Conflict {
                     tenant: cfg.tenant_id.to_string(),
-                    detail: "a deletion is in progress; enable it again after it completes"
-                        .into(),
+                    detail: "a deletion is in progress; enable it again after it completes".into(),
                 });
             }
             cfg.created_at = r.config.created_at;
@@ -350,6 +352,30 @@ impl TenantRegistry {
             .await
             .map_err(ddb_err)?;
         Ok(())
+    }
+
+    /// The re-merge after a re-enable finished (only for the epoch it ran under).
+    pub async fn clear_remerge_pending(
+        &self,
+        tenant: &TenantId,
+        epoch: u64,
+    ) -> Result<(), RegistryError> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression("epoch = :e")
+            .update_expression("SET remerge_pending = :f")
+            .expression_attribute_values(":e", n(epoch))
+            .expression_attribute_values(":f", AttributeValue::Bool(false))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_conditional(&e) => Ok(()),
+            Err(e) => Err(ddb_err(e)),
+        }
     }
 
     pub async fn set_uses_refresh_token(
@@ -585,7 +611,11 @@ impl TenantRegistry {
         }
     }
 
-    pub async fn release_push_lease(&self, tenant: &TenantId, id: &str) -> Result<(), RegistryError> {
+    pub async fn release_push_lease(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<(), RegistryError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -607,7 +637,9 @@ impl TenantRegistry {
         {
             return Ok(true);
         }
-        let items = self.query_prefix(tenant, "LEASE#push#", false, None).await?;
+        let items = self
+            .query_prefix(tenant, "LEASE#push#", false, None)
+            .await?;
         Ok(items.iter().any(|i| match i.get("until") {
             Some(AttributeValue::S(u)) => u.as_str() > key_time(now).as_str(),
             _ => false,
@@ -656,13 +688,17 @@ impl TenantRegistry {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(self.key(tenant, &format!("STREAM#{}", stream.as_str()))))
+            .set_key(Some(
+                self.key(tenant, &format!("STREAM#{}", stream.as_str())),
+            ))
             .consistent_read(true)
             .send()
             .await
             .map_err(ddb_err)?;
         out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .transpose()
     }
 
@@ -688,7 +724,9 @@ impl TenantRegistry {
         self.query_prefix(tenant, "STREAM#", false, None)
             .await?
             .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -713,12 +751,18 @@ impl TenantRegistry {
     }
 
     /// The most recent runs, newest first.
-    pub async fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, RegistryError> {
+    pub async fn runs(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<Vec<SyncRun>, RegistryError> {
         self.query_prefix(tenant, "RUN#", true, Some(limit as i32))
             .await?
             .into_iter()
             .take(limit)
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -745,11 +789,16 @@ impl TenantRegistry {
         Ok(())
     }
 
-    pub async fn quarantine(&self, tenant: &TenantId) -> Result<Vec<QuarantineEntry>, RegistryError> {
+    pub async fn quarantine(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<QuarantineEntry>, RegistryError> {
         self.query_prefix(tenant, "QUARANTINE#", false, None)
             .await?
             .into_iter()
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .collect()
     }
 
@@ -760,7 +809,9 @@ impl TenantRegistry {
         tenant: &TenantId,
         max: usize,
     ) -> Result<std::collections::BTreeMap<String, u64>, RegistryError> {
-        let items = self.query_prefix(tenant, "", false, Some(max as i32 + 1)).await?;
+        let items = self
+            .query_prefix(tenant, "", false, Some(max as i32 + 1))
+            .await?;
         let mut counts = std::collections::BTreeMap::new();
         let mut keys = Vec::new();
         for item in items {
@@ -837,8 +888,8 @@ impl TenantRegistry {
     }
 
     pub async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> = serde_dynamo::to_item(receipt)
-            .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(receipt).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         item.insert("pk".into(), s(format!("RECEIPT#{}", receipt.tenant_id)));
         item.insert("sk".into(), s(receipt.request_id.clone()));
         self.client
@@ -867,8 +918,27 @@ impl TenantRegistry {
             .await
             .map_err(ddb_err)?;
         out.item
-            .map(|i| serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string())))
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
             .transpose()
+    }
+
+    /// Whether the tenant's data was deleted (a deletion receipt exists). Work that
+    /// arrives for such a tenant is dropped, not dead-lettered: a DLQ would keep
+    /// personal data that the customer asked to delete.
+    pub async fn was_deleted(&self, tenant: &TenantId) -> Result<bool, RegistryError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("RECEIPT#{tenant}")))
+            .limit(1)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(out.count() > 0)
     }
 
     /// Every registered tenant (for `edsctl tenants list`; a scan, operator use only).

@@ -84,6 +84,10 @@ pub struct TenantConfig {
     pub state_reason: Option<String>,
     #[serde(default)]
     pub uses_refresh_token: bool,
+    /// Set when a disabled tenant is enabled again: its records' views are still
+    /// push-only and must be re-merged (the puller's `Remerge` step clears it).
+    #[serde(default)]
+    pub remerge_pending: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_reconcile_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -112,33 +116,9 @@ pub fn key_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The streams a Greenhouse pull reads, in the order a run processes them (jobs before
-/// applications reference them; attachments last, onto existing candidates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StreamName {
-    Jobs,
-    Candidates,
-    Applications,
-    Attachments,
-}
-
-impl StreamName {
-    pub const ALL: [StreamName; 4] = [
-        StreamName::Jobs,
-        StreamName::Candidates,
-        StreamName::Applications,
-        StreamName::Attachments,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StreamName::Jobs => "jobs",
-            StreamName::Candidates => "candidates",
-            StreamName::Applications => "applications",
-            StreamName::Attachments => "attachments",
-        }
-    }
-}
+/// The streams a pull reads are the connector's (`connector::Stream`); the registry
+/// keys stream state and runs by them.
+pub use crate::connector::Stream as StreamName;
 
 /// Sync status of one stream, as shown to operators and the records API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -138,6 +138,9 @@ struct Cursor {
     ep: u64,
 }
 
+/// Applications and attachments (v1 forms) per candidate id.
+type Children = (HashMap<u64, Vec<Value>>, HashMap<u64, Vec<Value>>);
+
 struct FaultState {
     rng: ChaCha8Rng,
     burst_left: u32,
@@ -167,7 +170,7 @@ pub(crate) struct Shared {
 
 fn parse_pipe(v: &str) -> Result<Bounds, String> {
     let parts: Vec<&str> = v.split('|').collect();
-    if parts.len() < 2 || parts.len() % 2 != 0 {
+    if parts.len() < 2 || !parts.len().is_multiple_of(2) {
         return Err(format!("Invalid date filter '{v}': use op|timestamp pairs"));
     }
     let mut b = Bounds::default();
@@ -489,11 +492,12 @@ impl Shared {
                 delay,
             );
         }
-        if let Some(b) = f.burst_429 {
-            if b.length > 0 && st.rng.random::<f64>() < b.probability {
-                st.burst_left = b.length - 1;
-                return (Fault::Burst(b.retry_after_secs), delay);
-            }
+        if let Some(b) = f.burst_429
+            && b.length > 0
+            && st.rng.random::<f64>() < b.probability
+        {
+            st.burst_left = b.length - 1;
+            return (Fault::Burst(b.retry_after_secs), delay);
         }
         if f.error_5xx_rate > 0.0 && st.rng.random::<f64>() < f.error_5xx_rate {
             return (
@@ -645,7 +649,7 @@ impl Shared {
         id: u64,
         row: &Row,
         now: DateTime<Utc>,
-        children: Option<&(HashMap<u64, Vec<Value>>, HashMap<u64, Vec<Value>>)>,
+        children: Option<&Children>,
     ) -> Value {
         let mut v = row.value().unwrap_or(Value::Null);
         match e {
@@ -680,30 +684,24 @@ impl Shared {
     }
 
     /// Applications and attachments of the given candidates, in their v1 forms.
-    #[allow(clippy::type_complexity)]
-    fn v1_children(
-        &self,
-        store: &Store,
-        ids: &HashSet<u64>,
-        now: DateTime<Utc>,
-    ) -> (HashMap<u64, Vec<Value>>, HashMap<u64, Vec<Value>>) {
+    fn v1_children(&self, store: &Store, ids: &HashSet<u64>, now: DateTime<Utc>) -> Children {
         let mut apps: HashMap<u64, Vec<Value>> = HashMap::new();
         for row in store.table(Entity::Application).values() {
-            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c)) {
-                if let Ok(Value::Object(mut o)) = row.value() {
-                    o.remove("updated_at");
-                    apps.entry(c).or_default().push(Value::Object(o));
-                }
+            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c))
+                && let Ok(Value::Object(mut o)) = row.value()
+            {
+                o.remove("updated_at");
+                apps.entry(c).or_default().push(Value::Object(o));
             }
         }
         let mut atts: HashMap<u64, Vec<Value>> = HashMap::new();
         for (id, row) in store.table(Entity::Attachment) {
-            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c)) {
-                if let Ok(v) = row.value() {
-                    atts.entry(c).or_default().push(json!({
-                        "filename": v["filename"], "url": self.signed_url(*id, now), "type": v["type"], "created_at": v["created_at"]
-                    }));
-                }
+            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c))
+                && let Ok(v) = row.value()
+            {
+                atts.entry(c).or_default().push(json!({
+                    "filename": v["filename"], "url": self.signed_url(*id, now), "type": v["type"], "created_at": v["created_at"]
+                }));
             }
         }
         (apps, atts)

@@ -1,0 +1,363 @@
+//! SSRF guard for attachment downloads: which URLs and which resolved addresses eds may
+//! connect to.
+//!
+//! Attachment URLs come from the ATS, i.e. from outside. A URL pointing at the instance
+//! metadata service, at a VPC-internal host or at localhost would let whoever controls
+//! the ATS data read our infrastructure, so every hop is checked: scheme, host against a
+//! configured allow-list of suffixes, and every address the host resolves to. The caller
+//! then connects to exactly the addresses checked here (no second DNS lookup that a
+//! rebinding server could answer differently).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use url::{Host, Url};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GuardError {
+    #[error("attachment URL scheme {0:?} is not allowed (https only)")]
+    Scheme(String),
+    #[error("attachment URL has no host")]
+    NoHost,
+    #[error("attachment URL carries user credentials: refused")]
+    UserInfo,
+    #[error("attachment host {0} is not in the allowed host list")]
+    HostNotAllowed(String),
+    #[error("attachment host {host} resolves to {ip}, a {why} address: refused")]
+    ForbiddenAddress {
+        host: String,
+        ip: IpAddr,
+        why: &'static str,
+    },
+    #[error("attachment host {host} could not be resolved: {detail}")]
+    Resolve { host: String, detail: String },
+}
+
+/// Where attachments may be downloaded from.
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    /// Host names (or IP literals) allowed, matched as exact name or dot-separated
+    /// suffix: `greenhouse-storage.example` allows `a.greenhouse-storage.example`.
+    pub allowed_host_suffixes: Vec<String>,
+    /// Plain `http` (local simulator only).
+    pub allow_http: bool,
+    /// Loopback addresses (local simulator only). Private, link-local and metadata
+    /// addresses stay refused even then.
+    pub allow_loopback_for_local_testing: bool,
+}
+
+impl HostPolicy {
+    pub fn new(allowed_host_suffixes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        Self {
+            allowed_host_suffixes: allowed_host_suffixes
+                .into_iter()
+                .map(|s| normalise_host(&s.into()))
+                .collect(),
+            allow_http: false,
+            allow_loopback_for_local_testing: false,
+        }
+    }
+
+    /// The policy of one tenant: its configured host suffixes; plain `http` and loopback
+    /// only when the tenant asks for them **and** the deployment allows local testing
+    /// (`deployment_allows_local_testing()`), so that a tenant configuration alone can
+    /// never open loopback in production.
+    pub fn for_tenant(
+        hosts: &[String],
+        tenant_allows_loopback: bool,
+        deployment_allows_local: bool,
+    ) -> Self {
+        let local = tenant_allows_loopback && deployment_allows_local;
+        Self {
+            allow_http: local,
+            allow_loopback_for_local_testing: local,
+            ..Self::new(hosts.iter().cloned())
+        }
+    }
+
+    /// Scheme and host allow-list (no DNS).
+    pub fn check_url(&self, url: &Url) -> Result<(), GuardError> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_http => {}
+            other => return Err(GuardError::Scheme(other.chars().take(16).collect())),
+        }
+        // Credentials in the URL would be sent to whatever host it names.
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(GuardError::UserInfo);
+        }
+        let host = match url.host() {
+            None => return Err(GuardError::NoHost),
+            Some(Host::Domain(d)) => normalise_host(d),
+            Some(Host::Ipv4(ip)) => ip.to_string(),
+            Some(Host::Ipv6(ip)) => ip.to_string(),
+        };
+        let is_ip = !matches!(url.host(), Some(Host::Domain(_)));
+        let allowed = self.allowed_host_suffixes.iter().any(|s| {
+            let s = s.trim_start_matches('.');
+            // IP literals must be listed exactly: "suffix" means nothing for them.
+            host == s
+                || (!is_ip && host.ends_with(s) && host[..host.len() - s.len()].ends_with('.'))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(GuardError::HostNotAllowed(host))
+        }
+    }
+
+    /// Refuse addresses eds must never connect to.
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), GuardError> {
+        match forbidden_reason(ip) {
+            None => Ok(()),
+            Some("loopback") if self.allow_loopback_for_local_testing => Ok(()),
+            Some(why) => Err(GuardError::ForbiddenAddress {
+                host: host.to_string(),
+                ip,
+                why,
+            }),
+        }
+    }
+
+    /// Check the URL, resolve its host once, check every address. The result is what
+    /// the HTTP client must connect to.
+    pub async fn resolve_checked(&self, url: &Url) -> Result<Vec<SocketAddr>, GuardError> {
+        self.check_url(url)?;
+        let port = url.port_or_known_default().unwrap_or(443);
+        let host_str = url.host_str().ok_or(GuardError::NoHost)?;
+        let addrs: Vec<SocketAddr> = match url.host() {
+            Some(Host::Ipv4(ip)) => vec![SocketAddr::new(IpAddr::V4(ip), port)],
+            Some(Host::Ipv6(ip)) => vec![SocketAddr::new(IpAddr::V6(ip), port)],
+            Some(Host::Domain(d)) => tokio::net::lookup_host((d, port))
+                .await
+                .map_err(|e| GuardError::Resolve {
+                    host: d.to_string(),
+                    detail: e.to_string(),
+                })?
+                .collect(),
+            None => return Err(GuardError::NoHost),
+        };
+        if addrs.is_empty() {
+            return Err(GuardError::Resolve {
+                host: host_str.to_string(),
+                detail: "no addresses".into(),
+            });
+        }
+        // One bad address refuses the host: a name that mixes public and internal
+        // addresses is not one we want to reach.
+        for a in &addrs {
+            self.check_ip(host_str, a.ip())?;
+        }
+        Ok(addrs)
+    }
+}
+
+/// `EDS_LOCAL_TESTING=true`: set by the local stack only, never in the SAM template.
+pub fn deployment_allows_local_testing() -> bool {
+    std::env::var("EDS_LOCAL_TESTING").is_ok_and(|v| v == "true")
+}
+
+fn normalise_host(h: &str) -> String {
+    h.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Why an address is off limits, or `None` if it is a public unicast address.
+pub fn forbidden_reason(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => v4_reason(v4),
+        IpAddr::V6(v6) => v6_reason(v6),
+    }
+}
+
+fn in_v4(ip: Ipv4Addr, net: [u8; 4], bits: u32) -> bool {
+    let mask = if bits == 0 {
+        0
+    } else {
+        u32::MAX << (32 - bits)
+    };
+    (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
+}
+
+fn v4_reason(ip: Ipv4Addr) -> Option<&'static str> {
+    const TABLE: &[([u8; 4], u32, &str)] = &[
+        ([127, 0, 0, 0], 8, "loopback"),
+        ([0, 0, 0, 0], 8, "unspecified"),
+        ([10, 0, 0, 0], 8, "private"),
+        ([172, 16, 0, 0], 12, "private"),
+        ([192, 168, 0, 0], 16, "private"),
+        ([169, 254, 0, 0], 16, "link-local (metadata)"),
+        ([100, 64, 0, 0], 10, "carrier-grade NAT"),
+        ([192, 0, 0, 0], 24, "IETF protocol"),
+        ([198, 18, 0, 0], 15, "benchmarking"),
+        ([224, 0, 0, 0], 4, "multicast"),
+        ([240, 0, 0, 0], 4, "reserved"),
+    ];
+    TABLE
+        .iter()
+        .find(|(net, bits, _)| in_v4(ip, *net, *bits))
+        .map(|(_, _, why)| *why)
+}
+
+fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
+    if ip.is_loopback() {
+        return Some("loopback");
+    }
+    if ip.is_unspecified() {
+        return Some("unspecified");
+    }
+    // IPv4 carried inside IPv6 is judged as the IPv4 address it reaches.
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return v4_reason(v4);
+    }
+    let seg = ip.segments();
+    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6] == [0, 0, 0, 0] {
+        let o = ip.octets();
+        return v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+    }
+    if seg[..6] == [0, 0, 0, 0, 0, 0] {
+        // Deprecated IPv4-compatible form ::a.b.c.d.
+        let o = ip.octets();
+        return v4_reason(Ipv4Addr::new(o[12], o[13], o[14], o[15])).or(Some("reserved"));
+    }
+    match seg[0] {
+        s if s & 0xfe00 == 0xfc00 => Some("private (unique local)"),
+        s if s & 0xffc0 == 0xfe80 => Some("link-local"),
+        s if s & 0xffc0 == 0xfec0 => Some("site-local"),
+        s if s & 0xff00 == 0xff00 => Some("multicast"),
+        0x2002 => {
+            // 6to4 embeds an IPv4 address in bits 16..48.
+            let o = ip.octets();
+            v4_reason(Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_addresses_are_refused() {
+        for bad in [
+            "127.0.0.1",
+            "127.1.2.3",
+            "0.0.0.0",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "100.127.255.255",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+        ] {
+            assert!(forbidden_reason(ip(bad)).is_some(), "{bad} allowed");
+        }
+    }
+
+    #[test]
+    fn public_addresses_pass() {
+        for good in [
+            "8.8.8.8",
+            "172.32.0.1",
+            "100.128.0.1",
+            "11.0.0.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(forbidden_reason(ip(good)), None, "{good} refused");
+        }
+    }
+
+    #[test]
+    fn local_testing_allowance_covers_loopback_only() {
+        let mut p = HostPolicy::new(["localhost"]);
+        assert!(p.check_ip("h", ip("127.0.0.1")).is_err());
+        p.allow_loopback_for_local_testing = true;
+        assert!(p.check_ip("h", ip("127.0.0.1")).is_ok());
+        assert!(p.check_ip("h", ip("::1")).is_ok());
+        for still_bad in [
+            "169.254.169.254",
+            "10.0.0.1",
+            "fd00:ec2::254",
+            "192.168.0.1",
+        ] {
+            assert!(p.check_ip("h", ip(still_bad)).is_err(), "{still_bad}");
+        }
+    }
+
+    #[test]
+    fn host_must_match_an_allowed_suffix_on_a_label_boundary() {
+        let p = HostPolicy::new(["storage.example.com", "127.0.0.1"]);
+        let ok = |u: &str| p.check_url(&Url::parse(u).unwrap());
+        assert!(ok("https://storage.example.com/a").is_ok());
+        assert!(ok("https://eu.storage.example.com/a").is_ok());
+        assert!(ok("https://STORAGE.example.com./a").is_ok());
+        assert!(ok("https://evilstorage.example.com/a").is_err());
+        assert!(ok("https://storage.example.com.evil.net/a").is_err());
+        assert!(ok("https://169.254.169.254/latest").is_err());
+        assert!(ok("https://127.0.0.1/a").is_ok());
+        assert!(ok("https://127.0.0.2/a").is_err());
+        assert!(matches!(
+            ok("https://u:p@storage.example.com/a"),
+            Err(GuardError::UserInfo)
+        ));
+        // Scheme: http only with the local allowance.
+        assert!(matches!(
+            ok("http://storage.example.com/a"),
+            Err(GuardError::Scheme(_))
+        ));
+        assert!(matches!(
+            ok("file:///etc/passwd"),
+            Err(GuardError::Scheme(_))
+        ));
+        let mut local = p.clone();
+        local.allow_http = true;
+        assert!(
+            local
+                .check_url(&Url::parse("http://storage.example.com/a").unwrap())
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn tenant_cannot_enable_loopback_without_the_deployment() {
+        let hosts = vec!["127.0.0.1".to_string()];
+        let p = HostPolicy::for_tenant(&hosts, true, false);
+        assert!(!p.allow_loopback_for_local_testing && !p.allow_http);
+        assert!(p.check_ip("h", ip("127.0.0.1")).is_err());
+        let p = HostPolicy::for_tenant(&hosts, true, true);
+        assert!(p.allow_loopback_for_local_testing && p.allow_http);
+        let p = HostPolicy::for_tenant(&hosts, false, true);
+        assert!(!p.allow_loopback_for_local_testing);
+    }
+
+    #[tokio::test]
+    async fn literal_metadata_address_is_refused_even_if_listed() {
+        let p = HostPolicy {
+            allowed_host_suffixes: vec!["169.254.169.254".into()],
+            allow_http: true,
+            allow_loopback_for_local_testing: true,
+        };
+        let err = p
+            .resolve_checked(&Url::parse("http://169.254.169.254/latest/meta-data").unwrap())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, GuardError::ForbiddenAddress { .. }), "{err}");
+    }
+}

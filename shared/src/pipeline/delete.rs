@@ -1,0 +1,755 @@
+//! The delete function: the customer's request to delete all their ATS data
+//! (product.md sections 1 and 7). Triggered by the settings event
+//! `tenant.deletion_requested` `{tenant_id, request_id}`, continued through the FIFO
+//! delete queue (group = tenant), idempotent per request id.
+//!
+//! Phases ([`DeletePhase`]), each bounded by the invocation deadline and resumable:
+//! * **WaitWriters**: the fence. The tenant moves to `deleting` with a new epoch, leaves
+//!   the due index and loses its active run; then the phase waits until no writer is
+//!   live (no pull lease, no push lease). A puller's next lease renewal fails on the
+//!   epoch; a push writer registers its lease before it re-reads the state, so either it
+//!   sees `deleting` or this phase sees its lease. Nothing writes after this phase.
+//! * **Records**: every `by_tenant` shard, a page of keys at a time, each record's items
+//!   deleted (versions first, head last, so an interrupted record stays listed).
+//! * **Attachments**: every S3 object under `tenants/{tenant}/`, up to 1000 per request.
+//! * **Registry**: runs, streams and watermarks, quarantine, leases; then the tenant's
+//!   secret `{SECRET_PREFIX}{tenant}` (force delete, not found is fine).
+//! * **Verify**: nothing listed in any shard, no S3 object, no tenants-table item but
+//!   the `deleting` `CONFIG`, no secret. Then the receipt is written (under
+//!   `RECEIPT#{tenant}`, which the deletion does not touch) and `CONFIG` deleted last:
+//!   while `CONFIG` says `deleting`, a re-enable is refused, so nothing new can start
+//!   before the receipt exists. Leftovers are deleted again and the message retried
+//!   (a persistent leftover ends in the DLQ, with its alarm, and no receipt).
+//!
+//! A crash anywhere is finished by the redelivery: every step is idempotent, a receipt
+//! already written means the request is done (only `CONFIG` may still need deleting).
+//! Counts travel in the continuation; the records of an invocation that crashed before
+//! handing on are not counted (the verification, not the counts, proves emptiness).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::disable::{
+    Deadline, LifecycleOptions, event_source_id, parse_settings_detail, send_continuation,
+};
+use crate::domain::ids::{RecordKey, TenantId};
+use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
+use crate::lambda::{Aws, Config, JobError, SendError, fifo_batch};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::{RecordSweep, SHARDS, StoreError};
+use crate::tenants::{DeletionReceipt, RegistryError, TenantRegistry, TenantState};
+
+/// `detail-type` of a deletion request.
+pub const DELETION_REQUESTED: &str = "tenant.deletion_requested";
+/// Longest accepted request id (it becomes a sort key and appears in logs).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// S3 `DeleteObjects` limit.
+const S3_DELETE_MAX: i32 = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// Malformed or unexpected event: rejected before any side effect.
+    #[error("rejected event: {0}")]
+    InvalidEvent(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("S3 {op} failed: {detail}")]
+    S3 { op: &'static str, detail: String },
+    #[error("Secrets Manager {op} failed: {detail}")]
+    Secrets { op: &'static str, detail: String },
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The verification pass found data (deleted again; verified on the retry).
+    #[error("verification found items left: {0}")]
+    Leftovers(String),
+}
+
+impl DeleteError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DeleteError::InvalidEvent(_) => false,
+            DeleteError::Registry(e) => e.is_retryable(),
+            DeleteError::Store(e) => e.is_retryable(),
+            DeleteError::S3 { .. }
+            | DeleteError::Secrets { .. }
+            | DeleteError::Send(_)
+            | DeleteError::Leftovers(_) => true,
+        }
+    }
+
+    pub fn to_job_error(&self) -> JobError {
+        if self.is_retryable() {
+            JobError::Retry {
+                reason: self.to_string(),
+                after: Duration::from_secs(30),
+            }
+        } else {
+            JobError::Poison(self.to_string())
+        }
+    }
+}
+
+/// A validated deletion request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeletionRequest {
+    pub tenant: TenantId,
+    pub request_id: String,
+    pub requested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletionRequested {
+    tenant_id: String,
+    request_id: String,
+}
+
+/// Parses a `tenant.deletion_requested` event strictly (no side effect on failure).
+/// `requested_at` is the event's time (the same on every redelivery).
+pub fn parse_deletion_requested(event: &EventBridgeEvent<Value>) -> Result<DeletionRequest, String> {
+    let d: DeletionRequested = parse_settings_detail(event, DELETION_REQUESTED)?;
+    let tenant = TenantId::parse(d.tenant_id).map_err(|e| format!("tenant_id: {e}"))?;
+    validate_request_id(&d.request_id)?;
+    Ok(DeletionRequest {
+        tenant,
+        request_id: d.request_id,
+        requested_at: event.time.unwrap_or_else(Utc::now),
+    })
+}
+
+/// A request id is 1..=128 characters of `A-Z a-z 0-9 . _ : -`.
+pub fn validate_request_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_REQUEST_ID_LEN {
+        return Err(format!(
+            "request_id must be 1..={MAX_REQUEST_ID_LEN} characters, got {}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
+    {
+        return Err(format!("request_id contains {c:?} (allowed: A-Z a-z 0-9 . _ : -)"));
+    }
+    Ok(())
+}
+
+/// How an invocation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeleteOutcome {
+    /// Verified empty; the receipt is written.
+    Completed,
+    /// The rest was sent to the delete queue.
+    Continued,
+    /// A receipt for this request already existed.
+    AlreadyDone,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeleteReport {
+    pub tenant: TenantId,
+    pub request_id: String,
+    pub outcome: DeleteOutcome,
+    /// The phase the invocation ended in (the continuation's phase when continued).
+    pub phase: DeletePhase,
+    /// Counts so far (the receipt's counts when completed).
+    pub counts: BTreeMap<String, u64>,
+    pub waited_ms: u64,
+    pub receipt: Option<DeletionReceipt>,
+}
+
+/// The delete handler (library side of `functions/delete`).
+pub struct Deleter {
+    registry: TenantRegistry,
+    store: DynamoStore,
+    s3: aws_sdk_s3::Client,
+    secrets: aws_sdk_secretsmanager::Client,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    bucket: String,
+    secret_prefix: String,
+    opts: LifecycleOptions,
+}
+
+impl Deleter {
+    pub fn new(aws: &Aws, config: &Config) -> Self {
+        Self {
+            registry: TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
+            store: DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()),
+            s3: aws.s3.clone(),
+            secrets: aws.secrets.clone(),
+            sqs: aws.sqs.clone(),
+            queue_url: config.delete_queue_url.clone(),
+            bucket: config.attachments_bucket.clone(),
+            secret_prefix: config.secret_prefix.clone(),
+            opts: LifecycleOptions::default(),
+        }
+    }
+
+    pub fn with_options(mut self, opts: LifecycleOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The Lambda entry point: an EventBridge request or an SQS batch of continuations.
+    pub async fn handle(&self, event: Value, deadline: Deadline) -> Result<Value, DeleteError> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event)
+                .map_err(|e| DeleteError::InvalidEvent(format!("SQS event: {e}")))?;
+            // Boxed: the handler's future is deep (SDK calls inside a batch helper), and
+            // a boxed future keeps the functions' `main` within the compiler's limits.
+            let response = Box::pin(self.on_sqs(&batch, deadline)).await;
+            return serde_json::to_value(response)
+                .map_err(|e| DeleteError::InvalidEvent(e.to_string()));
+        }
+        let event: EventBridgeEvent<Value> = serde_json::from_value(event)
+            .map_err(|e| DeleteError::InvalidEvent(format!("EventBridge event: {e}")))?;
+        let report = Box::pin(self.on_event(&event, deadline)).await?;
+        serde_json::to_value(report).map_err(|e| DeleteError::InvalidEvent(e.to_string()))
+    }
+
+    /// A `tenant.deletion_requested` event.
+    pub async fn on_event(
+        &self,
+        event: &EventBridgeEvent<Value>,
+        deadline: Deadline,
+    ) -> Result<DeleteReport, DeleteError> {
+        let req = parse_deletion_requested(event).map_err(|e| {
+            tracing::warn!(error = %e, "deletion event rejected");
+            DeleteError::InvalidEvent(e)
+        })?;
+        let job = LifecycleJob::Delete {
+            tenant: req.tenant,
+            request_id: req.request_id,
+            requested_at: req.requested_at,
+            phase: DeletePhase::WaitWriters,
+            counts: BTreeMap::new(),
+        };
+        self.run(job, &event_source_id(event), deadline).await
+    }
+
+    /// A batch of continuations from the delete queue, in FIFO order.
+    pub async fn on_sqs(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
+            let msg = msg.clone();
+            async move {
+                let job: LifecycleJob = parse_job(msg.body.as_deref().unwrap_or(""))
+                    .map_err(JobError::Poison)?;
+                if let LifecycleJob::Delete { request_id, .. } = &job {
+                    validate_request_id(request_id).map_err(JobError::Poison)?;
+                }
+                let source = msg.message_id.clone().unwrap_or_default();
+                self.run(job, &source, deadline)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_job_error())
+            }
+        })
+        .await
+    }
+
+    /// Runs a deletion from the job's phase until it completes or the deadline nears.
+    pub async fn run(
+        &self,
+        job: LifecycleJob,
+        source_id: &str,
+        deadline: Deadline,
+    ) -> Result<DeleteReport, DeleteError> {
+        let LifecycleJob::Delete {
+            tenant,
+            request_id,
+            requested_at,
+            phase,
+            counts,
+        } = job
+        else {
+            return Err(DeleteError::InvalidEvent("not a delete job".into()));
+        };
+        let span = tracing::info_span!("delete", tenant = %tenant, request_id = %request_id);
+        let mut report = DeleteReport {
+            tenant,
+            request_id,
+            outcome: DeleteOutcome::Completed,
+            phase,
+            counts,
+            waited_ms: 0,
+            receipt: None,
+        };
+        self.run_phases(&mut report, requested_at, source_id, deadline)
+            .instrument(span)
+            .await?;
+        Ok(report)
+    }
+
+    async fn run_phases(
+        &self,
+        report: &mut DeleteReport,
+        requested_at: DateTime<Utc>,
+        source_id: &str,
+        deadline: Deadline,
+    ) -> Result<(), DeleteError> {
+        let tenant = report.tenant.clone();
+        if let Some(receipt) = self.registry.receipt(&tenant, &report.request_id).await? {
+            // Done before; a crash may have come between the receipt and `CONFIG`.
+            self.drop_config(&tenant).await?;
+            report.outcome = DeleteOutcome::AlreadyDone;
+            report.counts = receipt.counts.clone();
+            report.receipt = Some(receipt);
+            return Ok(());
+        }
+        if self.fence(&tenant).await? && report.phase != DeletePhase::WaitWriters {
+            // The tenant was live again (re-enabled after another request finished):
+            // its new writers must be drained before anything is deleted.
+            report.phase = DeletePhase::WaitWriters;
+        }
+        loop {
+            let done = match report.phase {
+                DeletePhase::WaitWriters => self.wait_writers(report, deadline).await?,
+                DeletePhase::Records => self.delete_records(report, deadline).await?,
+                DeletePhase::Attachments => self.delete_objects(report, deadline).await?,
+                DeletePhase::Registry => self.delete_registry(report, deadline).await?,
+                DeletePhase::Verify => {
+                    self.verify_and_receipt(report, requested_at, deadline).await?;
+                    return Ok(());
+                }
+            };
+            if !done {
+                return self.continue_later(report, requested_at, source_id).await;
+            }
+            report.phase = match report.phase {
+                DeletePhase::WaitWriters => DeletePhase::Records,
+                DeletePhase::Records => DeletePhase::Attachments,
+                DeletePhase::Attachments => DeletePhase::Registry,
+                DeletePhase::Registry | DeletePhase::Verify => DeletePhase::Verify,
+            };
+        }
+    }
+
+    /// Moves a registered tenant that is not yet `deleting` there, with a new epoch,
+    /// unscheduled, its run cleared. Returns whether it did (false: already deleting or
+    /// not registered).
+    async fn fence(&self, tenant: &TenantId) -> Result<bool, DeleteError> {
+        let Some(rec) = self.registry.get(tenant).await? else {
+            return Ok(false);
+        };
+        if rec.config.state == TenantState::Deleting {
+            return Ok(false);
+        }
+        let epoch = self
+            .registry
+            .set_state(
+                tenant,
+                TenantState::Deleting,
+                true,
+                Some("deletion requested"),
+                None,
+                Utc::now(),
+            )
+            .await?;
+        self.registry.clear_run(tenant).await?;
+        tracing::info!(epoch, "tenant fenced for deletion");
+        Ok(true)
+    }
+
+    async fn wait_writers(
+        &self,
+        report: &mut DeleteReport,
+        deadline: Deadline,
+    ) -> Result<bool, DeleteError> {
+        let started = Instant::now();
+        loop {
+            if !self.registry.writers_live(&report.tenant, Utc::now()).await? {
+                report.waited_ms += started.elapsed().as_millis() as u64;
+                return Ok(true);
+            }
+            if deadline.near(self.opts.margin + self.opts.poll_every) {
+                report.waited_ms += started.elapsed().as_millis() as u64;
+                tracing::info!("writers still live; waiting in a continuation");
+                return Ok(false);
+            }
+            tokio::time::sleep(self.opts.poll_every).await;
+        }
+    }
+
+    /// Deletes every record listed in every shard. Each shard is listed from its start:
+    /// deleted records leave the index, so a continuation needs no cursor.
+    async fn delete_records(
+        &self,
+        report: &mut DeleteReport,
+        deadline: Deadline,
+    ) -> Result<bool, DeleteError> {
+        let tenant = report.tenant.clone();
+        for shard in 0..SHARDS {
+            let mut after: Option<String> = None;
+            loop {
+                if deadline.near(self.opts.margin) {
+                    return Ok(false);
+                }
+                let page = self
+                    .store
+                    .list_keys(&tenant, shard, after.as_deref(), self.opts.page_size)
+                    .await?;
+                let results: Vec<Result<usize, StoreError>> = futures::stream::iter(&page.keys)
+                    .map(|k| {
+                        let key = RecordKey::new(tenant.clone(), k.entity, k.ats_id.clone());
+                        async move { self.store.delete_all_items(&key).await }
+                    })
+                    .buffer_unordered(self.opts.concurrency.max(1))
+                    .collect()
+                    .await;
+                for r in results {
+                    let items = r? as u64;
+                    // Zero items: already deleted (a lagging index lists it once more).
+                    if items > 0 {
+                        bump(&mut report.counts, "records", 1);
+                        bump(&mut report.counts, "record_versions", items - 1);
+                    }
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    fn prefix(&self, tenant: &TenantId) -> String {
+        format!("tenants/{tenant}/")
+    }
+
+    /// Deletes the tenant's S3 objects, listing from the start each round (what was
+    /// deleted is no longer listed).
+    async fn delete_objects(
+        &self,
+        report: &mut DeleteReport,
+        deadline: Deadline,
+    ) -> Result<bool, DeleteError> {
+        let prefix = self.prefix(&report.tenant);
+        loop {
+            if deadline.near(self.opts.margin) {
+                return Ok(false);
+            }
+            let keys = self.list_objects(&prefix, S3_DELETE_MAX).await?;
+            if keys.is_empty() {
+                return Ok(true);
+            }
+            let objects = keys
+                .iter()
+                .map(|k| ObjectIdentifier::builder().key(k).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| DeleteError::S3 {
+                    op: "DeleteObjects",
+                    detail: e.to_string(),
+                })?;
+            let delete = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| DeleteError::S3 {
+                    op: "DeleteObjects",
+                    detail: e.to_string(),
+                })?;
+            let out = self
+                .s3
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| DeleteError::S3 {
+                    op: "DeleteObjects",
+                    detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                })?;
+            if let Some(err) = out.errors().first() {
+                return Err(DeleteError::S3 {
+                    op: "DeleteObjects",
+                    detail: format!(
+                        "{} of {} objects not deleted: {}",
+                        out.errors().len(),
+                        keys.len(),
+                        err.code().unwrap_or("unknown error")
+                    ),
+                });
+            }
+            bump(&mut report.counts, "s3_objects", keys.len() as u64);
+        }
+    }
+
+    async fn list_objects(&self, prefix: &str, max: i32) -> Result<Vec<String>, DeleteError> {
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(max)
+            .send()
+            .await
+            .map_err(|e| DeleteError::S3 {
+                op: "ListObjectsV2",
+                detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+            })?;
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+
+    /// Runs, streams (watermarks), quarantine, leases; then the secret. `CONFIG` stays
+    /// until the receipt is written.
+    async fn delete_registry(
+        &self,
+        report: &mut DeleteReport,
+        deadline: Deadline,
+    ) -> Result<bool, DeleteError> {
+        loop {
+            if deadline.near(self.opts.margin) {
+                return Ok(false);
+            }
+            let deleted = self
+                .registry
+                .delete_tenant_items(&report.tenant, self.opts.page_size as usize)
+                .await?;
+            if deleted.is_empty() {
+                break;
+            }
+            for (kind, n) in deleted {
+                bump(&mut report.counts, registry_kind(&kind), n);
+            }
+        }
+        if self.delete_secret(&report.tenant).await? {
+            bump(&mut report.counts, "secrets", 1);
+        }
+        Ok(true)
+    }
+
+    fn secret_name(&self, tenant: &TenantId) -> String {
+        format!("{}{tenant}", self.secret_prefix)
+    }
+
+    /// Force-deletes the tenant's secret; false when there was none.
+    async fn delete_secret(&self, tenant: &TenantId) -> Result<bool, DeleteError> {
+        let res = self
+            .secrets
+            .delete_secret()
+            .secret_id(self.secret_name(tenant))
+            .force_delete_without_recovery(true)
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(DeleteError::Secrets {
+                op: "DeleteSecret",
+                detail: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            }),
+        }
+    }
+
+    /// Whether the secret is gone (or scheduled for deletion by AWS, which finishes a
+    /// forced deletion asynchronously).
+    async fn secret_gone(&self, tenant: &TenantId) -> Result<bool, DeleteError> {
+        match self
+            .secrets
+            .describe_secret()
+            .secret_id(self.secret_name(tenant))
+            .send()
+            .await
+        {
+            Ok(d) => Ok(d.deleted_date().is_some()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(DeleteError::Secrets {
+                op: "DescribeSecret",
+                detail: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+            }),
+        }
+    }
+
+    /// What is left of the tenant besides its `deleting` `CONFIG` (empty: nothing).
+    pub async fn leftovers(&self, tenant: &TenantId) -> Result<Vec<String>, DeleteError> {
+        let mut left = Vec::new();
+        for shard in 0..SHARDS {
+            if !self.store.list_keys(tenant, shard, None, 1).await?.keys.is_empty() {
+                left.push(format!("records in shard {shard}"));
+            }
+        }
+        if !self.list_objects(&self.prefix(tenant), 1).await?.is_empty() {
+            left.push("S3 objects".into());
+        }
+        let items = self.registry.count_tenant_items(tenant).await?;
+        let config = usize::from(self.registry.get(tenant).await?.is_some());
+        if items > config {
+            left.push(format!("{} tenants-table items", items - config));
+        }
+        if !self.secret_gone(tenant).await? {
+            left.push("secret".into());
+        }
+        Ok(left)
+    }
+
+    async fn verify_and_receipt(
+        &self,
+        report: &mut DeleteReport,
+        requested_at: DateTime<Utc>,
+        deadline: Deadline,
+    ) -> Result<(), DeleteError> {
+        let tenant = report.tenant.clone();
+        let left = self.leftovers(&tenant).await?;
+        if !left.is_empty() {
+            // Something was (re)created after its phase: delete it again, then let the
+            // retried message verify once more. No receipt without an empty check.
+            // (Bounded by the deadline like every phase; the retry goes on from there.)
+            let _ = self.delete_records(report, deadline).await?
+                && self.delete_objects(report, deadline).await?
+                && self.delete_registry(report, deadline).await?;
+            return Err(DeleteError::Leftovers(left.join(", ")));
+        }
+        let config = self.registry.get(&tenant).await?;
+        if config.is_some() {
+            report.counts.insert("tenant_config".into(), 1);
+        }
+        let receipt = DeletionReceipt {
+            request_id: report.request_id.clone(),
+            tenant_id: tenant.clone(),
+            requested_at,
+            completed_at: Utc::now(),
+            counts: report.counts.clone(),
+            verified_empty: true,
+        };
+        self.registry.put_receipt(&receipt).await?;
+        self.drop_config(&tenant).await?;
+        tracing::info!(counts = ?receipt.counts, "deletion complete; receipt written");
+        report.outcome = DeleteOutcome::Completed;
+        report.receipt = Some(receipt);
+        Ok(())
+    }
+
+    /// Deletes `CONFIG` if it is still the `deleting` one (never a re-enabled tenant's).
+    async fn drop_config(&self, tenant: &TenantId) -> Result<(), DeleteError> {
+        if let Some(rec) = self.registry.get(tenant).await?
+            && rec.config.state == TenantState::Deleting
+        {
+            self.registry.delete_config(tenant).await?;
+        }
+        Ok(())
+    }
+
+    async fn continue_later(
+        &self,
+        report: &mut DeleteReport,
+        requested_at: DateTime<Utc>,
+        source_id: &str,
+    ) -> Result<(), DeleteError> {
+        let job = LifecycleJob::Delete {
+            tenant: report.tenant.clone(),
+            request_id: report.request_id.clone(),
+            requested_at,
+            phase: report.phase,
+            counts: report.counts.clone(),
+        };
+        send_continuation(&self.sqs, &self.queue_url, &report.tenant, &job, source_id).await?;
+        tracing::info!(phase = ?report.phase, "deletion continues in a new message");
+        report.outcome = DeleteOutcome::Continued;
+        Ok(())
+    }
+}
+
+fn bump(counts: &mut BTreeMap<String, u64>, kind: &str, n: u64) {
+    *counts.entry(kind.to_string()).or_insert(0) += n;
+}
+
+/// Receipt names of the registry's item kinds (`RUN#..` -> `runs`, ...).
+fn registry_kind(kind: &str) -> &str {
+    match kind {
+        "run" => "runs",
+        "stream" => "streams",
+        "quarantine" => "quarantine_entries",
+        "lease" => "leases",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::disable::SETTINGS_SOURCE;
+
+    fn event(detail_type: &str, detail: Value) -> EventBridgeEvent<Value> {
+        serde_json::from_value(serde_json::json!({
+            "version": "0", "id": "e1", "detail-type": detail_type, "source": SETTINGS_SOURCE,
+            "account": "123456789012", "time": "2026-03-01T10:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn deletion_request_is_parsed_strictly() {
+        let ok = parse_deletion_requested(&event(
+            DELETION_REQUESTED,
+            serde_json::json!({"tenant_id": "acme", "request_id": "req-1"}),
+        ))
+        .unwrap();
+        assert_eq!(ok.tenant.as_str(), "acme");
+        assert_eq!(ok.request_id, "req-1");
+        assert_eq!(ok.requested_at, "2026-03-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        let bad = [
+            serde_json::json!({"tenant_id": "acme"}),
+            serde_json::json!({"request_id": "r"}),
+            serde_json::json!({"tenant_id": "acme", "request_id": ""}),
+            serde_json::json!({"tenant_id": "acme", "request_id": "a/b"}),
+            serde_json::json!({"tenant_id": "acme", "request_id": "r".repeat(129)}),
+            serde_json::json!({"tenant_id": "ac me", "request_id": "r"}),
+            serde_json::json!({"tenant_id": "acme", "request_id": "r", "extra": 1}),
+        ];
+        for d in bad {
+            assert!(parse_deletion_requested(&event(DELETION_REQUESTED, d.clone())).is_err(), "{d}");
+        }
+        assert!(
+            parse_deletion_requested(&event(
+                "tenant.disable_requested",
+                serde_json::json!({"tenant_id": "acme", "request_id": "r"})
+            ))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn registry_kinds_get_receipt_names() {
+        assert_eq!(registry_kind("run"), "runs");
+        assert_eq!(registry_kind("quarantine"), "quarantine_entries");
+        assert_eq!(registry_kind("other"), "other");
+    }
+
+    #[test]
+    fn leftovers_are_retried_and_bad_events_are_not() {
+        assert!(DeleteError::Leftovers("x".into()).is_retryable());
+        assert!(matches!(
+            DeleteError::InvalidEvent("x".into()).to_job_error(),
+            JobError::Poison(_)
+        ));
+    }
+}

@@ -1,0 +1,675 @@
+//! The disable function: the customer turns the pull off, and from then on every view
+//! shows only what was pushed (product.md sections 1 and 7). Triggered by the settings
+//! event `tenant.disable_requested` and continued through the FIFO disable queue.
+//!
+//! Order of work, and why (docs/lifecycle.md):
+//! 1. **Fence.** The tenant moves to `disabled` with a new epoch and leaves the due index
+//!    (`set_state(.., bump_epoch = true, schedule = None)`), and its active run is
+//!    cleared. From this write on, no puller can take or renew the pull lease: every
+//!    renewal is conditioned on the epoch it was scheduled under and on an enabled state.
+//! 2. **Drain.** Wait until the pull lease of the old epoch is gone (released, or expired:
+//!    a lease outlives the puller's Lambda timeout, so an expired lease means its holder
+//!    can no longer write). Polled every `poll_every`, bounded by the invocation deadline.
+//! 3. **Pause** every stream's sync status (after the drain, so a finishing puller cannot
+//!    overwrite it).
+//! 4. **Sweep** all 16 `by_tenant` shards, a page of keys at a time, setting each record's
+//!    view mode to `PushOnly`: a record whose view changes gets a new version with cause
+//!    `disable`; layers and history stay. Unchanged records cost zero writes, so a second
+//!    disable or a redelivered continuation writes nothing.
+//!
+//! Before the deadline the remaining work is sent as a [`LifecycleJob::Disable`] (epoch,
+//! shard, cursor) to the disable queue (FIFO group = tenant). If the epoch moved during
+//! the sweep (re-enable, deletion), the sweep stops: the newer lifecycle event owns the
+//! tenant.
+//!
+//! The pieces both lifecycle functions share (deadline, options, event validation,
+//! continuation sending) live here too; deletion implies a disable and reuses them.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::Utc;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tracing::Instrument;
+
+use crate::domain::ids::{AtsId, EntityKind, TenantId};
+use crate::domain::merge::ViewMode;
+use crate::jobs::{LifecycleJob, parse_job};
+use crate::lambda::{FifoMessage, JobError, SendError, fifo_batch, send_fifo_batches};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::{RecordOutcome, RecordSweep, RecordWrite, SHARDS, StoreError};
+use crate::tenants::{RegistryError, SyncStatus, TenantRegistry, TenantState};
+
+/// `source` of every settings event.
+pub const SETTINGS_SOURCE: &str = "eds.settings";
+/// `detail-type` of a disable request.
+pub const DISABLE_REQUESTED: &str = "tenant.disable_requested";
+
+/// When the current invocation must have handed its remaining work on.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: Instant,
+}
+
+impl Deadline {
+    /// From `lambda_runtime::Context::deadline()`.
+    pub fn at(deadline: SystemTime) -> Self {
+        let left = deadline
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Self {
+            at: Instant::now() + left,
+        }
+    }
+
+    /// `d` from now (tests, local runs).
+    pub fn after(d: Duration) -> Self {
+        Self {
+            at: Instant::now() + d,
+        }
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether less than `margin` is left.
+    pub fn near(&self, margin: Duration) -> bool {
+        self.remaining() < margin
+    }
+}
+
+/// Tuning of the lifecycle sweeps (defaults are the production values).
+#[derive(Debug, Clone)]
+pub struct LifecycleOptions {
+    /// Keys listed (and records changed or deleted) per page.
+    pub page_size: u32,
+    /// How often a waiting invocation re-reads the leases.
+    pub poll_every: Duration,
+    /// Time kept back before the deadline to send the continuation and return.
+    pub margin: Duration,
+    /// Records deleted concurrently within a page (deletion only).
+    pub concurrency: usize,
+}
+
+impl Default for LifecycleOptions {
+    fn default() -> Self {
+        Self {
+            page_size: 100,
+            poll_every: Duration::from_millis(500),
+            margin: Duration::from_secs(20),
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DisableError {
+    /// Malformed or unexpected event: rejected before any side effect.
+    #[error("rejected event: {0}")]
+    InvalidEvent(String),
+    #[error("tenant {0} is not registered")]
+    UnknownTenant(String),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A record the sweep could not make push-only (it stays visible with pulled data,
+    /// so this needs an operator; retrying does not help).
+    #[error("{entity} {ats_id} could not be made push-only: {error}")]
+    RecordRejected {
+        entity: EntityKind,
+        ats_id: AtsId,
+        error: String,
+    },
+    #[error("{failed} records of a page kept failing: {error}")]
+    PageFailed { failed: usize, error: String },
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+impl DisableError {
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            DisableError::InvalidEvent(_)
+            | DisableError::UnknownTenant(_)
+            | DisableError::RecordRejected { .. } => false,
+            DisableError::Registry(e) => e.is_retryable(),
+            DisableError::Store(e) => e.is_retryable(),
+            DisableError::PageFailed { .. } | DisableError::Send(_) => true,
+        }
+    }
+
+    pub fn to_job_error(&self) -> JobError {
+        if self.is_retryable() {
+            JobError::Retry {
+                reason: self.to_string(),
+                after: Duration::from_secs(30),
+            }
+        } else {
+            JobError::Poison(self.to_string())
+        }
+    }
+}
+
+/// How an invocation ended for one tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisableOutcome {
+    /// Every record is push-only.
+    Completed,
+    /// The rest was sent to the disable queue.
+    Continued,
+    /// The tenant was re-enabled or is being deleted: a newer event owns it.
+    Superseded,
+}
+
+/// What one invocation did for one tenant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DisableReport {
+    pub tenant: TenantId,
+    pub epoch: u64,
+    pub outcome: DisableOutcome,
+    /// Whether this invocation bumped the epoch (false for a repeated disable).
+    pub fenced: bool,
+    pub waited_ms: u64,
+    pub streams_paused: usize,
+    pub pages: usize,
+    pub records_seen: usize,
+    pub records_changed: usize,
+    pub versions_written: usize,
+}
+
+impl DisableReport {
+    fn new(tenant: &TenantId, epoch: u64) -> Self {
+        Self {
+            tenant: tenant.clone(),
+            epoch,
+            outcome: DisableOutcome::Completed,
+            fenced: false,
+            waited_ms: 0,
+            streams_paused: 0,
+            pages: 0,
+            records_seen: 0,
+            records_changed: 0,
+            versions_written: 0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisableRequested {
+    tenant_id: String,
+}
+
+/// Checks an EventBridge settings event's source and detail type and parses its detail
+/// strictly (unknown fields are refused). Error messages name the problem, never echo
+/// the payload.
+pub fn parse_settings_detail<T: DeserializeOwned>(
+    event: &EventBridgeEvent<Value>,
+    detail_type: &str,
+) -> Result<T, String> {
+    if event.source != SETTINGS_SOURCE {
+        return Err(format!(
+            "source {:?} is not {SETTINGS_SOURCE:?}",
+            truncate(&event.source)
+        ));
+    }
+    if event.detail_type != detail_type {
+        return Err(format!(
+            "detail-type {:?} is not {detail_type:?}",
+            truncate(&event.detail_type)
+        ));
+    }
+    serde_json::from_value(event.detail.clone()).map_err(|e| format!("detail: {e}"))
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(64).collect()
+}
+
+/// Parses a disable request's tenant (strict; no side effect on failure).
+pub fn parse_disable_requested(event: &EventBridgeEvent<Value>) -> Result<TenantId, String> {
+    let d: DisableRequested = parse_settings_detail(event, DISABLE_REQUESTED)?;
+    TenantId::parse(d.tenant_id).map_err(|e| format!("tenant_id: {e}"))
+}
+
+/// The deduplication id of a continuation: derived from the message or event that
+/// produced it and the continuation itself, so that a redelivered invocation sending the
+/// same continuation is deduplicated by SQS, while two waits in a row (same body, new
+/// source message) are not.
+pub fn continuation_dedup_id(source_id: &str, body: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(source_id.as_bytes());
+    h.update([0u8]);
+    h.update(body.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// Sends a lifecycle continuation to its FIFO queue (group = tenant).
+pub async fn send_continuation(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    tenant: &TenantId,
+    job: &LifecycleJob,
+    source_id: &str,
+) -> Result<(), SendError> {
+    let body = serde_json::to_string(job).map_err(|e| SendError {
+        queue: queue_url.to_string(),
+        detail: e.to_string(),
+    })?;
+    let msg = FifoMessage {
+        dedup_id: continuation_dedup_id(source_id, &body),
+        group_id: tenant.to_string(),
+        body,
+    };
+    send_fifo_batches(sqs, queue_url, std::slice::from_ref(&msg)).await?;
+    Ok(())
+}
+
+/// The id a continuation's dedup id derives from: the EventBridge event id (a fresh one
+/// when the event has none, so nothing is wrongly deduplicated).
+pub fn event_source_id(event: &EventBridgeEvent<Value>) -> String {
+    event
+        .id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The disable handler (library side of `functions/disable`).
+pub struct Disabler {
+    registry: TenantRegistry,
+    store: DynamoStore,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    opts: LifecycleOptions,
+}
+
+impl Disabler {
+    pub fn new(
+        registry: TenantRegistry,
+        store: DynamoStore,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: String,
+    ) -> Self {
+        Self {
+            registry,
+            store,
+            sqs,
+            queue_url,
+            opts: LifecycleOptions::default(),
+        }
+    }
+
+    /// From the clients and configuration every function builds at cold start.
+    pub fn from_config(aws: &crate::lambda::Aws, config: &crate::lambda::Config) -> Self {
+        Self::new(
+            TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
+            DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()),
+            aws.sqs.clone(),
+            config.disable_queue_url.clone(),
+        )
+    }
+
+    pub fn with_options(mut self, opts: LifecycleOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// The Lambda entry point: the function receives either the EventBridge request or
+    /// an SQS batch of continuations (told apart by `Records`).
+    pub async fn handle(&self, event: Value, deadline: Deadline) -> Result<Value, DisableError> {
+        if event.get("Records").is_some() {
+            let batch: SqsEvent = serde_json::from_value(event)
+                .map_err(|e| DisableError::InvalidEvent(format!("SQS event: {e}")))?;
+            // Boxed: the handler's future is deep (SDK calls inside a batch helper), and
+            // a boxed future keeps the functions' `main` within the compiler's limits.
+            let response = Box::pin(self.on_sqs(&batch, deadline)).await;
+            return serde_json::to_value(response)
+                .map_err(|e| DisableError::InvalidEvent(e.to_string()));
+        }
+        let event: EventBridgeEvent<Value> = serde_json::from_value(event)
+            .map_err(|e| DisableError::InvalidEvent(format!("EventBridge event: {e}")))?;
+        let report = Box::pin(self.on_event(&event, deadline)).await?;
+        serde_json::to_value(report).map_err(|e| DisableError::InvalidEvent(e.to_string()))
+    }
+
+    /// A `tenant.disable_requested` event: validated strictly, then fence and sweep.
+    pub async fn on_event(
+        &self,
+        event: &EventBridgeEvent<Value>,
+        deadline: Deadline,
+    ) -> Result<DisableReport, DisableError> {
+        let tenant = parse_disable_requested(event).map_err(|e| {
+            tracing::warn!(error = %e, "disable event rejected");
+            DisableError::InvalidEvent(e)
+        })?;
+        self.disable(&tenant, &event_source_id(event), deadline)
+            .await
+    }
+
+    /// A batch of continuations from the disable queue, in FIFO order.
+    pub async fn on_sqs(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
+        fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
+            let msg = msg.clone();
+            async move {
+                let job: LifecycleJob = parse_job(msg.body.as_deref().unwrap_or(""))
+                    .map_err(JobError::Poison)?;
+                let LifecycleJob::Disable {
+                    tenant,
+                    epoch,
+                    shard,
+                    after,
+                } = job
+                else {
+                    return Err(JobError::Poison("not a disable job".into()));
+                };
+                let shard = u8::try_from(shard)
+                    .ok()
+                    .filter(|s| *s <= SHARDS)
+                    .ok_or_else(|| JobError::Poison(format!("shard {shard} out of range")))?;
+                let source = msg.message_id.clone().unwrap_or_default();
+                self.resume(&tenant, epoch, shard, after, &source, deadline)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_job_error())
+            }
+        })
+        .await
+    }
+
+    /// Disables `tenant`: fences (unless already disabled: a repeated request resumes
+    /// under the current epoch and writes nothing new), then drains and sweeps.
+    pub async fn disable(
+        &self,
+        tenant: &TenantId,
+        source_id: &str,
+        deadline: Deadline,
+    ) -> Result<DisableReport, DisableError> {
+        let span = tracing::info_span!("disable", tenant = %tenant);
+        self.disable_inner(tenant, source_id, deadline)
+            .instrument(span)
+            .await
+    }
+
+    async fn disable_inner(
+        &self,
+        tenant: &TenantId,
+        source_id: &str,
+        deadline: Deadline,
+    ) -> Result<DisableReport, DisableError> {
+        let rec = self
+            .registry
+            .get(tenant)
+            .await?
+            .ok_or_else(|| DisableError::UnknownTenant(tenant.to_string()))?;
+        let (epoch, fenced) = match rec.config.state {
+            TenantState::Deleting | TenantState::Deleted => {
+                tracing::info!("tenant is being deleted; disable has nothing to do");
+                let mut r = DisableReport::new(tenant, rec.config.epoch);
+                r.outcome = DisableOutcome::Superseded;
+                return Ok(r);
+            }
+            TenantState::Disabled => (rec.config.epoch, false),
+            TenantState::Enabled | TenantState::NeedsReauth => {
+                let now = Utc::now();
+                let epoch = self
+                    .registry
+                    .set_state(
+                        tenant,
+                        TenantState::Disabled,
+                        true,
+                        Some("disabled by request"),
+                        None,
+                        now,
+                    )
+                    .await?;
+                self.registry.clear_run(tenant).await?;
+                tracing::info!(epoch, "tenant disabled; epoch bumped");
+                (epoch, true)
+            }
+        };
+        let mut report = self
+            .resume(tenant, epoch, 0, None, source_id, deadline)
+            .await?;
+        report.fenced = fenced;
+        Ok(report)
+    }
+
+    /// Drains and sweeps from `(shard, after)` under `epoch` (the EventBridge path after
+    /// fencing, and every continuation).
+    pub async fn resume(
+        &self,
+        tenant: &TenantId,
+        epoch: u64,
+        mut shard: u8,
+        mut after: Option<String>,
+        source_id: &str,
+        deadline: Deadline,
+    ) -> Result<DisableReport, DisableError> {
+        let mut report = DisableReport::new(tenant, epoch);
+        if !self.still_ours(tenant, epoch).await? {
+            report.outcome = DisableOutcome::Superseded;
+            return Ok(report);
+        }
+
+        // Drain: no pull lease may be live (any lease is of an older epoch: a disabled
+        // tenant's lease cannot be taken).
+        let started = Instant::now();
+        loop {
+            let rec = self.registry.require(tenant).await?;
+            if rec.lease.is_none_or(|l| l.until <= Utc::now()) {
+                break;
+            }
+            if deadline.near(self.opts.margin + self.opts.poll_every) {
+                report.waited_ms = started.elapsed().as_millis() as u64;
+                return self
+                    .continue_later(report, shard, after, source_id)
+                    .await;
+            }
+            tokio::time::sleep(self.opts.poll_every).await;
+        }
+        report.waited_ms = started.elapsed().as_millis() as u64;
+
+        report.streams_paused = self.pause_streams(tenant).await?;
+
+        while shard < SHARDS {
+            if deadline.near(self.opts.margin) {
+                return self
+                    .continue_later(report, shard, after, source_id)
+                    .await;
+            }
+            // A re-enable or deletion between pages stops this sweep: writing PushOnly
+            // after a re-enable would hide pulled data the tenant wants shown again.
+            if !self.still_ours(tenant, epoch).await? {
+                report.outcome = DisableOutcome::Superseded;
+                return Ok(report);
+            }
+            let page = self
+                .store
+                .list_keys(tenant, shard, after.as_deref(), self.opts.page_size)
+                .await?;
+            report.pages += 1;
+            report.records_seen += page.keys.len();
+            if !page.keys.is_empty() {
+                let keys: Vec<(EntityKind, AtsId)> = page
+                    .keys
+                    .iter()
+                    .map(|k| (k.entity, k.ats_id.clone()))
+                    .collect();
+                let (changed, versions) = self.push_only(tenant, &keys).await?;
+                report.records_changed += changed;
+                report.versions_written += versions;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => {
+                    shard += 1;
+                    after = None;
+                }
+            }
+        }
+        tracing::info!(?report, "disable sweep complete");
+        Ok(report)
+    }
+
+    async fn still_ours(&self, tenant: &TenantId, epoch: u64) -> Result<bool, DisableError> {
+        Ok(self.registry.get(tenant).await?.is_some_and(|r| {
+            r.config.state == TenantState::Disabled && r.config.epoch == epoch
+        }))
+    }
+
+    async fn continue_later(
+        &self,
+        mut report: DisableReport,
+        shard: u8,
+        after: Option<String>,
+        source_id: &str,
+    ) -> Result<DisableReport, DisableError> {
+        let job = LifecycleJob::Disable {
+            tenant: report.tenant.clone(),
+            epoch: report.epoch,
+            shard: u32::from(shard),
+            after,
+        };
+        send_continuation(&self.sqs, &self.queue_url, &report.tenant, &job, source_id).await?;
+        tracing::info!(shard, "disable continues in a new message");
+        report.outcome = DisableOutcome::Continued;
+        Ok(report)
+    }
+
+    /// Marks every stream paused (only those not paused yet: a repeat writes nothing).
+    async fn pause_streams(&self, tenant: &TenantId) -> Result<usize, DisableError> {
+        let mut n = 0;
+        for mut stream in self.registry.streams(tenant).await? {
+            if stream.status == SyncStatus::Paused {
+                continue;
+            }
+            stream.status = SyncStatus::Paused;
+            stream.reason = Some("pull disabled".into());
+            stream.updated_at = Utc::now();
+            self.registry.put_stream(tenant, &stream).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Sets one page of records push-only. Records that failed transiently are retried
+    /// (the change is idempotent); a rejected record is an error for an operator.
+    async fn push_only(
+        &self,
+        tenant: &TenantId,
+        keys: &[(EntityKind, AtsId)],
+    ) -> Result<(usize, usize), DisableError> {
+        let mut todo = keys.to_vec();
+        let (mut changed, mut versions) = (0, 0);
+        for attempt in 1..=3u32 {
+            let out = self
+                .store
+                .set_mode_page(tenant, &todo, ViewMode::PushOnly, Utc::now())
+                .await?;
+            changed += out.created + out.updated;
+            versions += out.versions_written;
+            let mut retry = Vec::new();
+            let mut last_error = String::new();
+            for r in out.records {
+                match r.outcome {
+                    RecordOutcome::Rejected { error } => {
+                        return Err(DisableError::RecordRejected {
+                            entity: r.entity,
+                            ats_id: r.ats_id,
+                            error,
+                        });
+                    }
+                    RecordOutcome::Failed { error } => {
+                        last_error = error;
+                        retry.push((r.entity, r.ats_id));
+                    }
+                    _ => {}
+                }
+            }
+            if retry.is_empty() {
+                return Ok((changed, versions));
+            }
+            if attempt == 3 {
+                return Err(DisableError::PageFailed {
+                    failed: retry.len(),
+                    error: last_error,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            todo = retry;
+        }
+        Ok((changed, versions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(source: &str, detail_type: &str, detail: Value) -> EventBridgeEvent<Value> {
+        serde_json::from_value(serde_json::json!({
+            "version": "0", "id": "e1", "detail-type": detail_type, "source": source,
+            "account": "123456789012", "time": "2026-03-01T10:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": detail,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn disable_request_is_parsed_strictly() {
+        let ok = event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": "acme"}));
+        assert_eq!(parse_disable_requested(&ok).unwrap().as_str(), "acme");
+        let bad = [
+            event("aws.events", DISABLE_REQUESTED, serde_json::json!({"tenant_id": "acme"})),
+            event(SETTINGS_SOURCE, "tenant.enabled", serde_json::json!({"tenant_id": "acme"})),
+            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({})),
+            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": "Acme"})),
+            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": 7})),
+            event(
+                SETTINGS_SOURCE,
+                DISABLE_REQUESTED,
+                serde_json::json!({"tenant_id": "acme", "secret_name": "x"}),
+            ),
+            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!("acme")),
+        ];
+        for e in &bad {
+            assert!(parse_disable_requested(e).is_err(), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn continuation_dedup_ids_differ_per_source_and_body() {
+        let a = continuation_dedup_id("m1", "{}");
+        assert_eq!(a, continuation_dedup_id("m1", "{}"));
+        assert_ne!(a, continuation_dedup_id("m2", "{}"));
+        assert_ne!(a, continuation_dedup_id("m1", "{ }"));
+        assert_eq!(a.len(), 32);
+    }
+
+    #[test]
+    fn deadline_from_the_past_is_near() {
+        let d = Deadline::at(SystemTime::now() - Duration::from_secs(1));
+        assert!(d.near(Duration::from_millis(1)));
+        assert!(!Deadline::after(Duration::from_secs(60)).near(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        assert!(!DisableError::InvalidEvent("x".into()).is_retryable());
+        assert!(matches!(
+            DisableError::UnknownTenant("t".into()).to_job_error(),
+            JobError::Poison(_)
+        ));
+        assert!(matches!(
+            DisableError::PageFailed { failed: 1, error: "x".into() }.to_job_error(),
+            JobError::Retry { .. }
+        ));
+    }
+}

@@ -1,0 +1,12 @@
+//! The handlers behind the Lambda functions, as library code so that the functions'
+//! `main` is only wiring and `edsctl` can drive the very same handlers locally.
+
+pub mod connect;
+pub mod delete;
+pub mod disable;
+pub mod local;
+pub mod puller;
+pub mod push;
+pub mod records_api;
+pub mod scheduler;
+pub mod settings;

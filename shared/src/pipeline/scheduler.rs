@@ -1,0 +1,211 @@
+//! The scheduler: every minute, find due tenants through the sparse, sharded `due`
+//! index (never a table scan), claim each one (a conditional update that also refuses
+//! a tenant whose run is still going) and send one pull job per tenant, ten per
+//! `SendMessageBatch`, to the FIFO pull queue with `MessageGroupId` = tenant.
+
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::jobs::{PullJob, Step};
+use crate::lambda::{FifoMessage, SendError, send_fifo_batches};
+use crate::tenants::{
+    Claim, DUE_SHARDS, RegistryError, StreamName, TOKEN_REFRESH_EVERY_SECS, TenantConfig,
+    TenantRegistry, reconcile_due, token_refresh_due,
+};
+
+/// What one scheduler invocation did.
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
+pub struct ScheduleReport {
+    pub due: usize,
+    pub claimed: usize,
+    pub skipped: usize,
+    pub reconciliations: usize,
+    pub token_refreshes: usize,
+    pub messages: usize,
+    pub sqs_calls: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// The steps of a new run for a claimed tenant.
+pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if cfg.remerge_pending {
+        steps.push(Step::Remerge);
+    }
+    if token_refresh_due(cfg, now) {
+        steps.push(Step::RefreshToken);
+    }
+    steps.extend(StreamName::ALL.iter().map(|s| Step::Pull(*s)));
+    if reconcile_due(cfg, now) {
+        steps.extend(
+            [
+                StreamName::Jobs,
+                StreamName::Candidates,
+                StreamName::Applications,
+            ]
+            .iter()
+            .map(|s| Step::Reconcile(*s)),
+        );
+    }
+    steps
+}
+
+/// When a claimed tenant is due next: its interval, but at least every 12 hours for
+/// tenants with rotating refresh tokens (they expire after 24 h idle).
+pub fn next_run(cfg: &TenantConfig, now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut secs = cfg.interval_secs.max(60);
+    if cfg.uses_refresh_token {
+        secs = secs.min(TOKEN_REFRESH_EVERY_SECS);
+    }
+    now + Duration::seconds(secs as i64)
+}
+
+pub struct Scheduler {
+    registry: TenantRegistry,
+    sqs: aws_sdk_sqs::Client,
+    pull_queue_url: String,
+}
+
+impl Scheduler {
+    pub fn new(registry: TenantRegistry, sqs: aws_sdk_sqs::Client, pull_queue_url: String) -> Self {
+        Self {
+            registry,
+            sqs,
+            pull_queue_url,
+        }
+    }
+
+    pub async fn run(&self, now: DateTime<Utc>) -> Result<ScheduleReport, SchedulerError> {
+        let mut report = ScheduleReport::default();
+        let mut due = Vec::new();
+        for shard in 0..DUE_SHARDS {
+            due.extend(self.registry.due(&format!("{shard:02}"), now).await?);
+        }
+        report.due = due.len();
+        let claims = futures::stream::iter(due)
+            .map(|tenant| async move {
+                let run_id = uuid::Uuid::new_v4().simple().to_string();
+                // The next run time depends on the config; claim with the interval the
+                // tenant had (read back from the claim) and correct it below if needed.
+                let rec = self.registry.get(&tenant).await?;
+                let Some(rec) = rec else {
+                    return Ok::<_, RegistryError>(None);
+                };
+                let next = next_run(&rec.config, now);
+                let claim = self
+                    .registry
+                    .claim_run(&tenant, &run_id, &["run".to_string()], now, next)
+                    .await?;
+                Ok(match claim {
+                    Claim::Claimed { epoch, config } => {
+                        let steps = plan_run(&config, now);
+                        Some(PullJob {
+                            tenant,
+                            epoch,
+                            run_id,
+                            steps,
+                            resume: None,
+                            continuation: 0,
+                        })
+                    }
+                    Claim::Skipped => None,
+                })
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+        let mut messages = Vec::new();
+        for c in claims {
+            match c? {
+                Some(job) => {
+                    report.claimed += 1;
+                    if job.steps.contains(&Step::RefreshToken) {
+                        report.token_refreshes += 1;
+                    }
+                    if job.steps.iter().any(|s| matches!(s, Step::Reconcile(_))) {
+                        report.reconciliations += 1;
+                        self.registry
+                            .touch(&job.tenant, "last_reconcile_at", now)
+                            .await?;
+                    }
+                    messages.push(FifoMessage {
+                        body: serde_json::to_string(&job).unwrap_or_default(),
+                        group_id: job.tenant.to_string(),
+                        dedup_id: job.dedup_id(),
+                    });
+                }
+                None => report.skipped += 1,
+            }
+        }
+        report.messages = messages.len();
+        report.sqs_calls = send_fifo_batches(&self.sqs, &self.pull_queue_url, &messages).await?;
+        tracing::info!(?report, "scheduler run");
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ids::TenantId;
+    use crate::tenants::{ApiVersion, AtsKind, TenantState};
+
+    fn cfg() -> TenantConfig {
+        let t = "2026-01-01T00:00:00Z".parse().unwrap();
+        TenantConfig {
+            tenant_id: TenantId::parse("acme").unwrap(),
+            ats_kind: AtsKind::Greenhouse,
+            api_version: ApiVersion::V3,
+            api_base_url: "https://harvest.example".into(),
+            auth_url: None,
+            secret_name: "eds/tenants/acme".into(),
+            attachment_hosts: vec![],
+            allow_loopback_attachments: false,
+            interval_secs: 24 * 3600,
+            reconcile_every_secs: 3 * 24 * 3600,
+            state: TenantState::Enabled,
+            epoch: 1,
+            state_reason: None,
+            uses_refresh_token: true,
+            remerge_pending: false,
+            last_reconcile_at: Some(t),
+            last_token_refresh_at: Some(t),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn refresh_token_tenants_run_at_least_every_twelve_hours() {
+        let now: DateTime<Utc> = "2026-01-01T01:00:00Z".parse().unwrap();
+        assert_eq!(next_run(&cfg(), now), now + Duration::hours(12));
+        let mut c = cfg();
+        c.uses_refresh_token = false;
+        assert_eq!(next_run(&c, now), now + Duration::hours(24));
+    }
+
+    #[test]
+    fn plan_adds_refresh_and_reconcile_only_when_due() {
+        let c = cfg();
+        let soon: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
+        let plan = plan_run(&c, soon);
+        assert_eq!(plan.len(), 4, "{plan:?}");
+        let later: DateTime<Utc> = "2026-01-04T02:00:00Z".parse().unwrap();
+        let plan = plan_run(&c, later);
+        assert_eq!(plan[0], Step::RefreshToken);
+        assert_eq!(
+            plan.iter()
+                .filter(|s| matches!(s, Step::Reconcile(_)))
+                .count(),
+            3
+        );
+    }
+}
