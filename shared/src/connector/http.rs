@@ -229,6 +229,9 @@ impl ApiClient {
                 sleep_within(wait, deadline, "rate-limit pacing").await?;
                 stats.rate_limit_wait += wait;
             }
+            // Counts this send as in flight until its answer is in (also if the future
+            // is dropped mid-request).
+            let in_flight = InFlight(&self.limiter);
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(ConnectorError::Deadline {
@@ -241,6 +244,10 @@ impl ApiClient {
             stats.requests += 1;
             let started = std::time::Instant::now();
             let result = self.send(&url, &auth, timeout).await;
+            if let Ok((_, headers, _)) = &result {
+                self.limiter.observe_headers(headers);
+            }
+            drop(in_flight);
             let transient_detail = match result {
                 Err(e) => {
                     if e.is_timeout() && cut_by_deadline {
@@ -258,7 +265,6 @@ impl ApiClient {
                     }
                 }
                 Ok((status, headers, body)) => {
-                    self.limiter.observe_headers(&headers);
                     stats.bytes += body.len() as u64;
                     tracing::debug!(
                         %endpoint,
@@ -380,6 +386,14 @@ impl ApiClient {
             return exp;
         }
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    }
+}
+
+struct InFlight<'a>(&'a RateLimiter);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.release();
     }
 }
 

@@ -26,6 +26,7 @@ use crate::auth::AuthError;
 use crate::domain::ids::{AtsId, EntityKind};
 use crate::domain::model::Observation;
 
+pub use http::RetryPolicy;
 pub use ratelimit::RateLimiter;
 pub use window::{Window, WindowPolicy};
 

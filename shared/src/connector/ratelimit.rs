@@ -86,12 +86,19 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime, fallback: Duration) -> 
 #[derive(Debug, Default)]
 struct State {
     limit: Option<u64>,
-    /// Budget left in the current window, decremented as requests are sent.
+    /// Budget left in the current window as of the latest response.
     remaining: Option<u64>,
     reset_ms: Option<i64>,
+    /// Requests sent and not yet answered: the ATS may not have counted them yet, so
+    /// they are subtracted from `remaining`.
+    in_flight: u64,
     /// Set by a 429: nobody sends before this.
     blocked_until_ms: Option<i64>,
 }
+
+/// How long a sender waits while the window's budget is unknown and another request
+/// is already out to learn it.
+const PROBE_WAIT: Duration = Duration::from_millis(20);
 
 /// Shared pacing state of one credential.
 #[derive(Debug)]
@@ -153,8 +160,10 @@ impl RateLimiter {
         }
     }
 
-    /// Call before sending. `None`: send now (one unit of budget is taken).
-    /// `Some(d)`: wait `d`, then ask again.
+    /// Call before sending. `None`: send now; the request counts as in flight until
+    /// [`RateLimiter::release`] (call it exactly once per send, after
+    /// [`RateLimiter::observe`]; a drop guard does that in the HTTP core, also when the
+    /// request future is cancelled). `Some(d)`: wait `d`, then ask again.
     pub fn acquire_at(&self, now: SystemTime) -> Option<Duration> {
         let now_ms = system_now_ms(now);
         let mut s = self.lock();
@@ -164,21 +173,30 @@ impl RateLimiter {
             }
             s.blocked_until_ms = None;
         }
-        let (Some(remaining), Some(reset)) = (s.remaining, s.reset_ms) else {
-            return None;
-        };
-        let reset_effective = reset + self.slack.as_millis() as i64;
-        if now_ms >= reset_effective {
-            // A new window has started: send, and learn its budget from the response.
+        if let Some(reset) = s.reset_ms
+            && now_ms >= reset + self.slack.as_millis() as i64
+        {
+            // A new window has started: its budget is learnt from the next response.
             s.remaining = None;
             s.reset_ms = None;
-            return None;
         }
-        if remaining <= self.reserve {
-            return Some(Duration::from_millis((reset_effective - now_ms) as u64));
+        match s.remaining {
+            // Unknown budget: one request at a time probes it, so that concurrent
+            // senders cannot overrun a window they know nothing about.
+            None if s.in_flight > 0 => Some(PROBE_WAIT),
+            None => {
+                s.in_flight += 1;
+                None
+            }
+            Some(remaining) => {
+                if remaining.saturating_sub(s.in_flight) <= self.reserve {
+                    let reset = s.reset_ms.unwrap_or(now_ms) + self.slack.as_millis() as i64;
+                    return Some(Duration::from_millis((reset - now_ms).max(1) as u64));
+                }
+                s.in_flight += 1;
+                None
+            }
         }
-        s.remaining = Some(remaining - 1);
-        None
     }
 
     pub fn acquire(&self) -> Option<Duration> {
@@ -197,7 +215,7 @@ impl RateLimiter {
         match s.reset_ms {
             // A response from an older window arriving late says nothing about now.
             Some(cur) if reset < cur => {}
-            // Same window: other sharers' requests may be in flight; keep the lower.
+            // Same window: answers may arrive out of order; keep the lower.
             Some(cur) if reset == cur => {
                 s.remaining = Some(s.remaining.map_or(remaining, |r| r.min(remaining)));
             }
@@ -206,6 +224,12 @@ impl RateLimiter {
                 s.remaining = Some(remaining);
             }
         }
+    }
+
+    /// An acquired send is answered (or failed, or was abandoned).
+    pub fn release(&self) {
+        let mut s = self.lock();
+        s.in_flight = s.in_flight.saturating_sub(1);
     }
 
     pub fn observe_headers(&self, headers: &HeaderMap) {
@@ -277,33 +301,65 @@ mod tests {
         assert_eq!(RateLimitHeaders::parse(&h, T0), RateLimitHeaders::default());
     }
 
+    fn hdr(remaining: u64, reset_ms: i64) -> RateLimitHeaders {
+        RateLimitHeaders {
+            limit: Some(5),
+            remaining: Some(remaining),
+            reset_ms: Some(reset_ms),
+        }
+    }
+
     #[test]
-    fn sends_freely_until_budget_is_used_then_waits_until_reset() {
+    fn sends_until_budget_is_used_then_waits_until_reset() {
         let l = RateLimiter::new(0, Duration::from_millis(500));
-        assert_eq!(l.acquire_at(at(T0)), None, "unknown state: send");
-        l.observe(RateLimitHeaders {
-            limit: Some(3),
-            remaining: Some(2),
-            reset_ms: Some(T0 + 10_000),
-        });
+        assert_eq!(l.acquire_at(at(T0)), None, "unknown state: one probe");
+        l.observe(hdr(2, T0 + 10_000));
+        l.release();
         assert_eq!(l.acquire_at(at(T0 + 1)), None);
         assert_eq!(l.acquire_at(at(T0 + 2)), None);
         assert_eq!(
             l.acquire_at(at(T0 + 3_000)),
             Some(Duration::from_millis(7_500)),
-            "budget exhausted: wait until reset + slack"
+            "budget taken by requests in flight: wait until reset + slack"
         );
-        assert_eq!(l.acquire_at(at(T0 + 10_500)), None, "new window");
+        l.release();
+        l.release();
+        assert_eq!(l.acquire_at(at(T0 + 10_500)), None, "new window: probe");
+    }
+
+    #[test]
+    fn unknown_budget_is_probed_by_one_request_at_a_time() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        assert_eq!(l.acquire_at(at(T0)), None);
+        assert_eq!(l.acquire_at(at(T0)), Some(PROBE_WAIT));
+        l.release();
+        assert_eq!(l.acquire_at(at(T0)), None, "a failed probe frees the slot");
+    }
+
+    #[test]
+    fn requests_in_flight_count_against_the_reported_budget() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        assert_eq!(l.acquire_at(at(T0)), None);
+        l.observe(hdr(3, T0 + 1_000));
+        l.release();
+        // Three sends while none has been answered use the whole budget.
+        for _ in 0..3 {
+            assert_eq!(l.acquire_at(at(T0)), None);
+        }
+        assert!(l.acquire_at(at(T0)).is_some());
+        // One answer saying 2 left (it counted only itself): the two others are still
+        // in flight, so nothing more may go.
+        l.observe(hdr(2, T0 + 1_000));
+        l.release();
+        assert!(l.acquire_at(at(T0)).is_some());
     }
 
     #[test]
     fn reserve_is_kept_back() {
         let l = RateLimiter::new(2, Duration::ZERO);
-        l.observe(RateLimitHeaders {
-            limit: Some(10),
-            remaining: Some(3),
-            reset_ms: Some(T0 + 1_000),
-        });
+        assert_eq!(l.acquire_at(at(T0)), None);
+        l.observe(hdr(3, T0 + 1_000));
+        l.release();
         assert_eq!(l.acquire_at(at(T0)), None);
         assert!(l.acquire_at(at(T0)).is_some());
     }
@@ -311,29 +367,16 @@ mod tests {
     #[test]
     fn late_response_from_an_older_window_does_not_reset_budget() {
         let l = RateLimiter::new(0, Duration::ZERO);
-        l.observe(RateLimitHeaders {
-            limit: Some(5),
-            remaining: Some(0),
-            reset_ms: Some(T0 + 30_000),
-        });
-        l.observe(RateLimitHeaders {
-            limit: Some(5),
-            remaining: Some(4),
-            reset_ms: Some(T0),
-        });
+        l.observe(hdr(0, T0 + 30_000));
+        l.observe(hdr(4, T0));
         assert!(l.acquire_at(at(T0 + 1)).is_some());
     }
 
     #[test]
     fn same_window_keeps_the_lower_remaining() {
         let l = RateLimiter::new(0, Duration::ZERO);
-        let h = |r| RateLimitHeaders {
-            limit: Some(5),
-            remaining: Some(r),
-            reset_ms: Some(T0 + 30_000),
-        };
-        l.observe(h(1));
-        l.observe(h(3));
+        l.observe(hdr(1, T0 + 30_000));
+        l.observe(hdr(3, T0 + 30_000));
         assert_eq!(l.acquire_at(at(T0)), None);
         assert!(l.acquire_at(at(T0)).is_some());
     }

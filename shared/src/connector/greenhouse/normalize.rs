@@ -1014,7 +1014,11 @@ mod tests {
             }
         };
         let a = id_of(&cand("2026-01-01T00:00:00Z"));
-        assert_eq!(a, id_of(&cand("2026-01-01T00:00:00.000Z")), "same file, same id");
+        assert_eq!(
+            a,
+            id_of(&cand("2026-01-01T00:00:00.000Z")),
+            "same file, same id"
+        );
         assert_ne!(a, id_of(&cand("2026-01-02T00:00:00Z")));
         assert!(a.as_str().unwrap().starts_with("v1-"));
         assert!(AtsId::parse(a.as_str().unwrap()).is_ok());
