@@ -24,7 +24,7 @@ use eds_shared::domain::merge::DeletedBy;
 use eds_shared::domain::version::Version;
 use eds_shared::store::{RecordRead, RecordSweep, SHARDS};
 use futures::StreamExt;
-use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
+use greenhouse_sim::{ALL_SCOPES, DefectKind, Manifest, Scenario, ScenarioSpec, SimConfig, Simulator};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -67,6 +67,8 @@ pub struct Report {
     pub corrected_records: BTreeMap<String, u64>,
     /// Corrected fields by field name.
     pub corrected_fields: BTreeMap<String, u64>,
+    /// Applications whose pushed status or stage was stale (the ATS moved them on).
+    pub stages_corrected: u64,
     /// Records where a pushed value newer than the ATS was kept, by entity.
     pub push_newer_kept_records: BTreeMap<String, u64>,
     /// Records the ATS no longer has (tombstones after reconciliation), by entity.
@@ -77,6 +79,8 @@ pub struct Report {
     pub versions: u64,
     /// Attachment files stored in S3.
     pub files_stored: u64,
+    /// Pushed attachment rows the pull completed with their stored file.
+    pub files_attached: u64,
 }
 
 fn resume_of(v: &Version, element: &str) -> bool {
@@ -90,8 +94,52 @@ fn resume_of(v: &Version, element: &str) -> bool {
         .any(|e| e["id"].as_str() == Some(id) && e["type"].as_str() == Some("resume"))
 }
 
+/// The element `attachments/<id>` of both layers, when the pulled one holds every
+/// member of the pushed one with the same value (it may add more, e.g. `file`).
+fn only_adds_members(v: &Version, path: &str) -> bool {
+    let Some(id) = path.strip_prefix("attachments/") else {
+        return false;
+    };
+    let element = |l: Option<&eds_shared::domain::model::Layer>| {
+        l.and_then(|l| l.fields.get("attachments"))
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find(|e| e["id"].as_str() == Some(id)))
+            .and_then(Value::as_object)
+            .cloned()
+    };
+    match (element(v.state.push.as_ref()), element(v.state.pull.as_ref())) {
+        (Some(push), Some(pull)) => push
+            .iter()
+            .all(|(k, val)| k == "updated_at" || pull.get(k) == Some(val)),
+        _ => false,
+    }
+}
+
 /// Adds one record's head to the report.
-pub fn tally(report: &mut Report, entity: EntityKind, v: &Version) {
+/// The report of a tenant's record heads.
+pub fn report_of(heads: &[(RecordKey, Version)]) -> Report {
+    // Attachment rows the customer pushed, under any candidate: a row the pull finds
+    // under another candidate was moved there by an ATS merge, it was not missing.
+    let pushed_attachments: std::collections::HashSet<String> = heads
+        .iter()
+        .filter_map(|(_, v)| v.state.push.as_ref())
+        .filter_map(|l| l.fields.get("attachments").and_then(Value::as_array))
+        .flatten()
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect();
+    let mut report = Report::default();
+    for (key, v) in heads {
+        tally(&mut report, key.entity, v, &pushed_attachments);
+    }
+    report
+}
+
+fn tally(
+    report: &mut Report,
+    entity: EntityKind,
+    v: &Version,
+    pushed_attachments: &std::collections::HashSet<String>,
+) {
     let e = entity.as_str().to_string();
     report.versions += v.version;
     match v.view.deleted {
@@ -124,8 +172,15 @@ pub fn tally(report: &mut Report, entity: EntityKind, v: &Version) {
     let mut kinds: std::collections::BTreeSet<String> = Default::default();
     for f in &merge.backfilled {
         report.fields_backfilled += 1;
-        let kind = if f.starts_with("attachments/") {
-            if resume_of(v, f) { "resumes" } else { "attachments" }.to_string()
+        let kind = if let Some(id) = f.strip_prefix("attachments/") {
+            if pushed_attachments.contains(id) {
+                "attachments_moved_by_merges"
+            } else if resume_of(v, f) {
+                "resumes"
+            } else {
+                "attachments"
+            }
+            .to_string()
         } else {
             f.clone()
         };
@@ -134,9 +189,31 @@ pub fn tally(report: &mut Report, entity: EntityKind, v: &Version) {
     for k in kinds {
         *report.backfilled_records.entry(k).or_default() += 1;
     }
-    if !merge.corrected.is_empty() {
+    // A pulled attachment element that only adds members the pushed row lacks (the
+    // stored `file`) completes the row; the merge reports it as the pull winning, but no
+    // pushed value changed, so it is not a correction.
+    let corrected: Vec<&String> = merge
+        .corrected
+        .iter()
+        .filter(|f| {
+            if only_adds_members(v, f) {
+                report.files_attached += 1;
+                false
+            } else {
+                true
+            }
+        })
+        .collect();
+    if entity == EntityKind::Application
+        && corrected
+            .iter()
+            .any(|f| matches!(f.as_str(), "status" | "stage_id" | "stage_name"))
+    {
+        report.stages_corrected += 1;
+    }
+    if !corrected.is_empty() {
         *report.corrected_records.entry(e.clone()).or_default() += 1;
-        for f in &merge.corrected {
+        for f in corrected {
             let name = f.split('/').next().unwrap_or(f).to_string();
             *report.corrected_fields.entry(name).or_default() += 1;
         }
@@ -275,7 +352,8 @@ async fn drive(
         enabled["secret_name"].as_str().unwrap_or("?")
     ));
 
-    let pushed = crate::push::push(d, tenant, &scenario.pushed, false).await?;
+    let snapshot = to_push_format(&scenario.pushed);
+    let pushed = crate::push::push(d, tenant, &snapshot, false).await?;
     say(q, format!(
         "== edsctl push {tenant} (the standard push snapshot): {} records in {} SQS messages → push-ingest: {} created, {} quarantined",
         pushed.records, pushed.messages, pushed.created, pushed.quarantined
@@ -296,14 +374,11 @@ async fn drive(
     let stats = sim.stats();
 
     let heads = read_all(d, tenant).await?;
-    let mut report = Report::default();
-    for (key, v) in &heads {
-        tally(&mut report, key.entity, v);
-    }
+    let report = report_of(&heads);
     let requests = summary.counts.requests;
     let lower_bound_secs = requests as f64 * DEMO_RATE_WINDOW_SECS as f64 / f64::from(DEMO_RATE_LIMIT);
     if !q {
-        print_report(&report, &summary, sync_secs, lower_bound_secs, stats.rate_limited);
+        print_report(&report, &scenario.manifest, &summary, sync_secs, lower_bound_secs, stats.rate_limited);
     }
 
     // One record to look at: a candidate whose resume the push lacked (the lowest id,
@@ -350,6 +425,9 @@ async fn drive(
         "rate_limit": {"limit": DEMO_RATE_LIMIT, "window_secs": DEMO_RATE_WINDOW_SECS,
                        "requests": requests, "lower_bound_secs": lower_bound_secs,
                        "simulator_429s": stats.rate_limited},
+        "checks": checks(&report, &scenario.manifest).iter()
+            .map(|(name, got, want)| json!({"name": name, "eds": got, "manifest": want}))
+            .collect::<Vec<_>>(),
         "report": report,
         "record_id": record_id,
         "record": record,
@@ -359,6 +437,25 @@ async fn drive(
     }))
 }
 
+/// The simulator's snapshot in the documented push format: an attachment record names
+/// its element by the record's `id` and orders it by the record's `updated_at`, so
+/// neither belongs inside `fields` (docs/push-format.md).
+pub fn to_push_format(records: &[Value]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r["entity"] == "attachment"
+                && let Some(f) = r.get_mut("fields").and_then(Value::as_object_mut)
+            {
+                f.remove("id");
+                f.remove("updated_at");
+            }
+            r
+        })
+        .collect()
+}
+
 fn join(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "0".into();
@@ -366,9 +463,34 @@ fn join(m: &BTreeMap<String, u64>) -> String {
     m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
 }
 
-fn print_report(r: &Report, s: &crate::sync::SyncSummary, sync_secs: f64, lower: f64, sim_429: u64) {
+/// The report's numbers next to the ones the scenario's manifest says they must be.
+pub fn checks(r: &Report, m: &Manifest) -> Vec<(&'static str, u64, u64)> {
+    let n = |k: DefectKind| m.counts.get(&k).copied().unwrap_or(0) as u64;
+    let b = |k: &str| r.backfilled_records.get(k).copied().unwrap_or(0);
+    vec![
+        ("resumes backfilled (candidates)", b("resumes"), n(DefectKind::MissingResume)),
+        ("emails backfilled (candidates)", b("emails"), n(DefectKind::MissingEmails)),
+        ("phones backfilled (candidates)", b("phones"), n(DefectKind::MissingPhones)),
+        ("stale stages corrected (applications)", r.stages_corrected, n(DefectKind::StaleApplication)),
+        ("pushed values kept because newer", r.push_newer_kept_records.values().sum(), n(DefectKind::PushNewer)),
+        (
+            "tombstones after reconciliation",
+            r.tombstones.values().sum(),
+            n(DefectKind::DeletedAfterPush) + n(DefectKind::MergedAfterPush),
+        ),
+    ]
+}
+
+fn print_report(
+    r: &Report,
+    m: &Manifest,
+    s: &crate::sync::SyncSummary,
+    sync_secs: f64,
+    lower: f64,
+    sim_429: u64,
+) {
     let c = &s.counts;
-    println!("\n== what the pull did");
+    println!("\n== what the pull did (read back from the records table)");
     println!("records now:                 {}", join(&r.records));
     println!("  pushed and read from ATS:  {}", r.pushed_and_pulled);
     println!("  only in the ATS:           {}", r.pull_only);
@@ -379,7 +501,17 @@ fn print_report(r: &Report, s: &crate::sync::SyncSummary, sync_secs: f64, lower:
     println!("pushed values kept (newer):  {} records ({})", r.push_newer_kept_records.values().sum::<u64>(), join(&r.push_newer_kept_records));
     println!("tombstones (reconciliation): {} records ({})", r.tombstones.values().sum::<u64>(), join(&r.tombstones));
     println!("versions stored:             {} ({} written by this sync)", r.versions, s.versions_written);
-    println!("resume files stored in S3:   {}", r.files_stored);
+    println!(
+        "attachment files in S3:      {} ({} pushed rows completed with their file)",
+        r.files_stored, r.files_attached
+    );
+    println!("\n== checked against the scenario's manifest of injected defects");
+    let mut t = crate::table::Table::new(&["", "eds", "manifest", ""]);
+    for (name, got, want) in checks(r, m) {
+        t.row(vec![name.into(), got.to_string(), want.to_string(), if got == want { "ok" } else { "DIFFERENT" }.into()]);
+    }
+    t.print();
+    println!();
     println!(
         "ATS requests:                {} in {:.1} s (+{} token); rate limit {DEMO_RATE_LIMIT}/{DEMO_RATE_WINDOW_SECS}s → lower bound {:.1} s; 429s {}, waits {:.1} s",
         c.requests, sync_secs, c.token_requests, lower, sim_429, c.rate_limit_wait_ms as f64 / 1000.0
