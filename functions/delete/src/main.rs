@@ -13,9 +13,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let deleter = &Deleter::new(&aws, &config);
-    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let deadline = Deadline::at(event.context.deadline());
-        Ok::<_, Error>(deleter.handle(event.payload, deadline).await?)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = Deadline::at(event.context.deadline());
+            Ok::<_, Error>(deleter.handle(event.payload, deadline).await?)
+        },
+    ))
     .await
 }

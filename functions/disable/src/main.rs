@@ -12,9 +12,11 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let disabler = &Disabler::from_config(&aws, &config);
-    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move {
-        let deadline = Deadline::at(event.context.deadline());
-        Ok::<_, Error>(disabler.handle(event.payload, deadline).await?)
-    }))
+    run(service_fn(
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let deadline = Deadline::at(event.context.deadline());
+            Ok::<_, Error>(disabler.handle(event.payload, deadline).await?)
+        },
+    ))
     .await
 }

@@ -119,7 +119,9 @@ struct DeletionRequested {
 
 /// Parses a `tenant.deletion_requested` event strictly (no side effect on failure).
 /// `requested_at` is the event's time (the same on every redelivery).
-pub fn parse_deletion_requested(event: &EventBridgeEvent<Value>) -> Result<DeletionRequest, String> {
+pub fn parse_deletion_requested(
+    event: &EventBridgeEvent<Value>,
+) -> Result<DeletionRequest, String> {
     let d: DeletionRequested = parse_settings_detail(event, DELETION_REQUESTED)?;
     let tenant = TenantId::parse(d.tenant_id).map_err(|e| format!("tenant_id: {e}"))?;
     validate_request_id(&d.request_id)?;
@@ -142,7 +144,9 @@ pub fn validate_request_id(id: &str) -> Result<(), String> {
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-')))
     {
-        return Err(format!("request_id contains {c:?} (allowed: A-Z a-z 0-9 . _ : -)"));
+        return Err(format!(
+            "request_id contains {c:?} (allowed: A-Z a-z 0-9 . _ : -)"
+        ));
     }
     Ok(())
 }
@@ -247,8 +251,8 @@ impl Deleter {
         fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
             let msg = msg.clone();
             async move {
-                let job: LifecycleJob = parse_job(msg.body.as_deref().unwrap_or(""))
-                    .map_err(JobError::Poison)?;
+                let job: LifecycleJob =
+                    parse_job(msg.body.as_deref().unwrap_or("")).map_err(JobError::Poison)?;
                 if let LifecycleJob::Delete { request_id, .. } = &job {
                     validate_request_id(request_id).map_err(JobError::Poison)?;
                 }
@@ -323,7 +327,8 @@ impl Deleter {
                 DeletePhase::Attachments => self.delete_objects(report, deadline).await?,
                 DeletePhase::Registry => self.delete_registry(report, deadline).await?,
                 DeletePhase::Verify => {
-                    self.verify_and_receipt(report, requested_at, deadline).await?;
+                    self.verify_and_receipt(report, requested_at, deadline)
+                        .await?;
                     return Ok(());
                 }
             };
@@ -371,11 +376,14 @@ impl Deleter {
         deadline: Deadline,
     ) -> Result<bool, DeleteError> {
         let mut started: Option<Instant> = None;
-        let waited = |started: Option<Instant>| {
-            started.map_or(0, |s| s.elapsed().as_millis().max(1) as u64)
-        };
+        let waited =
+            |started: Option<Instant>| started.map_or(0, |s| s.elapsed().as_millis().max(1) as u64);
         loop {
-            if !self.registry.writers_live(&report.tenant, Utc::now()).await? {
+            if !self
+                .registry
+                .writers_live(&report.tenant, Utc::now())
+                .await?
+            {
                 report.waited_ms += waited(started);
                 return Ok(true);
             }
@@ -571,7 +579,9 @@ impl Deleter {
                 .send()
                 .await
                 .map_err(|e| {
-                    RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+                    RegistryError::Dynamo(
+                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+                    )
                 })?;
             out.extend(page.items().iter().filter_map(|i| match i.get("sk") {
                 Some(AttributeValue::S(sk)) => Some(sk.clone()),
@@ -705,7 +715,13 @@ impl Deleter {
     pub async fn leftovers(&self, tenant: &TenantId) -> Result<Vec<String>, DeleteError> {
         let mut left = Vec::new();
         for shard in 0..SHARDS {
-            if !self.store.list_keys(tenant, shard, None, 1).await?.keys.is_empty() {
+            if !self
+                .store
+                .list_keys(tenant, shard, None, 1)
+                .await?
+                .keys
+                .is_empty()
+            {
                 left.push(format!("records in shard {shard}"));
             }
         }
@@ -828,7 +844,10 @@ mod tests {
         .unwrap();
         assert_eq!(ok.tenant.as_str(), "acme");
         assert_eq!(ok.request_id, "req-1");
-        assert_eq!(ok.requested_at, "2026-03-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            ok.requested_at,
+            "2026-03-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         let bad = [
             serde_json::json!({"tenant_id": "acme"}),
             serde_json::json!({"request_id": "r"}),
@@ -839,7 +858,10 @@ mod tests {
             serde_json::json!({"tenant_id": "acme", "request_id": "r", "extra": 1}),
         ];
         for d in bad {
-            assert!(parse_deletion_requested(&event(DELETION_REQUESTED, d.clone())).is_err(), "{d}");
+            assert!(
+                parse_deletion_requested(&event(DELETION_REQUESTED, d.clone())).is_err(),
+                "{d}"
+            );
         }
         assert!(
             parse_deletion_requested(&event(

@@ -358,8 +358,8 @@ impl Disabler {
         fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
             let msg = msg.clone();
             async move {
-                let job: LifecycleJob = parse_job(msg.body.as_deref().unwrap_or(""))
-                    .map_err(JobError::Poison)?;
+                let job: LifecycleJob =
+                    parse_job(msg.body.as_deref().unwrap_or("")).map_err(JobError::Poison)?;
                 let LifecycleJob::Disable {
                     tenant,
                     epoch,
@@ -469,9 +469,7 @@ impl Disabler {
             let since = *started.get_or_insert_with(Instant::now);
             report.waited_ms = since.elapsed().as_millis() as u64;
             if deadline.near(self.opts.margin + self.opts.poll_every) {
-                return self
-                    .continue_later(report, shard, after, source_id)
-                    .await;
+                return self.continue_later(report, shard, after, source_id).await;
             }
             tokio::time::sleep(self.opts.poll_every).await;
         }
@@ -483,9 +481,7 @@ impl Disabler {
 
         while shard < SHARDS {
             if deadline.near(self.opts.margin) {
-                return self
-                    .continue_later(report, shard, after, source_id)
-                    .await;
+                return self.continue_later(report, shard, after, source_id).await;
             }
             let page = self
                 .store
@@ -523,9 +519,11 @@ impl Disabler {
     }
 
     async fn still_ours(&self, tenant: &TenantId, epoch: u64) -> Result<bool, DisableError> {
-        Ok(self.registry.get(tenant).await?.is_some_and(|r| {
-            r.config.state == TenantState::Disabled && r.config.epoch == epoch
-        }))
+        Ok(self
+            .registry
+            .get(tenant)
+            .await?
+            .is_some_and(|r| r.config.state == TenantState::Disabled && r.config.epoch == epoch))
     }
 
     async fn continue_later(
@@ -628,20 +626,44 @@ mod tests {
 
     #[test]
     fn disable_request_is_parsed_strictly() {
-        let ok = event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": "acme"}));
+        let ok = event(
+            SETTINGS_SOURCE,
+            DISABLE_REQUESTED,
+            serde_json::json!({"tenant_id": "acme"}),
+        );
         assert_eq!(parse_disable_requested(&ok).unwrap().as_str(), "acme");
         let bad = [
-            event("aws.events", DISABLE_REQUESTED, serde_json::json!({"tenant_id": "acme"})),
-            event(SETTINGS_SOURCE, "tenant.enabled", serde_json::json!({"tenant_id": "acme"})),
+            event(
+                "aws.events",
+                DISABLE_REQUESTED,
+                serde_json::json!({"tenant_id": "acme"}),
+            ),
+            event(
+                SETTINGS_SOURCE,
+                "tenant.enabled",
+                serde_json::json!({"tenant_id": "acme"}),
+            ),
             event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({})),
-            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": "Acme"})),
-            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!({"tenant_id": 7})),
+            event(
+                SETTINGS_SOURCE,
+                DISABLE_REQUESTED,
+                serde_json::json!({"tenant_id": "Acme"}),
+            ),
+            event(
+                SETTINGS_SOURCE,
+                DISABLE_REQUESTED,
+                serde_json::json!({"tenant_id": 7}),
+            ),
             event(
                 SETTINGS_SOURCE,
                 DISABLE_REQUESTED,
                 serde_json::json!({"tenant_id": "acme", "secret_name": "x"}),
             ),
-            event(SETTINGS_SOURCE, DISABLE_REQUESTED, serde_json::json!("acme")),
+            event(
+                SETTINGS_SOURCE,
+                DISABLE_REQUESTED,
+                serde_json::json!("acme"),
+            ),
         ];
         for e in &bad {
             assert!(parse_disable_requested(e).is_err(), "{e:?}");
@@ -672,7 +694,11 @@ mod tests {
             JobError::Poison(_)
         ));
         assert!(matches!(
-            DisableError::PageFailed { failed: 1, error: "x".into() }.to_job_error(),
+            DisableError::PageFailed {
+                failed: 1,
+                error: "x".into()
+            }
+            .to_job_error(),
             JobError::Retry { .. }
         ));
     }

@@ -110,7 +110,11 @@ impl Env {
     }
 
     fn key(&self, tenant: &TenantId, id: &str) -> RecordKey {
-        RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::parse(id).unwrap())
+        RecordKey::new(
+            tenant.clone(),
+            EntityKind::Candidate,
+            AtsId::parse(id).unwrap(),
+        )
     }
 }
 
@@ -273,7 +277,10 @@ async fn count_query(env: &Env, table: &str, pk: String) -> usize {
             .query()
             .table_name(table)
             .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()))
+            .expression_attribute_values(
+                ":pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(pk.clone()),
+            )
             .select(aws_sdk_dynamodb::types::Select::Count)
             .consistent_read(true)
             .set_exclusive_start_key(start)
@@ -365,7 +372,10 @@ fn event(detail_type: &str, detail: Value) -> Value {
 }
 
 fn disable_event(tenant: &TenantId) -> Value {
-    event("tenant.disable_requested", json!({"tenant_id": tenant.as_str()}))
+    event(
+        "tenant.disable_requested",
+        json!({"tenant_id": tenant.as_str()}),
+    )
 }
 
 fn delete_event(tenant: &TenantId, request_id: &str) -> Value {
@@ -410,26 +420,33 @@ mod disable {
         let epoch_before = env.registry.require(&a).await.unwrap().config.epoch;
         let mut history_before = BTreeMap::new();
         for i in 0..8 {
-            let h = env.store.history(&env.key(&a, &i.to_string())).await.unwrap();
+            let h = env
+                .store
+                .history(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap();
             let head = h.last().unwrap();
             if i < 6 {
                 assert_ne!(
-                    head.version.view.fields, head.version.state.push.as_ref().unwrap().fields,
+                    head.version.view.fields,
+                    head.version.state.push.as_ref().unwrap().fields,
                     "the merged view shows pulled values before the disable"
                 );
             }
             history_before.insert(i, h);
         }
         let b_before = footprint(&env, &b, 8).await;
-        let b_heads: Vec<_> = futures::future::join_all(
-            (0..8).map(|i| {
-                let (store, key) = (env.store.clone(), env.key(&b, &i.to_string()));
-                async move { store.get(&key).await }
-            }),
-        )
+        let b_heads: Vec<_> = futures::future::join_all((0..8).map(|i| {
+            let (store, key) = (env.store.clone(), env.key(&b, &i.to_string()));
+            async move { store.get(&key).await }
+        }))
         .await;
 
-        let out = env.disabler().handle(disable_event(&a), long()).await.unwrap();
+        let out = env
+            .disabler()
+            .handle(disable_event(&a), long())
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "completed", "{out}");
         assert_eq!(out["fenced"], true);
         assert_eq!(out["records_changed"], 8);
@@ -443,8 +460,16 @@ mod disable {
             assert_eq!(s.status, SyncStatus::Paused, "{s:?}");
         }
         for i in 0..8 {
-            let history = env.store.history(&env.key(&a, &i.to_string())).await.unwrap();
-            assert_eq!(history.len(), history_before[&i].len() + 1, "one new version");
+            let history = env
+                .store
+                .history(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap();
+            assert_eq!(
+                history.len(),
+                history_before[&i].len() + 1,
+                "one new version"
+            );
             let versions = |h: &[eds_shared::store::HistoryEntry]| {
                 h.iter().map(|e| e.version.clone()).collect::<Vec<_>>()
             };
@@ -462,29 +487,37 @@ mod disable {
                 .as_ref()
                 .map(|l| l.fields.clone())
                 .unwrap_or_default();
-            assert_eq!(head.view.fields, push_fields, "the view is exactly the push layer");
+            assert_eq!(
+                head.view.fields, push_fields,
+                "the view is exactly the push layer"
+            );
             assert!(head.state.pull.is_some(), "the pull layer is kept");
         }
 
         // A second disable (a redelivered or repeated request) writes nothing.
         let items_before = footprint(&env, &a, 8).await;
-        let out = env.disabler().handle(disable_event(&a), long()).await.unwrap();
+        let out = env
+            .disabler()
+            .handle(disable_event(&a), long())
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "completed");
         assert_eq!(out["fenced"], false);
         assert_eq!(out["records_changed"], 0);
         assert_eq!(out["versions_written"], 0);
         assert_eq!(out["streams_paused"], 0);
         assert_eq!(footprint(&env, &a, 8).await, items_before);
-        assert_eq!(env.registry.require(&a).await.unwrap().config.epoch, epoch_before + 1);
+        assert_eq!(
+            env.registry.require(&a).await.unwrap().config.epoch,
+            epoch_before + 1
+        );
 
         // The other tenant is untouched.
         assert_eq!(footprint(&env, &b, 8).await, b_before);
-        let b_after: Vec<_> = futures::future::join_all(
-            (0..8).map(|i| {
-                let (store, key) = (env.store.clone(), env.key(&b, &i.to_string()));
-                async move { store.get(&key).await }
-            }),
-        )
+        let b_after: Vec<_> = futures::future::join_all((0..8).map(|i| {
+            let (store, key) = (env.store.clone(), env.key(&b, &i.to_string()));
+            async move { store.get(&key).await }
+        }))
         .await;
         assert_eq!(
             b_heads.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
@@ -508,11 +541,17 @@ mod disable {
 
         let out = env
             .disabler()
-            .handle(disable_event(&a), Deadline::after(Duration::from_millis(900)))
+            .handle(
+                disable_event(&a),
+                Deadline::after(Duration::from_millis(900)),
+            )
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
-        assert_eq!(out["records_changed"], 0, "nothing is swept while the puller may write");
+        assert_eq!(
+            out["records_changed"], 0,
+            "nothing is swept while the puller may write"
+        );
         // The in-flight puller's next renewal is refused: it cannot write another page.
         let now = Utc::now();
         assert!(
@@ -535,7 +574,12 @@ mod disable {
         let response = env.disabler().handle(batch.clone(), long()).await.unwrap();
         ack(&env, &env.config.disable_queue_url, &batch, &response).await;
         for i in 0..3 {
-            let head = env.store.get(&env.key(&a, &i.to_string())).await.unwrap().unwrap();
+            let head = env
+                .store
+                .get(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(head.state.mode, ViewMode::PushOnly);
             assert_eq!(head.cause, Cause::Disable);
         }
@@ -552,15 +596,27 @@ mod disable {
             json!({"detail-type": "tenant.disable_requested", "source": "eds.settings"}),
             event("tenant.disable_requested", json!({})),
             event("tenant.disable_requested", json!({"tenant_id": "UPPER"})),
-            event("tenant.disable_requested", json!({"tenant_id": a.as_str(), "x": 1})),
-            event("tenant.disable_requested", json!({"tenant_id": [a.as_str()]})),
-            event("tenant.deletion_requested", json!({"tenant_id": a.as_str()})),
+            event(
+                "tenant.disable_requested",
+                json!({"tenant_id": a.as_str(), "x": 1}),
+            ),
+            event(
+                "tenant.disable_requested",
+                json!({"tenant_id": [a.as_str()]}),
+            ),
+            event(
+                "tenant.deletion_requested",
+                json!({"tenant_id": a.as_str()}),
+            ),
             {
                 let mut e = disable_event(&a);
                 e["source"] = json!("aws.events");
                 e
             },
-            event("tenant.disable_requested", json!({"tenant_id": "never-registered"})),
+            event(
+                "tenant.disable_requested",
+                json!({"tenant_id": "never-registered"}),
+            ),
         ];
         for e in bad {
             let err = env.disabler().handle(e.clone(), long()).await;
@@ -603,20 +659,49 @@ mod delete {
             .unwrap();
         let mut versions = 0;
         for i in 0..7 {
-            versions += env.store.history(&env.key(&a, &i.to_string())).await.unwrap().len();
+            versions += env
+                .store
+                .history(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap()
+                .len();
         }
         let a_before = footprint(&env, &a, 7).await;
-        assert_eq!(a_before.record_items, versions + 7, "versions plus one head each");
+        assert_eq!(
+            a_before.record_items,
+            versions + 7,
+            "versions plus one head each"
+        );
         let b_before = footprint(&env, &b, 7).await;
 
-        let out = env.deleter().handle(delete_event(&a, "req-1"), long()).await.unwrap();
+        let out = env
+            .deleter()
+            .handle(delete_event(&a, "req-1"), long())
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "completed", "{out}");
-        assert!(footprint(&env, &a, 7).await.is_empty(), "{:?}", footprint(&env, &a, 7).await);
-        assert_eq!(footprint(&env, &b, 7).await, b_before, "another tenant is untouched");
+        assert!(
+            footprint(&env, &a, 7).await.is_empty(),
+            "{:?}",
+            footprint(&env, &a, 7).await
+        );
+        assert_eq!(
+            footprint(&env, &b, 7).await,
+            b_before,
+            "another tenant is untouched"
+        );
 
-        let receipt = env.registry.receipt(&a, "req-1").await.unwrap().expect("receipt kept");
+        let receipt = env
+            .registry
+            .receipt(&a, "req-1")
+            .await
+            .unwrap()
+            .expect("receipt kept");
         assert!(receipt.verified_empty);
-        assert_eq!(receipt.requested_at, "2026-03-01T12:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            receipt.requested_at,
+            "2026-03-01T12:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert!(receipt.completed_at >= receipt.requested_at);
         let expected: BTreeMap<String, u64> = [
             ("records", 7),
@@ -634,12 +719,22 @@ mod delete {
         .collect();
         assert_eq!(receipt.counts, expected);
         let stored = serde_json::to_string(&receipt).unwrap();
-        assert!(!stored.contains("Pushed") && !stored.contains("example.com"), "no personal data");
+        assert!(
+            !stored.contains("Pushed") && !stored.contains("example.com"),
+            "no personal data"
+        );
 
         // The same request again is fine and changes nothing.
-        let out = env.deleter().handle(delete_event(&a, "req-1"), long()).await.unwrap();
+        let out = env
+            .deleter()
+            .handle(delete_event(&a, "req-1"), long())
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "already_done");
-        assert_eq!(env.registry.receipt(&a, "req-1").await.unwrap(), Some(receipt));
+        assert_eq!(
+            env.registry.receipt(&a, "req-1").await.unwrap(),
+            Some(receipt)
+        );
         assert_eq!(footprint(&env, &b, 7).await, b_before);
 
         // A push arriving after the deletion is refused and re-creates nothing.
@@ -661,7 +756,12 @@ mod delete {
         let epoch = env.registry.require(&a).await.unwrap().config.epoch;
         let now = Utc::now();
         let hour = chrono::Duration::hours(1);
-        assert!(env.registry.acquire_lease(&a, "puller-1", epoch, now + hour, now).await.unwrap());
+        assert!(
+            env.registry
+                .acquire_lease(&a, "puller-1", epoch, now + hour, now)
+                .await
+                .unwrap()
+        );
         assert!(
             env.registry
                 .acquire_push_lease(&a, "batch-7", now + hour)
@@ -672,17 +772,36 @@ mod delete {
         let before = footprint(&env, &a, 4).await;
 
         let short = || Deadline::after(Duration::from_millis(900));
-        let out = env.deleter().handle(delete_event(&a, "req-w"), short()).await.unwrap();
+        let out = env
+            .deleter()
+            .handle(delete_event(&a, "req-w"), short())
+            .await
+            .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
         assert_eq!(out["phase"], "wait_writers");
-        assert_eq!(footprint(&env, &a, 4).await, before, "nothing deleted while writers live");
+        assert_eq!(
+            footprint(&env, &a, 4).await,
+            before,
+            "nothing deleted while writers live"
+        );
         let rec = env.registry.require(&a).await.unwrap();
         assert_eq!(rec.config.state, TenantState::Deleting);
         assert_eq!(rec.next_run_at, None);
         // The in-flight puller's renewal after the epoch bump is refused; so is a new push.
         let now = Utc::now();
-        assert!(!env.registry.acquire_lease(&a, "puller-1", epoch, now + hour, now).await.unwrap());
-        assert!(env.registry.acquire_push_lease(&a, "batch-8", now + hour).await.unwrap().is_none());
+        assert!(
+            !env.registry
+                .acquire_lease(&a, "puller-1", epoch, now + hour, now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            env.registry
+                .acquire_push_lease(&a, "batch-8", now + hour)
+                .await
+                .unwrap()
+                .is_none()
+        );
 
         // The puller stops; the push batch is still being written: wait again.
         env.registry.release_lease(&a, "puller-1").await.unwrap();
@@ -697,9 +816,16 @@ mod delete {
         assert!(env.registry.receipt(&a, "req-w").await.unwrap().is_none());
 
         // The push writer finishes; the next continuation completes the deletion.
-        env.registry.release_push_lease(&a, "batch-7").await.unwrap();
+        env.registry
+            .release_push_lease(&a, "batch-7")
+            .await
+            .unwrap();
         let batch = receive(&env, &env.config.delete_queue_url).await;
-        assert_eq!(batch["Records"].as_array().unwrap().len(), 1, "one continuation per wait");
+        assert_eq!(
+            batch["Records"].as_array().unwrap().len(),
+            1,
+            "one continuation per wait"
+        );
         let response = env.deleter().handle(batch.clone(), long()).await.unwrap();
         ack(&env, &env.config.delete_queue_url, &batch, &response).await;
         assert!(footprint(&env, &a, 4).await.is_empty());
@@ -722,7 +848,10 @@ mod delete {
             concurrency: 1,
         });
         let mut out = deleter
-            .handle(delete_event(&a, "req-p"), Deadline::after(Duration::from_millis(350)))
+            .handle(
+                delete_event(&a, "req-p"),
+                Deadline::after(Duration::from_millis(350)),
+            )
             .await
             .unwrap();
         let mut invocations = 1;
@@ -747,12 +876,18 @@ mod delete {
                     .handle(batch.clone(), Deadline::after(Duration::from_millis(500)))
                     .await
                     .unwrap();
-                assert!(again["batchItemFailures"].as_array().unwrap().is_empty(), "{again}");
+                assert!(
+                    again["batchItemFailures"].as_array().unwrap().is_empty(),
+                    "{again}"
+                );
             }
             ack(&env, &env.config.delete_queue_url, &batch, &response).await;
             invocations += 1;
         }
-        assert!(invocations > 2, "the deletion really was split ({invocations})");
+        assert!(
+            invocations > 2,
+            "the deletion really was split ({invocations})"
+        );
         assert!(footprint(&env, &a, 12).await.is_empty());
         let receipt = env.registry.receipt(&a, "req-p").await.unwrap().unwrap();
         assert!(receipt.verified_empty);
@@ -767,9 +902,15 @@ mod delete {
         let before = footprint(&env, &a, 2).await;
         let config = env.registry.require(&a).await.unwrap();
         let bad = [
-            event("tenant.deletion_requested", json!({"tenant_id": a.as_str()})),
+            event(
+                "tenant.deletion_requested",
+                json!({"tenant_id": a.as_str()}),
+            ),
             event("tenant.deletion_requested", json!({"request_id": "r1"})),
-            event("tenant.deletion_requested", json!({"tenant_id": a.as_str(), "request_id": ""})),
+            event(
+                "tenant.deletion_requested",
+                json!({"tenant_id": a.as_str(), "request_id": ""}),
+            ),
             event(
                 "tenant.deletion_requested",
                 json!({"tenant_id": a.as_str(), "request_id": "r/1"}),
@@ -778,8 +919,14 @@ mod delete {
                 "tenant.deletion_requested",
                 json!({"tenant_id": a.as_str(), "request_id": "r1", "secret_name": "x"}),
             ),
-            event("tenant.deletion_requested", json!({"tenant_id": "No", "request_id": "r1"})),
-            event("tenant.disable_requested", json!({"tenant_id": a.as_str(), "request_id": "r1"})),
+            event(
+                "tenant.deletion_requested",
+                json!({"tenant_id": "No", "request_id": "r1"}),
+            ),
+            event(
+                "tenant.disable_requested",
+                json!({"tenant_id": a.as_str(), "request_id": "r1"}),
+            ),
             {
                 let mut e = delete_event(&a, "r1");
                 e["source"] = json!("eds.other");
@@ -788,7 +935,10 @@ mod delete {
             json!({"Records": "not a list"}),
         ];
         for e in bad {
-            assert!(env.deleter().handle(e.clone(), long()).await.is_err(), "{e}");
+            assert!(
+                env.deleter().handle(e.clone(), long()).await.is_err(),
+                "{e}"
+            );
         }
         assert_eq!(footprint(&env, &a, 2).await, before);
         assert_eq!(env.registry.require(&a).await.unwrap(), config);
@@ -878,7 +1028,11 @@ mod races {
             let ids: Vec<usize> = (0..IDS).filter(|_| rng.chance(60)).collect();
             let out = env
                 .store
-                .apply_page(&tenant, ids.iter().map(|&i| pulled(i, round)).collect(), Utc::now())
+                .apply_page(
+                    &tenant,
+                    ids.iter().map(|&i| pulled(i, round)).collect(),
+                    Utc::now(),
+                )
                 .await
                 .unwrap();
             assert_eq!(out.failed + out.rejected, 0, "seed {seed}: {out:?}");
@@ -978,17 +1132,29 @@ mod races {
             // After the disable completed (and the writer ended): every view is the
             // push layer, whatever the writer did.
             for i in 0..IDS {
-                let head = env.store.get(&env.key(&tenant, &i.to_string())).await.unwrap();
+                let head = env
+                    .store
+                    .get(&env.key(&tenant, &i.to_string()))
+                    .await
+                    .unwrap();
                 let Some(head) = head else {
                     // Never written: the writer was fenced before it got to this id.
                     assert!(i >= PUSHED, "seed {seed}: pushed record {i} is missing");
                     continue;
                 };
-                assert_eq!(head.state.mode, ViewMode::PushOnly, "seed {seed} record {i}");
+                assert_eq!(
+                    head.state.mode,
+                    ViewMode::PushOnly,
+                    "seed {seed} record {i}"
+                );
                 let push = head.state.push.map(|l| l.fields).unwrap_or_default();
                 assert_eq!(head.view.fields, push, "seed {seed} record {i}");
                 for (field, value) in &head.view.fields {
-                    assert_eq!(push.get(field), Some(value), "seed {seed}: {field} from the pull");
+                    assert_eq!(
+                        push.get(field),
+                        Some(value),
+                        "seed {seed}: {field} from the pull"
+                    );
                 }
             }
         })
@@ -1016,7 +1182,11 @@ mod races {
                 phase: Default::default(),
                 counts: BTreeMap::new(),
             };
-            let report = env.deleter().run(job, &format!("seed-{seed}"), long()).await.unwrap();
+            let report = env
+                .deleter()
+                .run(job, &format!("seed-{seed}"), long())
+                .await
+                .unwrap();
             assert_eq!(report.outcome, DeleteOutcome::Completed, "seed {seed}");
             if report.waited_ms > 0 {
                 tally.lifecycle_waited.fetch_add(1, Ordering::Relaxed);
@@ -1026,7 +1196,13 @@ mod races {
             // nothing was re-created.
             let left = footprint(&env, &tenant, IDS).await;
             assert!(left.is_empty(), "seed {seed}: {left:?}");
-            assert!(env.registry.receipt(&tenant, &format!("req-{seed}")).await.unwrap().is_some());
+            assert!(
+                env.registry
+                    .receipt(&tenant, &format!("req-{seed}"))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
         })
         .await;
     }
