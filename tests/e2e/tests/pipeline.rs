@@ -160,6 +160,7 @@ mod scheduler {
                 .any(|s| matches!(s, Step::Reconcile(_))),
             "reconciliation waits for its own period"
         );
+        eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
     }
 }
 
@@ -219,10 +220,14 @@ mod pull {
     #[tokio::test]
     async fn backfill_equals_the_ats_truth_then_incremental_runs_touch_only_changed_records() {
         let stack = Stack::new().await.unwrap();
+        // CI size by default; `EDS_LONG_TESTS=1` runs the full size
+        // (10,000 candidates, about 20,000 applications, 300 jobs).
+        let long = std::env::var("EDS_LONG_TESTS").is_ok_and(|v| v == "1");
         let spec = ScenarioSpec {
             seed: 7,
-            candidates: 600,
-            jobs: 15,
+            candidates: if long { 10_000 } else { 600 },
+            jobs: if long { 300 } else { 15 },
+            applications_per_candidate: if long { 2.0 } else { 1.5 },
             now: Utc::now() - Duration::minutes(10),
             ..ScenarioSpec::default()
         };
@@ -245,7 +250,7 @@ mod pull {
         // First run: full backfill of every stream plus the first reconciliation.
         let t0 = Utc::now();
         let report = stack.sync(&puller, t0).await.unwrap();
-        assert!(report.counts.created > 600, "{:?}", report.counts);
+        assert!(report.counts.created as usize > spec.candidates, "{:?}", report.counts);
         assert_eq!(report.counts.quarantined, 0);
         assert!(report.counts.attachments_stored > 0);
 
@@ -323,6 +328,7 @@ mod pull {
         let head = store.get(&key).await.unwrap().unwrap();
         assert!(head.view.deleted.is_some());
         assert!(store.history(&key).await.unwrap().len() >= 2);
+        eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
     }
 }
 
@@ -450,6 +456,7 @@ mod lifecycle_of_pulls {
             token_requests <= 2,
             "no retry storm: {token_requests} token requests"
         );
+        eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
     }
 
     #[tokio::test]
@@ -527,6 +534,7 @@ mod lifecycle_of_pulls {
                 "{tenant}: every record of its ATS, once"
             );
         }
+        eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
     }
 
     #[tokio::test]
@@ -583,6 +591,7 @@ mod lifecycle_of_pulls {
                 .unwrap();
             }
             dumps.push(dump(&stack).await);
+            eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
         }
         // Same records, same versions (numbers and contents).
         let strip = |d: &BTreeMap<String, Vec<(String, String)>>| {
