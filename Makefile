@@ -29,9 +29,13 @@ test: venv
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 	$(WITH_EMULATOR) cargo test --workspace --locked
 
-## demo: the main job end to end on the local stack (grows with edsctl, issue H)
+## demo: the main job end to end on the local stack: emulator + simulator, push, enable,
+## sync with progress, the report checked against the scenario's manifest, disable.
+## DEMO_ARGS passes options to `edsctl demo` (e.g. DEMO_ARGS="--candidates 500").
+DEMO_ARGS ?=
 demo: venv
-	$(WITH_EMULATOR) cargo test -p eds-local --locked -- --nocapture
+	cargo build --locked -q -p edsctl
+	EDS_LOCAL_TESTING=true $(WITH_EMULATOR) cargo run --locked -q -p edsctl -- demo $(DEMO_ARGS)
 
 ## bench: every benchmark (issue I)
 bench: venv
