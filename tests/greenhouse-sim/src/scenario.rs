@@ -630,15 +630,16 @@ fn inject_and_evolve(
         if touched.contains(&c) || !g.chance(spec.merged_after_push_rate) {
             continue;
         }
-        let pool: Vec<u64> = cand_ids
-            .iter()
-            .copied()
-            .filter(|x| !touched.contains(x) && *x != c)
-            .collect();
-        if pool.is_empty() {
-            break;
+        // Rejection sampling keeps this linear: most candidates are untouched.
+        let mut w = None;
+        for _ in 0..64 {
+            let x = cand_ids[g.rng.random_range(0..cand_ids.len())];
+            if x != c && !touched.contains(&x) {
+                w = Some(x);
+                break;
+            }
         }
-        let w = pool[g.rng.random_range(0..pool.len())];
+        let Some(w) = w else { continue };
         touched.insert(c);
         touched.insert(w);
         merges.push((c, w));
@@ -932,6 +933,7 @@ fn inject_and_evolve(
         .enumerate()
         .map(|(i, c)| (id_of(c), i))
         .collect();
+    let mut moves: HashMap<u64, (u64, Value)> = HashMap::new();
     for &(loser, winner) in &merges {
         let t = g.between(
             push_time + Duration::minutes(1),
@@ -951,31 +953,7 @@ fn inject_and_evolve(
             .entry(DefectKind::MergedAfterPush)
             .or_default()
             .insert((Entity::Candidate, loser));
-        for a in data
-            .applications
-            .iter_mut()
-            .filter(|a| a["candidate_id"].as_u64() == Some(loser))
-        {
-            set(a, "candidate_id", json!(winner));
-            set(a, "updated_at", tv.clone());
-            defect(
-                m,
-                DefectKind::MergedAfterPush,
-                Entity::Application,
-                id_of(a),
-                Some("candidate_id"),
-                json!(loser.to_string()),
-                json!(winner.to_string()),
-            );
-        }
-        for a in data
-            .attachments
-            .iter_mut()
-            .filter(|a| attachment_candidate(a) == Some(loser))
-        {
-            set(a, "candidate_id", json!(winner));
-            set(a, "updated_at", tv.clone());
-        }
+        moves.insert(loser, (winner, tv.clone()));
         if let (Some(&li), Some(&wi)) = (idx.get(&loser), idx.get(&winner)) {
             let loser_v = data.candidates[li].clone();
             let w = &mut data.candidates[wi];
@@ -991,6 +969,31 @@ fn inject_and_evolve(
             set(w, "updated_at", tv.clone());
             set(w, "last_activity_at", tv);
         }
+    }
+    // One pass over the children of all losers (a scan per merge would be quadratic).
+    for a in data.applications.iter_mut() {
+        let Some((winner, tv)) = a["candidate_id"].as_u64().and_then(|c| moves.get(&c)) else {
+            continue;
+        };
+        let loser = a["candidate_id"].as_u64().unwrap_or(0);
+        set(a, "candidate_id", json!(winner));
+        set(a, "updated_at", tv.clone());
+        defect(
+            m,
+            DefectKind::MergedAfterPush,
+            Entity::Application,
+            id_of(a),
+            Some("candidate_id"),
+            json!(loser.to_string()),
+            json!(winner.to_string()),
+        );
+    }
+    for a in data.attachments.iter_mut() {
+        let Some((winner, tv)) = attachment_candidate(a).and_then(|c| moves.get(&c)) else {
+            continue;
+        };
+        set(a, "candidate_id", json!(winner));
+        set(a, "updated_at", tv.clone());
     }
     data.candidates.retain(|c| !losers.contains(&id_of(c)));
 
