@@ -5,6 +5,8 @@
 use eds_local::{LocalStack, Template, provision, sdk_config_from_env, template_path};
 use eds_shared::lambda::{Aws, Config};
 
+pub mod secrets;
+
 /// One isolated copy of the deployment in the emulator.
 pub struct Stack {
     pub local: LocalStack,
@@ -15,6 +17,7 @@ pub struct Stack {
 impl Stack {
     /// Provisions the template's resources under a fresh stage name.
     pub async fn new() -> anyhow::Result<Self> {
+        secrets::install();
         let sdk = sdk_config_from_env().await.map_err(anyhow::Error::msg)?;
         let template = Template::load(&template_path())?;
         let stage = format!("e{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
@@ -112,6 +115,7 @@ impl Stack {
         let id = TenantId::parse(tenant)?;
         let secrets = SecretsManagerStore::new(self.aws.secrets.clone());
         let name = SecretName::for_tenant(SECRET_PREFIX, &id);
+        secrets::register_tenant_secret(name.as_str(), &secret_json);
         secrets
             .create_or_put(&name, &secret_json.to_string().into())
             .await
