@@ -37,9 +37,16 @@ demo: venv
 	cargo build --locked -q -p edsctl
 	EDS_LOCAL_TESTING=true $(WITH_EMULATOR) cargo run --locked -q -p edsctl -- demo $(DEMO_ARGS)
 
-## bench: every benchmark (issue I)
+## bench: every benchmark (issue I): criterion benches, then eds-bench on the local stack;
+## writes target/bench/report.json and target/bench/summary.md (docs/benchmarks.md explains them)
+BENCH_ARGS ?=
 bench: venv
-	cargo bench --workspace --locked
+	cargo bench --locked -p eds-shared --bench merge
+	cargo bench --locked -p greenhouse-sim --bench serve
+	cargo build --locked --release -p scheduler -p puller -p push-ingest -p settings -p disable -p delete -p records-api
+	cargo build --locked --release -p eds-bench
+	$(WITH_EMULATOR) target/release/eds-bench run $(BENCH_ARGS)
+	target/release/eds-bench report
 
 validate: venv
 	$(VENV)/bin/sam validate --lint -t infra/template.yaml
