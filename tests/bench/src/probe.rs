@@ -240,14 +240,29 @@ pub fn named_threads_cpu(prefix: &str) -> Duration {
     total
 }
 
-/// The emulator's pid, from the pid file `with-emulator.sh` writes.
+/// The emulator's pid: the `moto_server` process listening on the port of
+/// `AWS_ENDPOINT_URL` (found by its command line, not by a shared pid file).
 pub fn emulator_pid() -> Option<u32> {
-    let root = std::env::var("EDS_ROOT").unwrap_or_else(|_| ".".into());
-    std::fs::read_to_string(format!("{root}/.local/moto.pid"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    let url = std::env::var("AWS_ENDPOINT_URL").ok()?;
+    let port = url.rsplit(':').next()?.trim_end_matches('/').to_string();
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = raw
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_moto = args.iter().any(|a| a.contains("moto_server"));
+        let on_port = args.windows(2).any(|w| w[0] == "-p" && w[1] == port);
+        if is_moto && on_port {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
