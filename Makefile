@@ -48,6 +48,14 @@ bench: venv
 	$(WITH_EMULATOR) target/release/eds-bench run $(BENCH_ARGS)
 	target/release/eds-bench report
 
+## sam-build: the release build of every function with cargo-lambda, as `sam deploy` ships it (offline)
+sam-build: venv
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build -t infra/template.yaml
+
+## deploy: guided deployment to the AWS account of your current credentials (docs/deploy.md)
+deploy: sam-build
+	$(VENV)/bin/sam deploy --guided
+
 validate: venv
 	$(VENV)/bin/sam validate --lint -t infra/template.yaml
 
