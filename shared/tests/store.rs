@@ -8,10 +8,6 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::merge::{DeletedBy, ViewMode};
@@ -65,7 +61,7 @@ struct Fixture {
     tenant: TenantId,
 }
 
-async fn fixture(name: &str) -> Fixture {
+async fn fixture(_name: &str) -> Fixture {
     let endpoint = std::env::var("AWS_ENDPOINT_URL")
         .expect("AWS_ENDPOINT_URL must point at a moto server (see the team brief)");
     let log = OperationLog::default();
@@ -77,8 +73,7 @@ async fn fixture(name: &str) -> Fixture {
         .interceptor(log.clone())
         .build();
     let client = Client::from_conf(config);
-    let table = format!("records-{name}-{}", uuid::Uuid::new_v4().simple());
-    create_records_table(&client, &table).await;
+    let table = create_records_table().await;
     log.take();
     Fixture {
         store: DynamoStore::new(client.clone(), table),
@@ -92,53 +87,21 @@ async fn fixture(name: &str) -> Fixture {
     }
 }
 
-/// The records table as declared in infra/template.yaml.
-async fn create_records_table(client: &Client, table: &str) {
-    let attr = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .unwrap()
-    };
-    client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .attribute_definitions(attr("gsi1pk"))
-        .attribute_definitions(attr("gsi1sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name("by_tenant")
-                .key_schema(key("gsi1pk", KeyType::Hash))
-                .key_schema(key("gsi1sk", KeyType::Range))
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .set_non_key_attributes(Some(
-                            ["entity", "ats_id", "version", "changed_at", "tombstone"]
-                                .map(String::from)
-                                .to_vec(),
-                        ))
-                        .build(),
-                )
-                .build()
-                .unwrap(),
-        )
-        .send()
+/// The records table exactly as infra/template.yaml declares it (the local stack is
+/// provisioned from the template); returns its name.
+async fn create_records_table() -> String {
+    let sdk = eds_local::sdk_config_from_env()
         .await
-        .expect("create records table");
+        .expect("emulator configured");
+    let template = eds_local::Template::load(&eds_local::template_path()).expect("template");
+    let stage = format!("s{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    let stack = eds_local::provision(&sdk, &template, &stage)
+        .await
+        .expect("provisioned");
+    stack
+        .physical("RecordsTable")
+        .expect("records table")
+        .to_string()
 }
 
 fn t(secs: i64) -> DateTime<Utc> {

@@ -1,39 +1,56 @@
 #!/usr/bin/env bash
 # Runs a command with the local AWS emulator (moto server) started on a free loopback
 # port, and stops the emulator when the command ends, also on failure or Ctrl-C.
-# A run killed with SIGKILL leaves a pid file behind; the next run stops that stale
-# emulator first, so no emulator outlives two runs.
+#
+# Each run records "<this script's pid> <emulator pid>" in .local/moto.<pid>.pid. A run
+# killed with SIGKILL cannot stop its emulator, so every run first stops the emulators
+# whose recording script is gone: no emulator outlives the next run, and concurrent runs
+# in one checkout never stop each other's emulator.
 #
 #   infra/local/scripts/with-emulator.sh cargo test --workspace
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 state="$root/.local"
-pidfile="$state/moto.pid"
 mkdir -p "$state"
+
+is_moto() {
+  kill -0 "$1" 2>/dev/null && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q moto_server
+}
+
+# The recording script is still running (not a zombie, not a reused pid).
+owner_alive() {
+  [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" \
+    && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -q with-emulator
+}
 
 stop_pid() {
   local pid="$1"
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null \
-     && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q moto_server; then
+  if [ -n "$pid" ] && is_moto "$pid"; then
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
   fi
 }
 
-if [ -f "$pidfile" ]; then
-  stop_pid "$(cat "$pidfile")"
-  rm -f "$pidfile"
-fi
+for f in "$state"/moto.*.pid; do
+  [ -e "$f" ] || continue
+  read -r owner emulator < "$f" || true
+  if [ -z "${owner:-}" ] || ! owner_alive "$owner"; then
+    stop_pid "${emulator:-}"
+    rm -f "$f" "${f%.pid}.log"
+  fi
+done
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$state/moto.log" 2>&1 &
+log="$state/moto.$$.log"
+"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
 moto_pid=$!
-echo "$moto_pid" > "$pidfile"
+pidfile="$state/moto.$$.pid"
+echo "$$ $moto_pid" > "$pidfile"
 cleanup() {
   stop_pid "$moto_pid"
-  rm -f "$pidfile"
+  rm -f "$pidfile" "$log"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -43,7 +60,7 @@ for _ in $(seq 1 100); do
   if curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then break; fi
   if ! kill -0 "$moto_pid" 2>/dev/null; then
     echo "the AWS emulator failed to start; its log:" >&2
-    cat "$state/moto.log" >&2
+    cat "$log" >&2
     exit 1
   fi
   sleep 0.1
