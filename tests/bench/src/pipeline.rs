@@ -380,7 +380,7 @@ pub async fn unlimited(
     figs.push(Figure::new(
         3,
         "e2e.cpu_us_per_record.merge_store",
-        "  of which merge + store + lease/checkpoint (SDK requests, merge, hashing)",
+        "  of which attachment downloads + merge + store + lease/checkpoint",
         us(store_cpu),
         "µs/record",
         Goal::None,
