@@ -367,6 +367,7 @@ impl Deleter {
             .await?;
         self.registry.clear_run(tenant).await?;
         tracing::info!(epoch, "tenant fenced for deletion");
+        crate::crash::point("delete.after_fence");
         Ok(true)
     }
 
@@ -436,6 +437,7 @@ impl Deleter {
                         bump(&mut report.counts, "record_versions", items - 1);
                     }
                 }
+                crate::crash::point("delete.after_records_page");
                 match page.next {
                     Some(next) => after = Some(next),
                     None => break,
@@ -504,6 +506,7 @@ impl Deleter {
                 });
             }
             bump(&mut report.counts, "s3_objects", keys.len() as u64);
+            crate::crash::point("delete.after_s3_delete");
         }
     }
 
@@ -547,10 +550,12 @@ impl Deleter {
             for (kind, n) in deleted {
                 bump(&mut report.counts, registry_kind(&kind), n);
             }
+            crate::crash::point("delete.after_registry_page");
         }
         if self.delete_secret(&report.tenant).await? {
             bump(&mut report.counts, "secrets", 1);
         }
+        crate::crash::point("delete.after_registry");
         Ok(true)
     }
 
@@ -768,7 +773,9 @@ impl Deleter {
             counts: report.counts.clone(),
             verified_empty: true,
         };
+        crate::crash::point("delete.before_receipt");
         self.registry.put_receipt(&receipt).await?;
+        crate::crash::point("delete.after_receipt");
         self.drop_config(&tenant).await?;
         tracing::info!(counts = ?receipt.counts, "deletion complete; receipt written");
         report.outcome = DeleteOutcome::Completed;

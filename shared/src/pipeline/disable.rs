@@ -575,6 +575,7 @@ impl Disabler {
                 .store
                 .set_mode_page(tenant, &todo, ViewMode::PushOnly, Utc::now())
                 .await?;
+            crate::crash::point("disable.after_sweep_page");
             changed += out.created + out.updated;
             versions += out.versions_written;
             let mut retry = Vec::new();
