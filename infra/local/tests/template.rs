@@ -60,12 +60,23 @@ const SDK_OPERATIONS: &[(&str, &[&str])] = &[
     ("transact_get_items", &["dynamodb:GetItem"]),
     (
         "transact_write_items",
-        &["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"],
+        &[
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+        ],
     ),
     ("send_message", &["sqs:SendMessage"]),
     ("send_message_batch", &["sqs:SendMessage"]),
-    ("change_message_visibility", &["sqs:ChangeMessageVisibility"]),
-    ("change_message_visibility_batch", &["sqs:ChangeMessageVisibility"]),
+    (
+        "change_message_visibility",
+        &["sqs:ChangeMessageVisibility"],
+    ),
+    (
+        "change_message_visibility_batch",
+        &["sqs:ChangeMessageVisibility"],
+    ),
     ("delete_message", &["sqs:DeleteMessage"]),
     ("delete_message_batch", &["sqs:DeleteMessage"]),
     ("receive_message", &["sqs:ReceiveMessage"]),
@@ -119,7 +130,8 @@ fn blank(bytes: &mut [u8], from: usize, to: usize) {
 
 impl Source {
     fn load(path: &Path) -> Self {
-        let raw = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let raw =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let mut code = raw.clone().into_bytes();
         let b = raw.as_bytes();
         let mut i = 0;
@@ -310,7 +322,9 @@ fn fn_items(file: usize, src: &Source) -> Vec<FnItem> {
             .collect();
         let ty = match header.iter().position(|w| *w == "for") {
             Some(p) => header.get(p + 1),
-            None => header.iter().find(|w| w.chars().next().is_some_and(char::is_uppercase)),
+            None => header
+                .iter()
+                .find(|w| w.chars().next().is_some_and(char::is_uppercase)),
         };
         if let Some(ty) = ty {
             impls.push((ty.to_string(), open..matching_brace(code, open)));
@@ -321,7 +335,9 @@ fn fn_items(file: usize, src: &Source) -> Vec<FnItem> {
         if *w != "fn" {
             continue;
         }
-        let Some((_, name)) = toks.get(k + 1) else { continue };
+        let Some((_, name)) = toks.get(k + 1) else {
+            continue;
+        };
         let b = code.as_bytes();
         let (mut j, mut depth) = (*at, 0i32);
         let open = loop {
@@ -376,8 +392,7 @@ fn sdk_calls(code: &str) -> BTreeSet<&'static str> {
         while let Some(p) = code[from..].find(&pat) {
             let end = from + p + pat.len();
             from = end;
-            let before_ok = !is_ident(*code.as_bytes().get(from - pat.len() - 1).unwrap_or(&b' '))
-                || code.as_bytes()[from - pat.len()] == b'.';
+
             let next = skip_ws(code, end);
             let follow: String = code[next..]
                 .trim_start_matches('.')
@@ -386,9 +401,16 @@ fn sdk_calls(code: &str) -> BTreeSet<&'static str> {
                 .collect();
             let accessor = matches!(
                 follow.as_str(),
-                "is_some" | "is_none" | "map" | "unwrap" | "unwrap_or" | "and_then" | "as_deref" | "ok"
+                "is_some"
+                    | "is_none"
+                    | "map"
+                    | "unwrap"
+                    | "unwrap_or"
+                    | "and_then"
+                    | "as_deref"
+                    | "ok"
             );
-            if before_ok && code[next..].starts_with('.') && !accessor {
+            if code[next..].starts_with('.') && !accessor {
                 out.insert(*op);
             }
         }
@@ -406,7 +428,11 @@ fn env_reads(raw: &str) -> BTreeSet<String> {
             from = start;
             if let Some(len) = raw[start..].find('"') {
                 let name = &raw[start..start + len];
-                if !name.is_empty() && name.bytes().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_') {
+                if !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+                {
                     out.insert(name.to_string());
                 }
             }
@@ -418,7 +444,10 @@ fn env_reads(raw: &str) -> BTreeSet<String> {
 /// `lambda::ENV_VARS`, read from its source.
 fn declared_env_vars(root: &Path) -> BTreeSet<String> {
     let src = Source::load(&root.join("shared/src/lambda.rs"));
-    let at = src.raw.find("pub const ENV_VARS").expect("lambda.rs declares ENV_VARS");
+    let at = src
+        .raw
+        .find("pub const ENV_VARS")
+        .expect("lambda.rs declares ENV_VARS");
     let end = at + src.raw[at..].find("];").expect("ENV_VARS ends");
     src.raw[at..end]
         .split('"')
@@ -516,7 +545,9 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
         let mut paths = Vec::new();
         for (at, w) in words(&src.code) {
             let after = at + w.len();
-            if !src.code[after..].starts_with("::") && !src.code[skip_ws(&src.code, after)..].starts_with("::") {
+            if !src.code[after..].starts_with("::")
+                && !src.code[skip_ws(&src.code, after)..].starts_with("::")
+            {
                 continue;
             }
             if at >= 2 && &src.code[at - 2..at] == "::" {
@@ -546,10 +577,10 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
         // `child::x` (handled above) and also `pub use child::...`: the child segment is
         // already in the path; module files are found by longest prefix.
         for p in paths {
-            if let Some(f) = module_file(root, &p) {
-                if seen.insert(f.clone()) {
-                    todo.push(f);
-                }
+            if let Some(f) = module_file(root, &p)
+                && seen.insert(f.clone())
+            {
+                todo.push(f);
             }
         }
     }
@@ -582,7 +613,11 @@ fn needs_of(root: &Path, crate_dir: &str) -> Needs {
     assert!(!starts.is_empty(), "functions/{crate_dir}/src has sources");
     let files = reachable_files(root, &starts);
     let sources: Vec<Source> = files.iter().map(|f| Source::load(f)).collect();
-    let items: Vec<FnItem> = sources.iter().enumerate().flat_map(|(i, s)| fn_items(i, s)).collect();
+    let items: Vec<FnItem> = sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| fn_items(i, s))
+        .collect();
     let excluded: BTreeSet<&str> = NOT_REACHED
         .iter()
         .filter(|(c, _, _)| *c == crate_dir)
@@ -592,15 +627,25 @@ fn needs_of(root: &Path, crate_dir: &str) -> Needs {
     let mut needs = Needs::default();
     // Roots: the function's own sources, whole.
     let mut names: BTreeSet<String> = BTreeSet::new();
-    let scan = |code: &str, raw: &str, via: &str, needs: &mut Needs, names: &mut BTreeSet<String>| {
-        for op in sdk_calls(code) {
-            for action in SDK_OPERATIONS.iter().find(|(o, _)| *o == op).map(|(_, a)| *a).unwrap_or(&[]) {
-                needs.actions.entry(action.to_string()).or_default().insert(via.to_string());
+    let scan =
+        |code: &str, raw: &str, via: &str, needs: &mut Needs, names: &mut BTreeSet<String>| {
+            for op in sdk_calls(code) {
+                for action in SDK_OPERATIONS
+                    .iter()
+                    .find(|(o, _)| *o == op)
+                    .map(|(_, a)| *a)
+                    .unwrap_or(&[])
+                {
+                    needs
+                        .actions
+                        .entry(action.to_string())
+                        .or_default()
+                        .insert(via.to_string());
+                }
             }
-        }
-        needs.env.extend(env_reads(raw));
-        names.extend(called_names(code));
-    };
+            needs.env.extend(env_reads(raw));
+            names.extend(called_names(code));
+        };
     for s in &sources {
         if s.path.starts_with(root.join("functions")) {
             scan(&s.code, &s.raw, "main", &mut needs, &mut names);
@@ -666,8 +711,19 @@ fn env_keys(v: &Value) -> BTreeSet<String> {
 /// Policy statements written in the template for a function.
 fn statements(f: &Resource) -> Vec<Value> {
     let mut out = Vec::new();
-    for p in f.properties.get("Policies").and_then(Value::as_sequence).into_iter().flatten() {
-        out.extend(p.get("Statement").and_then(Value::as_sequence).cloned().unwrap_or_default());
+    for p in f
+        .properties
+        .get("Policies")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        out.extend(
+            p.get("Statement")
+                .and_then(Value::as_sequence)
+                .cloned()
+                .unwrap_or_default(),
+        );
     }
     out
 }
@@ -704,13 +760,22 @@ fn sqs_sources(f: &Resource) -> Vec<(String, Value)> {
         .into_iter()
         .flatten()
         .filter(|(_, e)| e.get("Type").and_then(Value::as_str) == Some("SQS"))
-        .map(|(k, e)| (k.as_str().unwrap_or_default().to_string(), e["Properties"].clone()))
+        .map(|(k, e)| {
+            (
+                k.as_str().unwrap_or_default().to_string(),
+                e["Properties"].clone(),
+            )
+        })
         .collect()
 }
 
 fn getatt_logical(v: &Value) -> Option<String> {
     match v {
-        Value::Tagged(t) => names_in(&t.value).join(".").split('.').next().map(str::to_string),
+        Value::Tagged(t) => names_in(&t.value)
+            .join(".")
+            .split('.')
+            .next()
+            .map(str::to_string),
         _ => None,
     }
 }
@@ -728,32 +793,74 @@ fn every_function_crate_is_a_template_function_with_the_build_layout_sam_needs()
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     let listed: BTreeSet<String> = FUNCTIONS.iter().map(|(_, c)| c.to_string()).collect();
-    assert_eq!(crates, listed, "every functions/ crate is deployed (update FUNCTIONS)");
+    assert_eq!(
+        crates, listed,
+        "every functions/ crate is deployed (update FUNCTIONS)"
+    );
     let declared = t.of_kind("AWS::Serverless::Function").count();
     assert_eq!(declared, FUNCTIONS.len(), "no function without a crate");
     for (logical, crate_dir) in FUNCTIONS {
         let f = function(&t, logical);
-        assert_eq!(f.metadata["BuildMethod"].as_str(), Some("rust-cargolambda"), "{logical}");
-        assert_eq!(f.metadata["BuildProperties"]["Binary"].as_str(), Some(*crate_dir), "{logical} binary");
-        assert_eq!(f.properties["CodeUri"].as_str(), Some(".."), "{logical} builds from the workspace root");
-        let runtime = f.properties.get("Runtime").or_else(|| t.globals_function.get("Runtime"));
-        assert_eq!(runtime.and_then(Value::as_str), Some("provided.al2023"), "{logical}");
-        let handler = f.properties.get("Handler").or_else(|| t.globals_function.get("Handler"));
-        assert_eq!(handler.and_then(Value::as_str), Some("bootstrap"), "{logical}");
-        let cargo = std::fs::read_to_string(root.join("functions").join(crate_dir).join("Cargo.toml")).expect("Cargo.toml");
-        assert!(cargo.contains(&format!("name = \"{crate_dir}\"")), "{crate_dir} builds a binary named {crate_dir}");
+        assert_eq!(
+            f.metadata["BuildMethod"].as_str(),
+            Some("rust-cargolambda"),
+            "{logical}"
+        );
+        assert_eq!(
+            f.metadata["BuildProperties"]["Binary"].as_str(),
+            Some(*crate_dir),
+            "{logical} binary"
+        );
+        assert_eq!(
+            f.properties["CodeUri"].as_str(),
+            Some(".."),
+            "{logical} builds from the workspace root"
+        );
+        let runtime = f
+            .properties
+            .get("Runtime")
+            .or_else(|| t.globals_function.get("Runtime"));
+        assert_eq!(
+            runtime.and_then(Value::as_str),
+            Some("provided.al2023"),
+            "{logical}"
+        );
+        let handler = f
+            .properties
+            .get("Handler")
+            .or_else(|| t.globals_function.get("Handler"));
+        assert_eq!(
+            handler.and_then(Value::as_str),
+            Some("bootstrap"),
+            "{logical}"
+        );
+        let cargo =
+            std::fs::read_to_string(root.join("functions").join(crate_dir).join("Cargo.toml"))
+                .expect("Cargo.toml");
+        assert!(
+            cargo.contains(&format!("name = \"{crate_dir}\"")),
+            "{crate_dir} builds a binary named {crate_dir}"
+        );
         let logging = &f.properties["LoggingConfig"];
-        assert_eq!(logging["LogFormat"].as_str(), Some("JSON"), "{logical} logs JSON");
+        assert_eq!(
+            logging["LogFormat"].as_str(),
+            Some("JSON"),
+            "{logical} logs JSON"
+        );
         let group = getatt_logical(&logging["LogGroup"]).expect("LogGroup is a !Ref");
         let lg = t.resources.get(&group).expect("log group declared");
         assert_eq!(lg.kind, "AWS::Logs::LogGroup");
-        assert_eq!(resource_text(&lg.properties["RetentionInDays"]), "!Ref LogRetentionDays");
+        assert_eq!(
+            resource_text(&lg.properties["RetentionInDays"]),
+            "!Ref LogRetentionDays"
+        );
         let alarmed = t.of_kind("AWS::CloudWatch::Alarm").any(|a| {
             a.properties["MetricName"].as_str() == Some("Errors")
-                && a.properties["Dimensions"][0]["Value"] == Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
-                    tag: serde_yaml::value::Tag::new("Ref"),
-                    value: Value::String(logical.to_string()),
-                }))
+                && a.properties["Dimensions"][0]["Value"]
+                    == Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+                        tag: serde_yaml::value::Tag::new("Ref"),
+                        value: Value::String(logical.to_string()),
+                    }))
         });
         assert!(alarmed, "{logical} has an Errors alarm");
     }
@@ -768,15 +875,24 @@ fn every_environment_variable_the_code_reads_is_set_and_local_switches_never_are
         let f = function(&t, logical);
         let set: BTreeSet<String> = global.union(&env_keys(&f.properties)).cloned().collect();
         let needs = needs_of(&root, crate_dir);
-        assert!(needs.env.contains("RECORDS_TABLE"), "{crate_dir}: the analysis sees Config::from_env");
+        assert!(
+            needs.env.contains("RECORDS_TABLE"),
+            "{crate_dir}: the analysis sees Config::from_env"
+        );
         for var in &needs.env {
             if LOCAL_ONLY_VARS.contains(&var.as_str()) {
                 continue;
             }
-            assert!(set.contains(var), "{logical} ({crate_dir}) reads {var} but the template does not set it");
+            assert!(
+                set.contains(var),
+                "{logical} ({crate_dir}) reads {var} but the template does not set it"
+            );
         }
         for var in LOCAL_ONLY_VARS {
-            assert!(!set.contains(*var), "{logical} must not set {var}: local tests only");
+            assert!(
+                !set.contains(*var),
+                "{logical} must not set {var}: local tests only"
+            );
         }
     }
 }
@@ -796,18 +912,24 @@ fn every_sdk_call_is_allowed_by_the_functions_policy_and_nothing_more_is_granted
             .collect();
         for (action, via) in &needs.actions {
             if !granted.contains(action) {
-                report.push(format!("{logical}: code calls {action} (via {via:?}) but the policy does not allow it"));
+                report.push(format!(
+                    "{logical}: code calls {action} (via {via:?}) but the policy does not allow it"
+                ));
             }
         }
         for action in &granted {
             let service = action.split(':').next().unwrap_or_default();
             if DATA_SERVICES.contains(&service) && !needs.actions.contains_key(action) {
-                report.push(format!("{logical}: grants {action}, which its code never calls"));
+                report.push(format!(
+                    "{logical}: grants {action}, which its code never calls"
+                ));
             }
         }
         for (c, q, _) in NOT_REACHED.iter().filter(|(c, _, _)| c == crate_dir) {
             if !needs.not_reached_used.contains(*q) {
-                report.push(format!("NOT_REACHED entry ({c}, {q}) matches nothing any more: remove it"));
+                report.push(format!(
+                    "NOT_REACHED entry ({c}, {q}) matches nothing any more: remove it"
+                ));
             }
         }
     }
@@ -817,33 +939,49 @@ fn every_sdk_call_is_allowed_by_the_functions_policy_and_nothing_more_is_granted
 #[test]
 fn no_policy_has_a_wildcard_on_data_services_and_secrets_are_scoped_to_the_prefix() {
     let t = template();
-    let secrets_scope =
-        "!Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretPrefix}*";
+    let secrets_scope = "!Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretPrefix}*";
     for (logical, _) in FUNCTIONS {
         for s in statements(function(&t, logical)) {
             let actions = names_in(&s["Action"]);
             let resources = resources_of(&s);
-            assert!(!resources.is_empty(), "{logical}: statement without Resource");
+            assert!(
+                !resources.is_empty(),
+                "{logical}: statement without Resource"
+            );
             for a in &actions {
                 let (service, op) = a.split_once(':').expect("service:Action");
-                assert!(!op.contains('*') && service != "*", "{logical}: wildcard action {a}");
+                assert!(
+                    !op.contains('*') && service != "*",
+                    "{logical}: wildcard action {a}"
+                );
                 if !DATA_SERVICES.contains(&service) {
                     continue;
                 }
                 for r in &resources {
                     assert!(r != "*" && !r.ends_with(":*"), "{logical}: {a} on {r}");
                     match service {
-                        "secretsmanager" => assert_eq!(r, secrets_scope, "{logical}: secrets must be scoped to the prefix"),
+                        "secretsmanager" => assert_eq!(
+                            r, secrets_scope,
+                            "{logical}: secrets must be scoped to the prefix"
+                        ),
                         "dynamodb" => assert!(r.contains("Table"), "{logical}: {a} on {r}"),
-                        "sqs" => assert!(r.starts_with("!GetAtt ") && r.ends_with(".Arn"), "{logical}: {a} on {r}"),
+                        "sqs" => assert!(
+                            r.starts_with("!GetAtt ") && r.ends_with(".Arn"),
+                            "{logical}: {a} on {r}"
+                        ),
                         "s3" => assert!(r.contains("AttachmentsBucket"), "{logical}: {a} on {r}"),
                         _ => {}
                     }
                 }
             }
             // One service per statement keeps resources meaningful for their actions.
-            let services: BTreeSet<&str> = actions.iter().filter_map(|a| a.split(':').next()).collect();
-            assert_eq!(services.len(), 1, "{logical}: statement mixes services {services:?}");
+            let services: BTreeSet<&str> =
+                actions.iter().filter_map(|a| a.split(':').next()).collect();
+            assert_eq!(
+                services.len(),
+                1,
+                "{logical}: statement mixes services {services:?}"
+            );
         }
     }
 }
@@ -856,16 +994,40 @@ fn queue_triggers_report_batch_item_failures_and_queues_outlast_six_consumer_tim
         let f = function(&t, logical);
         for (event, props) in sqs_sources(f) {
             let types = names_in(&props["FunctionResponseTypes"]);
-            assert_eq!(types, vec!["ReportBatchItemFailures".to_string()], "{logical}.{event}");
-            assert!(props["ScalingConfig"]["MaximumConcurrency"].as_u64().is_some_and(|c| c >= 2), "{logical}.{event} bounded concurrency");
+            assert_eq!(
+                types,
+                vec!["ReportBatchItemFailures".to_string()],
+                "{logical}.{event}"
+            );
+            assert!(
+                props["ScalingConfig"]["MaximumConcurrency"]
+                    .as_u64()
+                    .is_some_and(|c| c >= 2),
+                "{logical}.{event} bounded concurrency"
+            );
             let queue = getatt_logical(&props["Queue"]).expect("Queue: !GetAtt X.Arn");
             let q = t.resources.get(&queue).expect("queue declared");
-            let visibility = q.properties["VisibilityTimeout"].as_u64().expect("explicit VisibilityTimeout");
+            let visibility = q.properties["VisibilityTimeout"]
+                .as_u64()
+                .expect("explicit VisibilityTimeout");
             let timeout = timeout(&t, f);
-            assert!(visibility >= 6 * timeout, "{queue}: visibility {visibility} < 6 x {logical} timeout {timeout}");
-            let max_receive = q.properties["RedrivePolicy"]["maxReceiveCount"].as_u64().expect("redrive");
-            assert!(max_receive > 1, "{queue}: a single failure must not dead-letter");
-            assert!(consumers.insert(queue.clone(), logical.to_string()).is_none(), "{queue} has one consumer");
+            assert!(
+                visibility >= 6 * timeout,
+                "{queue}: visibility {visibility} < 6 x {logical} timeout {timeout}"
+            );
+            let max_receive = q.properties["RedrivePolicy"]["maxReceiveCount"]
+                .as_u64()
+                .expect("redrive");
+            assert!(
+                max_receive > 1,
+                "{queue}: a single failure must not dead-letter"
+            );
+            assert!(
+                consumers
+                    .insert(queue.clone(), logical.to_string())
+                    .is_none(),
+                "{queue} has one consumer"
+            );
         }
     }
     for q in ["PullQueue", "PushQueue", "DisableQueue", "DeleteQueue"] {
@@ -877,7 +1039,14 @@ fn queue_triggers_report_batch_item_failures_and_queues_outlast_six_consumer_tim
 fn settings_disable_and_deletion_events_reach_their_functions_with_a_dead_letter_queue() {
     let t = template();
     let expect: &[(&str, &[&str])] = &[
-        ("SettingsFunction", &["tenant.enabled", "tenant.credentials_updated", "tenant.interval_changed"]),
+        (
+            "SettingsFunction",
+            &[
+                "tenant.enabled",
+                "tenant.credentials_updated",
+                "tenant.interval_changed",
+            ],
+        ),
         ("DisableFunction", &["tenant.disable_requested"]),
         ("DeleteFunction", &["tenant.deletion_requested"]),
     ];
@@ -892,19 +1061,39 @@ fn settings_disable_and_deletion_events_reach_their_functions_with_a_dead_letter
         assert_eq!(rules.len(), 1, "{logical}: one rule");
         let p = &rules[0]["Properties"];
         assert_eq!(resource_text(&p["EventBusName"]), "!Ref SettingsBus");
-        assert_eq!(names_in(&p["Pattern"]["source"]), vec!["eds.settings".to_string()]);
+        assert_eq!(
+            names_in(&p["Pattern"]["source"]),
+            vec!["eds.settings".to_string()]
+        );
         let got: BTreeSet<String> = names_in(&p["Pattern"]["detail-type"]).into_iter().collect();
         let want: BTreeSet<String> = types.iter().map(|s| s.to_string()).collect();
         assert_eq!(got, want, "{logical} detail-types");
-        assert!(p["DeadLetterConfig"]["Arn"] != Value::Null, "{logical}: rule DLQ");
-        assert!(p["RetryPolicy"]["MaximumRetryAttempts"].as_u64().is_some(), "{logical}: retry policy");
+        assert!(
+            p["DeadLetterConfig"]["Arn"] != Value::Null,
+            "{logical}: rule DLQ"
+        );
+        assert!(
+            p["RetryPolicy"]["MaximumRetryAttempts"].as_u64().is_some(),
+            "{logical}: retry policy"
+        );
     }
     let api = function(&t, "RecordsApiFunction");
-    assert_eq!(api.properties["FunctionUrlConfig"]["AuthType"].as_str(), Some("AWS_IAM"));
+    assert_eq!(
+        api.properties["FunctionUrlConfig"]["AuthType"].as_str(),
+        Some("AWS_IAM")
+    );
     let sched = function(&t, "SchedulerFunction");
-    let ev = sched.properties["Events"].as_mapping().expect("Events").values().next().expect("one event");
+    let ev = sched.properties["Events"]
+        .as_mapping()
+        .expect("Events")
+        .values()
+        .next()
+        .expect("one event");
     assert_eq!(ev["Type"].as_str(), Some("ScheduleV2"));
-    assert_eq!(resource_text(&ev["Properties"]["ScheduleExpression"]), "!Ref ScheduleRate");
+    assert_eq!(
+        resource_text(&ev["Properties"]["ScheduleExpression"]),
+        "!Ref ScheduleRate"
+    );
 }
 
 // ------------------------------------------------------------------ the analysis itself
@@ -926,8 +1115,14 @@ fn the_source_analysis_finds_calls_env_reads_and_ignores_tests_comments_and_stri
     )
     .expect("write");
     let src = Source::load(&file);
-    assert_eq!(sdk_calls(&src.code).into_iter().collect::<Vec<_>>(), vec!["put_item"]);
-    assert_eq!(env_reads(&src.raw).into_iter().collect::<Vec<_>>(), vec!["ONE".to_string()]);
+    assert_eq!(
+        sdk_calls(&src.code).into_iter().collect::<Vec<_>>(),
+        vec!["put_item"]
+    );
+    assert_eq!(
+        env_reads(&src.raw).into_iter().collect::<Vec<_>>(),
+        vec!["ONE".to_string()]
+    );
     let fns: Vec<String> = fn_items(0, &src).into_iter().map(|f| f.name).collect();
     assert_eq!(fns, vec!["a".to_string(), "b".to_string()]);
     std::fs::remove_dir_all(&dir).ok();
@@ -937,9 +1132,25 @@ fn the_source_analysis_finds_calls_env_reads_and_ignores_tests_comments_and_stri
 fn the_derivation_sees_what_each_function_obviously_does() {
     let root = repo_root();
     let has = |c: &str, a: &str| needs_of(&root, c).actions.contains_key(a);
-    assert!(has("scheduler", "sqs:SendMessage"), "scheduler enqueues pull jobs");
-    assert!(has("puller", "secretsmanager:GetSecretValue"), "puller reads credentials");
-    assert!(has("delete", "secretsmanager:DeleteSecret"), "delete removes the secret");
-    assert!(!has("records-api", "dynamodb:PutItem"), "the records API only reads");
-    assert!(needs_of(&root, "push-ingest").env.contains("PUSH_QUEUE_URL"));
+    assert!(
+        has("scheduler", "sqs:SendMessage"),
+        "scheduler enqueues pull jobs"
+    );
+    assert!(
+        has("puller", "secretsmanager:GetSecretValue"),
+        "puller reads credentials"
+    );
+    assert!(
+        has("delete", "secretsmanager:DeleteSecret"),
+        "delete removes the secret"
+    );
+    assert!(
+        !has("records-api", "dynamodb:PutItem"),
+        "the records API only reads"
+    );
+    assert!(
+        needs_of(&root, "push-ingest")
+            .env
+            .contains("PUSH_QUEUE_URL")
+    );
 }

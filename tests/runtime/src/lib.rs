@@ -177,7 +177,9 @@ impl Harness {
                 match self.template.parameters.get(name) {
                     Some(Yaml::String(s)) => Ok(s.clone()),
                     Some(Yaml::Number(n)) => Ok(n.to_string()),
-                    _ => Err(RuntimeError::Template(format!("!Ref {name} has no local value"))),
+                    _ => Err(RuntimeError::Template(format!(
+                        "!Ref {name} has no local value"
+                    ))),
                 }
             }
             other => Err(RuntimeError::Template(format!(
@@ -224,16 +226,30 @@ impl Harness {
         let mut cmd = Command::new(&emulator);
         cmd.env_clear()
             .envs(self.function_env(logical)?)
-            .env("AWS_LAMBDA_FUNCTION_NAME", format!("eds-{}-{binary_name}", self.stack.stage))
-            .env("AWS_LAMBDA_FUNCTION_TIMEOUT", self.timeout_secs(logical)?.to_string())
+            .env(
+                "AWS_LAMBDA_FUNCTION_NAME",
+                format!("eds-{}-{binary_name}", self.stack.stage),
+            )
+            .env(
+                "AWS_LAMBDA_FUNCTION_TIMEOUT",
+                self.timeout_secs(logical)?.to_string(),
+            )
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
             .env("AWS_EC2_METADATA_DISABLED", "true");
-        for k in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"] {
+        for k in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+        ] {
             if let Some(v) = std::env::var_os(k) {
                 cmd.env(k, v);
             }
         }
-        cmd.env("AWS_DEFAULT_REGION", std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()));
+        cmd.env(
+            "AWS_DEFAULT_REGION",
+            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()),
+        );
         for (k, v) in overrides {
             cmd.env(k, v);
         }
@@ -284,7 +300,10 @@ pub struct Lambda {
 impl Lambda {
     /// Invokes the function with `event` and returns its JSON response. A function error
     /// comes back as `{"errorType": ..., "errorMessage": ...}`, as Lambda reports it.
-    pub async fn invoke(&self, event: &serde_json::Value) -> Result<serde_json::Value, RuntimeError> {
+    pub async fn invoke(
+        &self,
+        event: &serde_json::Value,
+    ) -> Result<serde_json::Value, RuntimeError> {
         let fail = |detail: String| RuntimeError::Invoke {
             function: self.name.clone(),
             detail,

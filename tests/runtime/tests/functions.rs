@@ -89,7 +89,9 @@ async fn deliver(h: &Harness, queue_url: &str, mut event: Value) -> Value {
             send = send
                 .message_group_id(rec["attributes"]["MessageGroupId"].as_str().expect("group"))
                 .message_deduplication_id(
-                    rec["attributes"]["MessageDeduplicationId"].as_str().expect("dedup"),
+                    rec["attributes"]["MessageDeduplicationId"]
+                        .as_str()
+                        .expect("dedup"),
                 );
         }
         send.send().await.expect("sent");
@@ -135,7 +137,12 @@ fn failures(resp: &Value) -> Vec<String> {
         .as_array()
         .unwrap_or_else(|| panic!("a partial batch response, got {resp}"))
         .iter()
-        .map(|f| f["itemIdentifier"].as_str().expect("itemIdentifier").to_string())
+        .map(|f| {
+            f["itemIdentifier"]
+                .as_str()
+                .expect("itemIdentifier")
+                .to_string()
+        })
         .collect()
 }
 
@@ -144,16 +151,30 @@ async fn scheduler_enqueues_a_pull_job_for_a_due_tenant() {
     let h = Harness::new().await.expect("stack");
     let epoch = enable(&h, "acme").await;
     let f = h.start("SchedulerFunction").await.expect("started");
-    let report = f.invoke(&fixture("runtime-scheduled-event.json")).await.expect("invoked");
-    assert_eq!(report["claimed"], json!(1), "report: {report}; log: {}", f.log_text());
-    assert!(report["messages"].as_u64().is_some_and(|m| m >= 1), "{report}");
+    let report = f
+        .invoke(&fixture("runtime-scheduled-event.json"))
+        .await
+        .expect("invoked");
+    assert_eq!(
+        report["claimed"],
+        json!(1),
+        "report: {report}; log: {}",
+        f.log_text()
+    );
+    assert!(
+        report["messages"].as_u64().is_some_and(|m| m >= 1),
+        "{report}"
+    );
     let bodies = take_messages(&h, &h.stack.env["PULL_QUEUE_URL"]).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");
     let job: Value = serde_json::from_str(&bodies[0]).expect("job JSON");
     assert_eq!(job["tenant"], json!("acme"));
     assert_eq!(job["epoch"], json!(epoch));
     // A second tick finds nothing due: the run is claimed.
-    let again = f.invoke(&fixture("runtime-scheduled-event.json")).await.expect("invoked");
+    let again = f
+        .invoke(&fixture("runtime-scheduled-event.json"))
+        .await
+        .expect("invoked");
     assert_eq!(again["claimed"], json!(0), "{again}");
 }
 
@@ -166,7 +187,12 @@ async fn puller_reports_a_poison_job_as_a_batch_item_failure_and_drops_a_stale_o
 
     let poison = deliver(&h, &queue, fixture("runtime-sqs-pull-poison.json")).await;
     let resp = f.invoke(&poison).await.expect("invoked");
-    assert_eq!(failures(&resp), vec!["pull-poison"], "log: {}", f.log_text());
+    assert_eq!(
+        failures(&resp),
+        vec!["pull-poison"],
+        "log: {}",
+        f.log_text()
+    );
     // Made visible again at once, so it reaches the DLQ after maxReceiveCount quick
     // receives instead of blocking the tenant's FIFO group for the visibility timeout.
     let again = take_messages(&h, &queue).await;
@@ -185,21 +211,39 @@ async fn puller_reports_a_poison_job_as_a_batch_item_failure_and_drops_a_stale_o
 async fn push_ingest_merges_a_good_message_and_reports_only_the_bad_one() {
     let h = Harness::new().await.expect("stack");
     enable(&h, "acme").await;
-    let queue = h.stack.physical("PushQueue").expect("push queue").to_string();
+    let queue = h
+        .stack
+        .physical("PushQueue")
+        .expect("push queue")
+        .to_string();
     let f = h.start("PushIngestFunction").await.expect("started");
     let event = deliver(&h, &queue, fixture("runtime-sqs-push-batch.json")).await;
     let resp = f.invoke(&event).await.expect("invoked");
-    assert_eq!(failures(&resp), vec!["push-poison"], "log: {}", f.log_text());
+    assert_eq!(
+        failures(&resp),
+        vec!["push-poison"],
+        "log: {}",
+        f.log_text()
+    );
     let head = aws_sdk_dynamodb::Client::new(&h.sdk)
         .get_item()
         .table_name(&h.stack.env["RECORDS_TABLE"])
-        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S("R#acme#candidate#42".into()))
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()))
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S("R#acme#candidate#42".into()),
+        )
+        .key(
+            "sk",
+            aws_sdk_dynamodb::types::AttributeValue::S("HEAD".into()),
+        )
         .consistent_read(true)
         .send()
         .await
         .expect("get");
-    assert!(head.item().is_some(), "the pushed candidate has a head item");
+    assert!(
+        head.item().is_some(),
+        "the pushed candidate has a head item"
+    );
 }
 
 #[tokio::test]
@@ -219,7 +263,10 @@ async fn settings_enables_changes_the_interval_and_rejects_a_malformed_event_wit
         .invoke(&fixture("runtime-eventbridge-tenant-malformed.json"))
         .await
         .expect("invoked");
-    assert!(rejected.get("errorType").is_some(), "a function error, got {rejected}");
+    assert!(
+        rejected.get("errorType").is_some(),
+        "a function error, got {rejected}"
+    );
     assert_eq!(item_count(&h, "TENANTS_TABLE").await, 0, "nothing written");
     assert!(!f.log_text().contains("runtime-test-key"));
 
@@ -227,16 +274,29 @@ async fn settings_enables_changes_the_interval_and_rejects_a_malformed_event_wit
         .invoke(&fixture("runtime-eventbridge-tenant-enabled.json"))
         .await
         .expect("invoked");
-    assert!(enabled.get("errorType").is_none(), "{enabled}; log: {}", f.log_text());
-    assert!(matches!(tenant_state(&h, "acme").await, Some((TenantState::Enabled, _, 900))));
+    assert!(
+        enabled.get("errorType").is_none(),
+        "{enabled}; log: {}",
+        f.log_text()
+    );
+    assert!(matches!(
+        tenant_state(&h, "acme").await,
+        Some((TenantState::Enabled, _, 900))
+    ));
 
     let changed = f
         .invoke(&fixture("runtime-eventbridge-tenant-interval-changed.json"))
         .await
         .expect("invoked");
     assert!(changed.get("errorType").is_none(), "{changed}");
-    assert!(matches!(tenant_state(&h, "acme").await, Some((TenantState::Enabled, _, 3600))));
-    assert!(!f.log_text().contains("runtime-test-key"), "no secret in the logs");
+    assert!(matches!(
+        tenant_state(&h, "acme").await,
+        Some((TenantState::Enabled, _, 3600))
+    ));
+    assert!(
+        !f.log_text().contains("runtime-test-key"),
+        "no secret in the logs"
+    );
 }
 
 #[tokio::test]
@@ -245,10 +305,17 @@ async fn disable_fences_the_tenant_and_reports_a_poison_continuation() {
     let epoch = enable(&h, "acme").await;
     let f = h.start("DisableFunction").await.expect("started");
     let report = f
-        .invoke(&fixture("runtime-eventbridge-tenant-disable-requested.json"))
+        .invoke(&fixture(
+            "runtime-eventbridge-tenant-disable-requested.json",
+        ))
         .await
         .expect("invoked");
-    assert_eq!(report["outcome"], json!("completed"), "{report}; log: {}", f.log_text());
+    assert_eq!(
+        report["outcome"],
+        json!("completed"),
+        "{report}; log: {}",
+        f.log_text()
+    );
     let (state, new_epoch, _) = tenant_state(&h, "acme").await.expect("tenant");
     assert_eq!(state, TenantState::Disabled);
     assert!(new_epoch > epoch, "the epoch fence moved");
@@ -270,14 +337,27 @@ async fn delete_purges_the_tenant_writes_a_receipt_and_treats_a_repeat_as_done()
     enable(&h, "acme").await;
     let f = h.start("DeleteFunction").await.expect("started");
     let report = f
-        .invoke(&fixture("runtime-eventbridge-tenant-deletion-requested.json"))
+        .invoke(&fixture(
+            "runtime-eventbridge-tenant-deletion-requested.json",
+        ))
         .await
         .expect("invoked");
-    assert_eq!(report["outcome"], json!("completed"), "{report}; log: {}", f.log_text());
+    assert_eq!(
+        report["outcome"],
+        json!("completed"),
+        "{report}; log: {}",
+        f.log_text()
+    );
     let id = TenantId::parse("acme").expect("id");
-    let receipt = registry(&h).receipt(&id, "req-fixture").await.expect("read");
+    let receipt = registry(&h)
+        .receipt(&id, "req-fixture")
+        .await
+        .expect("read");
     assert!(receipt.is_some(), "a deletion receipt");
-    assert!(tenant_state(&h, "acme").await.is_none(), "the tenant config is gone");
+    assert!(
+        tenant_state(&h, "acme").await.is_none(),
+        "the tenant config is gone"
+    );
 
     let queue = h.stack.env["DELETE_QUEUE_URL"].clone();
     let again = deliver(&h, &queue, fixture("runtime-sqs-delete-continuation.json")).await;
@@ -294,8 +374,14 @@ async fn records_api_answers_a_function_url_request_and_isolates_unknown_tenants
         .invoke(&fixture("runtime-function-url-status.json"))
         .await
         .expect("invoked");
-    assert_eq!(resp["statusCode"], json!(200), "{resp}; log: {}", f.log_text());
-    let body: Value = serde_json::from_str(resp["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(
+        resp["statusCode"],
+        json!(200),
+        "{resp}; log: {}",
+        f.log_text()
+    );
+    let body: Value =
+        serde_json::from_str(resp["body"].as_str().expect("body")).expect("JSON body");
     assert!(body.to_string().contains("enabled"), "{body}");
 
     let mut other = fixture("runtime-function-url-status.json");
