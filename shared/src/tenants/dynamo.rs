@@ -656,13 +656,20 @@ impl TenantRegistry {
         let mut out = Vec::new();
         let mut start = None;
         loop {
-            let page = self
+            let mut query = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-                .expression_attribute_values(":p", s(prefix))
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)));
+            // DynamoDB rejects an empty key value: no prefix means the whole partition.
+            query = if prefix.is_empty() {
+                query.key_condition_expression("pk = :pk")
+            } else {
+                query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                    .expression_attribute_values(":p", s(prefix))
+            };
+            let page = query
                 .scan_index_forward(!descending)
                 .consistent_read(true)
                 .set_limit(limit)
