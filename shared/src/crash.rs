@@ -133,9 +133,7 @@ impl Drop for Active {
 /// panic is propagated unchanged (a real bug must still fail the test).
 pub async fn run<F: Future>(plan: Arc<Plan>, fut: F) -> Result<F::Output, Crashed> {
     let _active = Active::enter();
-    let caught = PLAN
-        .scope(plan, AssertUnwindSafe(fut).catch_unwind())
-        .await;
+    let caught = PLAN.scope(plan, AssertUnwindSafe(fut).catch_unwind()).await;
     match caught {
         Ok(v) => Ok(v),
         Err(payload) => match payload.downcast::<Crashed>() {
@@ -184,7 +182,11 @@ mod tests {
         };
         assert_eq!(out, Err(crash.clone()));
         assert_eq!(plan.fired(), Some(crash));
-        assert_eq!(after.load(Ordering::SeqCst), 0, "the code after the crash ran");
+        assert_eq!(
+            after.load(Ordering::SeqCst),
+            0,
+            "the code after the crash ran"
+        );
     }
 
     #[tokio::test]

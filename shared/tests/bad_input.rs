@@ -120,7 +120,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         arb_string().prop_map(Value::String),
     ];
     leaf.prop_recursive(4, 64, 8, |inner| {
@@ -128,7 +129,10 @@ fn arb_json() -> impl Strategy<Value = Value> {
             prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
             prop::collection::vec(
                 (
-                    prop_oneof![prop::sample::select(KEYS).prop_map(str::to_string), arb_string()],
+                    prop_oneof![
+                        prop::sample::select(KEYS).prop_map(str::to_string),
+                        arb_string()
+                    ],
                     inner
                 ),
                 0..8
@@ -211,31 +215,45 @@ fn normalize_all(v: &Value) {
     };
     check(
         "v3_candidate",
-        normalize::v3_candidate(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v3_candidate(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v3_application",
-        normalize::v3_application(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v3_application(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v3_job",
-        normalize::v3_job(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v3_job(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v3_attachment",
-        normalize::v3_attachment(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v3_attachment(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v1_candidate",
-        normalize::v1_candidate(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v1_candidate(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v1_application",
-        normalize::v1_application(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v1_application(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     check(
         "v1_job",
-        normalize::v1_job(v).map(|_| String::new()).map_err(|e| e.to_string()),
+        normalize::v1_job(v)
+            .map(|_| String::new())
+            .map_err(|e| e.to_string()),
     );
     let _ = normalize::best_effort_id(v);
 }

@@ -40,8 +40,7 @@ fn capture() -> &'static Capture {
     CAPTURE.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let writer = SharedWriter(buffer.clone());
-        let filter =
-            tracing_subscriber::EnvFilter::new("info,eds_shared=debug,greenhouse_sim=off");
+        let filter = tracing_subscriber::EnvFilter::new("info,eds_shared=debug,greenhouse_sim=off");
         let installed = tracing_subscriber::fmt()
             .json()
             .with_env_filter(filter)
@@ -139,7 +138,13 @@ pub fn leaks_in(text: &str) -> Vec<String> {
     registered()
         .into_iter()
         .filter(|s| text.contains(s.as_str()))
-        .map(|s| format!("{}… ({} chars)", s.chars().take(3).collect::<String>(), s.len()))
+        .map(|s| {
+            format!(
+                "{}… ({} chars)",
+                s.chars().take(3).collect::<String>(),
+                s.len()
+            )
+        })
         .collect()
 }
 
