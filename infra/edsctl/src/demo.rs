@@ -24,7 +24,9 @@ use eds_shared::domain::merge::DeletedBy;
 use eds_shared::domain::version::Version;
 use eds_shared::store::{RecordRead, RecordSweep, SHARDS};
 use futures::StreamExt;
-use greenhouse_sim::{ALL_SCOPES, DefectKind, Manifest, Scenario, ScenarioSpec, SimConfig, Simulator};
+use greenhouse_sim::{
+    ALL_SCOPES, DefectKind, Manifest, Scenario, ScenarioSpec, SimConfig, Simulator,
+};
 use secrecy::SecretString;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -67,8 +69,8 @@ pub struct Report {
     pub corrected_records: BTreeMap<String, u64>,
     /// Corrected fields by field name.
     pub corrected_fields: BTreeMap<String, u64>,
-    /// Applications whose pushed status or stage was stale (the ATS moved them on).
-    pub stages_corrected: u64,
+    /// Applications whose pushed state was stale (the ATS moved them on after the push).
+    pub stale_applications_corrected: u64,
     /// Records where a pushed value newer than the ATS was kept, by entity.
     pub push_newer_kept_records: BTreeMap<String, u64>,
     /// Records the ATS no longer has (tombstones after reconciliation), by entity.
@@ -107,7 +109,10 @@ fn only_adds_members(v: &Version, path: &str) -> bool {
             .and_then(Value::as_object)
             .cloned()
     };
-    match (element(v.state.push.as_ref()), element(v.state.pull.as_ref())) {
+    match (
+        element(v.state.push.as_ref()),
+        element(v.state.pull.as_ref()),
+    ) {
         (Some(push), Some(pull)) => push
             .iter()
             .all(|(k, val)| k == "updated_at" || pull.get(k) == Some(val)),
@@ -159,7 +164,9 @@ fn tally(
         .fields
         .get("attachments")
         .and_then(Value::as_array)
-        .map_or(0, |a| a.iter().filter(|el| el.get("file").is_some()).count() as u64);
+        .map_or(0, |a| {
+            a.iter().filter(|el| el.get("file").is_some()).count() as u64
+        });
     match (&v.state.push, &v.state.pull) {
         (Some(_), Some(_)) => report.pushed_and_pulled += 1,
         (None, Some(_)) => {
@@ -204,12 +211,10 @@ fn tally(
             }
         })
         .collect();
-    if entity == EntityKind::Application
-        && corrected
-            .iter()
-            .any(|f| matches!(f.as_str(), "status" | "stage_id" | "stage_name"))
-    {
-        report.stages_corrected += 1;
+    // An application the ATS moved on after the push (new stage or status, or only its
+    // activity); one whose only change is its candidate was moved by a candidate merge.
+    if entity == EntityKind::Application && corrected.iter().any(|f| f.as_str() != "candidate_id") {
+        report.stale_applications_corrected += 1;
     }
     if !corrected.is_empty() {
         *report.corrected_records.entry(e.clone()).or_default() += 1;
@@ -224,7 +229,10 @@ fn tally(
 }
 
 /// Reads every record head of the tenant (16 index shards, heads read concurrently).
-pub async fn read_all(d: &Deployment, tenant: &TenantId) -> Result<Vec<(RecordKey, Version)>, CliError> {
+pub async fn read_all(
+    d: &Deployment,
+    tenant: &TenantId,
+) -> Result<Vec<(RecordKey, Version)>, CliError> {
     let store = Arc::new(d.store());
     let mut keys = Vec::new();
     for shard in 0..SHARDS {
@@ -234,7 +242,11 @@ pub async fn read_all(d: &Deployment, tenant: &TenantId) -> Result<Vec<(RecordKe
                 .list_keys(tenant, shard, after.as_deref(), 500)
                 .await
                 .map_err(|e| d.aws_err(e))?;
-            keys.extend(page.keys.into_iter().map(|k| RecordKey::new(tenant.clone(), k.entity, k.ats_id)));
+            keys.extend(
+                page.keys
+                    .into_iter()
+                    .map(|k| RecordKey::new(tenant.clone(), k.entity, k.ats_id)),
+            );
             after = page.next;
             if after.is_none() {
                 break;
@@ -286,15 +298,18 @@ pub async fn run(d: &Deployment, args: &DemoArgs) -> Result<Value, CliError> {
     };
     let scenario = Scenario::generate(&spec);
     let truth = &scenario.truth;
-    say(q, format!(
-        "== scenario: seed {}, {} candidates, {} applications, {} jobs, {} attachments in the ATS; {} pushed records",
-        spec.seed,
-        truth.candidates.len(),
-        truth.applications.len(),
-        truth.jobs.len(),
-        truth.attachments.len(),
-        scenario.pushed.len()
-    ));
+    say(
+        q,
+        format!(
+            "== scenario: seed {}, {} candidates, {} applications, {} jobs, {} attachments in the ATS; {} pushed records",
+            spec.seed,
+            truth.candidates.len(),
+            truth.applications.len(),
+            truth.jobs.len(),
+            truth.attachments.len(),
+            scenario.pushed.len()
+        ),
+    );
     let sim_cfg = SimConfig {
         rate_limit_v3: DEMO_RATE_LIMIT,
         rate_window_v3: Duration::from_secs(DEMO_RATE_WINDOW_SECS),
@@ -304,16 +319,25 @@ pub async fn run(d: &Deployment, args: &DemoArgs) -> Result<Value, CliError> {
         .await
         .map_err(|e| CliError::Failed(format!("the Greenhouse simulator did not start: {e}")))?;
     sim.add_oauth_client(CLIENT_ID, CLIENT_SECRET, ALL_SCOPES);
-    say(q, format!(
-        "== Greenhouse simulator: {} (rate limit {DEMO_RATE_LIMIT} requests per {DEMO_RATE_WINDOW_SECS} s)",
-        sim.api_base()
-    ));
+    say(
+        q,
+        format!(
+            "== Greenhouse simulator: {} (rate limit {DEMO_RATE_LIMIT} requests per {DEMO_RATE_WINDOW_SECS} s)",
+            sim.api_base()
+        ),
+    );
     let result = Box::pin(drive(d, args, &tenant, &scenario, &sim, started)).await;
     sim.shutdown().await;
     let mut out = result?;
     out["spec"] = json!({"seed": spec.seed, "candidates": spec.candidates, "jobs": spec.jobs, "now": spec.now});
     out["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
-    say(q, format!("== done in {:.1} s; simulator stopped", started.elapsed().as_secs_f64()));
+    say(
+        q,
+        format!(
+            "== done in {:.1} s; simulator stopped",
+            started.elapsed().as_secs_f64()
+        ),
+    );
     Ok(out)
 }
 
@@ -345,24 +369,36 @@ async fn drive(
         },
     )
     .await?;
-    say(q, format!(
-        "== edsctl tenants enable {tenant}: state {}, epoch {}, secret {}",
-        enabled["state"].as_str().unwrap_or("?"),
-        enabled["epoch"],
-        enabled["secret_name"].as_str().unwrap_or("?")
-    ));
+    say(
+        q,
+        format!(
+            "== edsctl tenants enable {tenant}: state {}, epoch {}, secret {}",
+            enabled["state"].as_str().unwrap_or("?"),
+            enabled["epoch"],
+            enabled["secret_name"].as_str().unwrap_or("?")
+        ),
+    );
 
     let snapshot = to_push_format(&scenario.pushed);
     let pushed = crate::push::push(d, tenant, &snapshot, false).await?;
-    say(q, format!(
-        "== edsctl push {tenant} (the standard push snapshot): {} records in {} SQS messages → push-ingest: {} created, {} quarantined",
-        pushed.records, pushed.messages, pushed.created, pushed.quarantined
-    ));
+    say(
+        q,
+        format!(
+            "== edsctl push {tenant} (the standard push snapshot): {} records in {} SQS messages → push-ingest: {} created, {} quarantined",
+            pushed.records, pushed.messages, pushed.created, pushed.quarantined
+        ),
+    );
 
     let truth = &scenario.truth;
-    let expected = (truth.candidates.len() + truth.applications.len() + truth.jobs.len() + truth.attachments.len()) as u64;
+    let expected = (truth.candidates.len()
+        + truth.applications.len()
+        + truth.jobs.len()
+        + truth.attachments.len()) as u64;
     let puller = crate::sync::puller(d, Duration::from_secs(30))?;
-    say(q, format!("== edsctl sync {tenant}: scheduler → pull queue → puller, until idle"));
+    say(
+        q,
+        format!("== edsctl sync {tenant}: scheduler → pull queue → puller, until idle"),
+    );
     let opts = SyncOptions {
         expected_records: Some(expected),
         quiet: q,
@@ -376,9 +412,17 @@ async fn drive(
     let heads = read_all(d, tenant).await?;
     let report = report_of(&heads);
     let requests = summary.counts.requests;
-    let lower_bound_secs = requests as f64 * DEMO_RATE_WINDOW_SECS as f64 / f64::from(DEMO_RATE_LIMIT);
+    let lower_bound_secs =
+        requests as f64 * DEMO_RATE_WINDOW_SECS as f64 / f64::from(DEMO_RATE_LIMIT);
     if !q {
-        print_report(&report, &scenario.manifest, &summary, sync_secs, lower_bound_secs, stats.rate_limited);
+        print_report(
+            &report,
+            &scenario.manifest,
+            &summary,
+            sync_secs,
+            lower_bound_secs,
+            stats.rate_limited,
+        );
     }
 
     // One record to look at: a candidate whose resume the push lacked (the lowest id,
@@ -388,7 +432,12 @@ async fn drive(
         .filter(|(k, v)| {
             k.entity == EntityKind::Candidate
                 && v.state.push.is_some()
-                && v.state.render(k.entity).1.backfilled.iter().any(|f| resume_of(v, f))
+                && v.state
+                    .render(k.entity)
+                    .1
+                    .backfilled
+                    .iter()
+                    .any(|f| resume_of(v, f))
         })
         .map(|(k, _)| k.ats_id.as_str().to_string())
         .min_by_key(|id| (id.len(), id.clone()));
@@ -397,20 +446,31 @@ async fn drive(
     if let Some(id) = &record_id {
         let key = crate::view::parse_key(tenant, "candidate", id)?;
         record = crate::view::record(d, &key, true, None).await?;
-        say(q, format!("\n== edsctl record {tenant} candidate {id} --history (provenance per field: push / pull / both)"));
+        say(
+            q,
+            format!(
+                "\n== edsctl record {tenant} candidate {id} --history (provenance per field: push / pull / both)"
+            ),
+        );
         if !q {
             crate::view::print_record(&record);
         }
     }
     let disabled = crate::tenants::disable(d, tenant).await?;
-    say(q, format!(
-        "\n== edsctl tenants disable {tenant}: {} records made push-only ({} versions written, history kept)",
-        disabled["records_changed"], disabled["versions_written"]
-    ));
+    say(
+        q,
+        format!(
+            "\n== edsctl tenants disable {tenant}: {} records made push-only ({} versions written, history kept)",
+            disabled["records_changed"], disabled["versions_written"]
+        ),
+    );
     if let Some(id) = &record_id {
         let key = crate::view::parse_key(tenant, "candidate", id)?;
         record_disabled = crate::view::record(d, &key, false, None).await?;
-        say(q, format!("\n== edsctl record {tenant} candidate {id} (pull disabled: only pushed data)"));
+        say(
+            q,
+            format!("\n== edsctl record {tenant} candidate {id} (pull disabled: only pushed data)"),
+        );
         if !q {
             crate::view::print_record(&record_disabled);
         }
@@ -460,7 +520,10 @@ fn join(m: &BTreeMap<String, u64>) -> String {
     if m.is_empty() {
         return "0".into();
     }
-    m.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(", ")
+    m.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The report's numbers next to the ones the scenario's manifest says they must be.
@@ -468,11 +531,31 @@ pub fn checks(r: &Report, m: &Manifest) -> Vec<(&'static str, u64, u64)> {
     let n = |k: DefectKind| m.counts.get(&k).copied().unwrap_or(0) as u64;
     let b = |k: &str| r.backfilled_records.get(k).copied().unwrap_or(0);
     vec![
-        ("resumes backfilled (candidates)", b("resumes"), n(DefectKind::MissingResume)),
-        ("emails backfilled (candidates)", b("emails"), n(DefectKind::MissingEmails)),
-        ("phones backfilled (candidates)", b("phones"), n(DefectKind::MissingPhones)),
-        ("stale stages corrected (applications)", r.stages_corrected, n(DefectKind::StaleApplication)),
-        ("pushed values kept because newer", r.push_newer_kept_records.values().sum(), n(DefectKind::PushNewer)),
+        (
+            "resumes backfilled (candidates)",
+            b("resumes"),
+            n(DefectKind::MissingResume),
+        ),
+        (
+            "emails backfilled (candidates)",
+            b("emails"),
+            n(DefectKind::MissingEmails),
+        ),
+        (
+            "phones backfilled (candidates)",
+            b("phones"),
+            n(DefectKind::MissingPhones),
+        ),
+        (
+            "stale applications corrected",
+            r.stale_applications_corrected,
+            n(DefectKind::StaleApplication),
+        ),
+        (
+            "pushed values kept because newer",
+            r.push_newer_kept_records.values().sum(),
+            n(DefectKind::PushNewer),
+        ),
         (
             "tombstones after reconciliation",
             r.tombstones.values().sum(),
@@ -494,13 +577,34 @@ fn print_report(
     println!("records now:                 {}", join(&r.records));
     println!("  pushed and read from ATS:  {}", r.pushed_and_pulled);
     println!("  only in the ATS:           {}", r.pull_only);
-    println!("fields backfilled:           {} in pushed records", r.fields_backfilled);
-    println!("  records backfilled, by kind: {}", join(&r.backfilled_records));
-    println!("values corrected (ATS newer): {} records ({})", r.corrected_records.values().sum::<u64>(), join(&r.corrected_records));
+    println!(
+        "fields backfilled:           {} in pushed records",
+        r.fields_backfilled
+    );
+    println!(
+        "  records backfilled, by kind: {}",
+        join(&r.backfilled_records)
+    );
+    println!(
+        "values corrected (ATS newer): {} records ({})",
+        r.corrected_records.values().sum::<u64>(),
+        join(&r.corrected_records)
+    );
     println!("  corrected fields:          {}", join(&r.corrected_fields));
-    println!("pushed values kept (newer):  {} records ({})", r.push_newer_kept_records.values().sum::<u64>(), join(&r.push_newer_kept_records));
-    println!("tombstones (reconciliation): {} records ({})", r.tombstones.values().sum::<u64>(), join(&r.tombstones));
-    println!("versions stored:             {} ({} written by this sync)", r.versions, s.versions_written);
+    println!(
+        "pushed values kept (newer):  {} records ({})",
+        r.push_newer_kept_records.values().sum::<u64>(),
+        join(&r.push_newer_kept_records)
+    );
+    println!(
+        "tombstones (reconciliation): {} records ({})",
+        r.tombstones.values().sum::<u64>(),
+        join(&r.tombstones)
+    );
+    println!(
+        "versions stored:             {} ({} written by this sync)",
+        r.versions, s.versions_written
+    );
     println!(
         "attachment files in S3:      {} ({} pushed rows completed with their file)",
         r.files_stored, r.files_attached
@@ -508,13 +612,23 @@ fn print_report(
     println!("\n== checked against the scenario's manifest of injected defects");
     let mut t = crate::table::Table::new(&["", "eds", "manifest", ""]);
     for (name, got, want) in checks(r, m) {
-        t.row(vec![name.into(), got.to_string(), want.to_string(), if got == want { "ok" } else { "DIFFERENT" }.into()]);
+        t.row(vec![
+            name.into(),
+            got.to_string(),
+            want.to_string(),
+            if got == want { "ok" } else { "DIFFERENT" }.into(),
+        ]);
     }
     t.print();
     println!();
     println!(
         "ATS requests:                {} in {:.1} s (+{} token); rate limit {DEMO_RATE_LIMIT}/{DEMO_RATE_WINDOW_SECS}s → lower bound {:.1} s; 429s {}, waits {:.1} s",
-        c.requests, sync_secs, c.token_requests, lower, sim_429, c.rate_limit_wait_ms as f64 / 1000.0
+        c.requests,
+        sync_secs,
+        c.token_requests,
+        lower,
+        sim_429,
+        c.rate_limit_wait_ms as f64 / 1000.0
     );
     println!(
         "pages {}, records read {}, quarantined {}, batches {}, continuations {}",

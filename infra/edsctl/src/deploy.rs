@@ -155,7 +155,9 @@ impl Deployment {
         let arn = serde_json::from_str::<serde_json::Value>(&policy)
             .ok()
             .and_then(|v| v["deadLetterTargetArn"].as_str().map(str::to_string))
-            .ok_or_else(|| CliError::Usage(format!("{queue_url} has an unreadable redrive policy")))?;
+            .ok_or_else(|| {
+                CliError::Usage(format!("{queue_url} has an unreadable redrive policy"))
+            })?;
         let name = arn.rsplit(':').next().unwrap_or_default();
         let url = self
             .aws

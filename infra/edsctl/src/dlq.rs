@@ -27,7 +27,9 @@ impl QueueKind {
             QueueKind::Disable => Ok(d.config.disable_queue_url.clone()),
             QueueKind::Delete => Ok(d.config.delete_queue_url.clone()),
             QueueKind::Push => d.push_queue_url.clone().ok_or_else(|| {
-                CliError::Usage("the push queue is not known: set PUSH_QUEUE_URL (or use --stage)".into())
+                CliError::Usage(
+                    "the push queue is not known: set PUSH_QUEUE_URL (or use --stage)".into(),
+                )
             }),
         }
     }
@@ -69,7 +71,10 @@ async fn depth(d: &Deployment, url: &str) -> Result<u64, CliError> {
         .map_err(|e| d.aws_err(aws_sdk_sqs::error::DisplayErrorContext(e)))?;
     Ok(out
         .attributes
-        .and_then(|a| a.get(&QueueAttributeName::ApproximateNumberOfMessages).cloned())
+        .and_then(|a| {
+            a.get(&QueueAttributeName::ApproximateNumberOfMessages)
+                .cloned()
+        })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0))
 }
@@ -137,7 +142,12 @@ pub async fn redrive(d: &Deployment, kind: QueueKind, max: usize) -> Result<Valu
         empty = 0;
         for m in messages {
             let body = m.body().unwrap_or_default();
-            let mut send = d.aws.sqs.send_message().queue_url(&source).message_body(body);
+            let mut send = d
+                .aws
+                .sqs
+                .send_message()
+                .queue_url(&source)
+                .message_body(body);
             if fifo {
                 let group = m
                     .attributes()

@@ -54,7 +54,9 @@ impl CliError {
                 Some(url) => format!(
                     "cannot reach AWS at {url}: start the local emulator (`infra/local/scripts/with-emulator.sh <command>`) or fix AWS_ENDPOINT_URL"
                 ),
-                None => "cannot reach AWS: check the network, AWS_REGION and AWS_ENDPOINT_URL".into(),
+                None => {
+                    "cannot reach AWS: check the network, AWS_REGION and AWS_ENDPOINT_URL".into()
+                }
             });
         }
         let credentials = [
@@ -93,7 +95,10 @@ mod tests {
         );
         assert_eq!(e.exit_code(), 4);
         let msg = e.to_string();
-        assert!(msg.contains("http://127.0.0.1:9") && msg.contains("with-emulator.sh"), "{msg}");
+        assert!(
+            msg.contains("http://127.0.0.1:9") && msg.contains("with-emulator.sh"),
+            "{msg}"
+        );
         assert_eq!(msg.lines().count(), 1);
     }
 
@@ -101,6 +106,9 @@ mod tests {
     fn other_errors_keep_only_their_first_line() {
         let e = CliError::from_aws_text("ValidationException: bad\nmore detail", None);
         assert_eq!(e.exit_code(), 5);
-        assert_eq!(e.to_string(), "AWS request failed: ValidationException: bad");
+        assert_eq!(
+            e.to_string(),
+            "AWS request failed: ValidationException: bad"
+        );
     }
 }

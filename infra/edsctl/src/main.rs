@@ -242,17 +242,28 @@ fn print_kv(v: &Value) {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
-        Command::Demo { candidates, jobs, seed, tenant } => {
+        Command::Demo {
+            candidates,
+            jobs,
+            seed,
+            tenant,
+        } => {
             if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
                 return Err(CliError::Usage(
                     "the demo runs against the local emulator: run `make demo`, or set AWS_ENDPOINT_URL (infra/local/scripts/with-emulator.sh edsctl demo)".into(),
                 ));
             }
-            let stage = cli
-                .stage
-                .unwrap_or_else(|| format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]));
+            let stage = cli.stage.unwrap_or_else(|| {
+                format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])
+            });
             let d = Deployment::resolve(Some(&stage)).await?;
-            let args = demo::DemoArgs { candidates, jobs, seed, tenant, quiet: json };
+            let args = demo::DemoArgs {
+                candidates,
+                jobs,
+                seed,
+                tenant,
+                quiet: json,
+            };
             let out = Box::pin(demo::run(&d, &args)).await?;
             if json {
                 print_json(&out);
@@ -290,7 +301,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     )
                     .await?
                 }
-                TenantsCommand::Credentials { tenant, credentials } => {
+                TenantsCommand::Credentials {
+                    tenant,
+                    credentials,
+                } => {
                     let tenant = tenants::parse_tenant(&tenant)?;
                     let secret = tenants::read_credentials(&credentials)?;
                     tenants::credentials(&d, &tenant, secret).await?
@@ -301,20 +315,28 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 TenantsCommand::Disable { tenant } => {
                     Box::pin(tenants::disable(&d, &tenants::parse_tenant(&tenant)?)).await?
                 }
-                TenantsCommand::Delete { tenant, request_id, yes } => {
+                TenantsCommand::Delete {
+                    tenant,
+                    request_id,
+                    yes,
+                } => {
                     let tenant = tenants::parse_tenant(&tenant)?;
                     if !yes {
                         return Err(CliError::Usage(format!(
                             "deleting {tenant} removes all of its data and cannot be undone: add --yes to confirm"
                         )));
                     }
-                    let id = request_id.unwrap_or_else(|| format!("edsctl-{}", uuid::Uuid::new_v4().simple()));
+                    let id = request_id
+                        .unwrap_or_else(|| format!("edsctl-{}", uuid::Uuid::new_v4().simple()));
                     Box::pin(tenants::delete(&d, &tenant, &id)).await?
                 }
                 TenantsCommand::List => {
                     let out = tenants::list(&d).await?;
                     if !json {
-                        let mut t = Table::new(&["tenant", "state", "ats", "api", "base url", "interval", "epoch", "reason"]);
+                        let mut t = Table::new(&[
+                            "tenant", "state", "ats", "api", "base url", "interval", "epoch",
+                            "reason",
+                        ]);
                         for r in out["tenants"].as_array().into_iter().flatten() {
                             t.row(vec![
                                 cell(&r["tenant"]),
@@ -338,13 +360,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             } else if out.get("receipt").is_some() {
                 print_kv(&json!({"tenant": out["tenant"], "request_id": out["request_id"]}));
                 println!("receipt:");
-                println!("{}", serde_json::to_string_pretty(&out["receipt"]).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out["receipt"]).unwrap_or_default()
+                );
             } else {
                 print_kv(&out);
             }
             Ok(())
         }
-        Command::Sync { tenant, full, invocation_secs, timeout_secs } => {
+        Command::Sync {
+            tenant,
+            full,
+            invocation_secs,
+            timeout_secs,
+        } => {
             let d = Deployment::resolve(cli.stage.as_deref()).await?;
             let tenant = tenants::parse_tenant(&tenant)?;
             let invocation = Duration::from_secs(invocation_secs);
@@ -364,10 +394,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 println!(
                     "synced {tenant} in {:.1} s: {} pages, {} records read ({} created, {} updated, {} unchanged), {} fields backfilled, {} corrected, {} pushed values kept, {} attachments stored, {} tombstoned, {} quarantined; {} ATS requests, {} rate-limit waits ({:.1} s); {} versions written",
                     summary.elapsed_ms as f64 / 1000.0,
-                    c.pages, c.records_seen, c.created, c.updated, c.unchanged,
-                    c.fields_backfilled, c.fields_corrected, c.push_newer_kept, c.attachments_stored,
-                    c.tombstoned, c.quarantined, c.requests, c.rate_limited_429,
-                    c.rate_limit_wait_ms as f64 / 1000.0, summary.versions_written
+                    c.pages,
+                    c.records_seen,
+                    c.created,
+                    c.updated,
+                    c.unchanged,
+                    c.fields_backfilled,
+                    c.fields_corrected,
+                    c.push_newer_kept,
+                    c.attachments_stored,
+                    c.tombstoned,
+                    c.quarantined,
+                    c.requests,
+                    c.rate_limited_429,
+                    c.rate_limit_wait_ms as f64 / 1000.0,
+                    summary.versions_written
                 );
             }
             if summary.state != eds_shared::tenants::TenantState::Enabled {
@@ -375,7 +416,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::Failed(format!(
                     "the sync stopped: tenant {tenant} is now {}{}; see docs/runbook.md",
                     cell(&serde_json::to_value(st.state).unwrap_or_default()),
-                    st.state_reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                    st.state_reason
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
                 )));
             }
             Ok(())
@@ -383,23 +426,45 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Status { tenant } => {
             let d = Deployment::resolve(cli.stage.as_deref()).await?;
             let out = view::status(&d, &tenants::parse_tenant(&tenant)?).await?;
-            if json { print_json(&out) } else { view::print_status(&out) }
+            if json {
+                print_json(&out)
+            } else {
+                view::print_status(&out)
+            }
             Ok(())
         }
-        Command::Record { tenant, entity, id, history, as_of } => {
+        Command::Record {
+            tenant,
+            entity,
+            id,
+            history,
+            as_of,
+        } => {
             let d = Deployment::resolve(cli.stage.as_deref()).await?;
             let key = view::parse_key(&tenants::parse_tenant(&tenant)?, &entity, &id)?;
             let out = view::record(&d, &key, history, as_of).await?;
-            if json { print_json(&out) } else { view::print_record(&out) }
+            if json {
+                print_json(&out)
+            } else {
+                view::print_record(&out)
+            }
             Ok(())
         }
-        Command::Push { tenant, file, direct } => {
+        Command::Push {
+            tenant,
+            file,
+            direct,
+        } => {
             let tenant = tenants::parse_tenant(&tenant)?;
             let records = push::read_records(&file)?;
             let d = Deployment::resolve(cli.stage.as_deref()).await?;
             let out = push::push(&d, &tenant, &records, direct).await?;
             let v = serde_json::to_value(&out).unwrap_or_default();
-            if json { print_json(&v) } else { print_kv(&v) }
+            if json {
+                print_json(&v)
+            } else {
+                print_kv(&v)
+            }
             Ok(())
         }
         Command::Dlq(c) => {
@@ -416,7 +481,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 if let Some(sample) = out["sample"].as_array().filter(|s| !s.is_empty()) {
                     let mut t = Table::new(&["message id", "tenant", "receives", "what"]);
                     for m in sample {
-                        t.row(vec![cell(&m["message_id"]), cell(&m["tenant"]), cell(&m["receive_count"]), cell(&m["what"])]);
+                        t.row(vec![
+                            cell(&m["message_id"]),
+                            cell(&m["tenant"]),
+                            cell(&m["receive_count"]),
+                            cell(&m["what"]),
+                        ]);
                     }
                     t.print();
                 }

@@ -57,7 +57,9 @@ pub fn read_records(path: &str) -> Result<Vec<Value>, CliError> {
         s
     } else {
         std::fs::read_to_string(path).map_err(|e| {
-            CliError::Usage(format!("the records file {path} cannot be read ({e}): pass an existing file or - for stdin"))
+            CliError::Usage(format!(
+                "the records file {path} cannot be read ({e}): pass an existing file or - for stdin"
+            ))
         })?
     };
     let mut out = Vec::new();
@@ -125,7 +127,11 @@ pub async fn push(
         ..Default::default()
     };
     let ingest = ingest(d);
-    let queue = if direct { None } else { d.push_queue_url.clone() };
+    let queue = if direct {
+        None
+    } else {
+        d.push_queue_url.clone()
+    };
     let Some(queue) = queue else {
         summary.via = "handler";
         for (i, body) in bodies.iter().enumerate() {

@@ -108,8 +108,10 @@ impl Progress {
             None => {
                 let b = ProgressBar::new_spinner();
                 b.set_style(
-                    ProgressStyle::with_template("{spinner} [{elapsed_precise}] {pos} records · {msg}")
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{spinner} [{elapsed_precise}] {pos} records · {msg}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 b
             }
@@ -125,7 +127,11 @@ impl Progress {
             c.requests,
             c.rate_limited_429,
             c.rate_limit_wait_ms as f64 / 1000.0,
-            if note.is_empty() { String::new() } else { format!(" · {note}") }
+            if note.is_empty() {
+                String::new()
+            } else {
+                format!(" · {note}")
+            }
         );
         match self {
             Progress::Bar(b) => {
@@ -170,13 +176,19 @@ pub async fn sync(
         TenantState::NeedsReauth => {
             return Err(CliError::Failed(format!(
                 "tenant {tenant} needs re-authorisation ({}): store working credentials with `edsctl tenants credentials {tenant} --credentials FILE`",
-                rec.config.state_reason.as_deref().unwrap_or("no reason recorded")
+                rec.config
+                    .state_reason
+                    .as_deref()
+                    .unwrap_or("no reason recorded")
             )));
         }
         other => {
             return Err(CliError::Failed(format!(
                 "tenant {tenant} is {}: only an enabled tenant syncs; enable it with `edsctl tenants enable {tenant} ...`",
-                serde_json::to_value(other).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+                serde_json::to_value(other)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
             )));
         }
     }
@@ -187,7 +199,10 @@ pub async fn sync(
             st.watermark = None;
             st.checkpoint = None;
             st.updated_at = now;
-            registry.put_stream(tenant, &st).await.map_err(|e| d.aws_err(e))?;
+            registry
+                .put_stream(tenant, &st)
+                .await
+                .map_err(|e| d.aws_err(e))?;
         }
     }
     // Due now (the schedule would make it due after its interval): same state, same
@@ -199,7 +214,11 @@ pub async fn sync(
             .await
             .map_err(|e| d.aws_err(e))?;
     }
-    let scheduler = Scheduler::new(registry.clone(), d.aws.sqs.clone(), d.config.pull_queue_url.clone());
+    let scheduler = Scheduler::new(
+        registry.clone(),
+        d.aws.sqs.clone(),
+        d.config.pull_queue_url.clone(),
+    );
     let scheduled = scheduler
         .run(now)
         .await
@@ -233,7 +252,9 @@ pub async fn sync(
             if rec.config.state != TenantState::Enabled {
                 break Ok(rec.config.state);
             }
-            let depth = queue_depth(&d.aws.sqs, queue).await.map_err(|e| d.aws_err(e))?;
+            let depth = queue_depth(&d.aws.sqs, queue)
+                .await
+                .map_err(|e| d.aws_err(e))?;
             if depth == 0 && !leased {
                 break Err(CliError::Failed(format!(
                     "the run of {tenant} has not finished but no pull job is queued: its job may be in the dead-letter queue (`edsctl dlq show pull`), see docs/runbook.md"
@@ -252,7 +273,11 @@ pub async fn sync(
         total.counts.add(&report.counts);
         total.versions_written += report.versions_written;
         total.continuations_sent += report.continuations_sent;
-        let note = if response.batch_item_failures.is_empty() { "" } else { "a job failed; it is retried" };
+        let note = if response.batch_item_failures.is_empty() {
+            ""
+        } else {
+            "a job failed; it is retried"
+        };
         progress.update(tenant, batches, &total.counts, note);
     };
     progress.finish();

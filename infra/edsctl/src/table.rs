@@ -86,6 +86,9 @@ mod tests {
     fn cells_show_dashes_for_nothing_and_times_to_the_second() {
         assert_eq!(cell(&Value::Null), "-");
         assert_eq!(cell(&json!(3)), "3");
-        assert_eq!(short_time(&json!("2026-03-01T10:15:30.123Z")), "2026-03-01 10:15:30");
+        assert_eq!(
+            short_time(&json!("2026-03-01T10:15:30.123Z")),
+            "2026-03-01 10:15:30"
+        );
     }
 }

@@ -129,7 +129,9 @@ fn settings_handler(d: &Deployment) -> Result<Settings<TokenCheck>, CliError> {
 
 fn settings_err(d: &Deployment, e: SettingsError) -> CliError {
     match e {
-        SettingsError::Event(ev) => CliError::Usage(format!("the settings event was rejected: {ev}")),
+        SettingsError::Event(ev) => {
+            CliError::Usage(format!("the settings event was rejected: {ev}"))
+        }
         SettingsError::UnknownTenant(t) => CliError::unknown_tenant(t.as_str()),
         SettingsError::Conflict { tenant, detail } => {
             CliError::Failed(format!("tenant {tenant}: {detail}"))
@@ -155,7 +157,11 @@ async fn apply(
     Ok((outcome, published))
 }
 
-async fn store_secret(d: &Deployment, tenant: &TenantId, secret: &SecretString) -> Result<String, CliError> {
+async fn store_secret(
+    d: &Deployment,
+    tenant: &TenantId,
+    secret: &SecretString,
+) -> Result<String, CliError> {
     let name = SecretName::for_tenant(&d.config.secret_prefix, tenant);
     SecretsManagerStore::new(d.aws.secrets.clone())
         .create_or_put(&name, secret)
@@ -166,7 +172,9 @@ async fn store_secret(d: &Deployment, tenant: &TenantId, secret: &SecretString) 
 
 /// `tenants enable`: secret first (the enable event references it), then the event.
 pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
-    if a.allow_loopback_attachments && !eds_shared::attachments::guard::deployment_allows_local_testing() {
+    if a.allow_loopback_attachments
+        && !eds_shared::attachments::guard::deployment_allows_local_testing()
+    {
         return Err(CliError::Usage(
             "--allow-loopback-attachments is for local testing only: set EDS_LOCAL_TESTING=true (never in a deployment)".into(),
         ));
@@ -209,7 +217,10 @@ async fn allow_loopback(d: &Deployment, tenant: &TenantId, epoch: u64) -> Result
         .dynamodb
         .update_item()
         .table_name(&d.config.tenants_table)
-        .key("pk", AttributeValue::S(eds_shared::tenants::dynamo::tenant_pk(tenant)))
+        .key(
+            "pk",
+            AttributeValue::S(eds_shared::tenants::dynamo::tenant_pk(tenant)),
+        )
         .key("sk", AttributeValue::S("CONFIG".into()))
         .condition_expression("epoch = :e")
         .update_expression("SET allow_loopback_attachments = :t")
@@ -223,7 +234,11 @@ async fn allow_loopback(d: &Deployment, tenant: &TenantId, epoch: u64) -> Result
 
 /// `tenants credentials`: new secret version, then `tenant.credentials_updated` (which
 /// revalidates them and lifts `needs_reauth` when they work).
-pub async fn credentials(d: &Deployment, tenant: &TenantId, secret: SecretString) -> Result<Value, CliError> {
+pub async fn credentials(
+    d: &Deployment,
+    tenant: &TenantId,
+    secret: SecretString,
+) -> Result<Value, CliError> {
     require(d, tenant).await?;
     let secret_name = store_secret(d, tenant, &secret).await?;
     let (outcome, published) = apply(d, CREDENTIALS_UPDATED, json!({"tenant_id": tenant})).await?;
@@ -258,7 +273,11 @@ pub async fn require(d: &Deployment, tenant: &TenantId) -> Result<TenantConfig, 
 
 /// Receives continuations of `tenant` from a lifecycle queue and hands them to
 /// `handle` until the queue holds none (the local event source mapping).
-async fn drain_lifecycle<F, Fut>(d: &Deployment, queue_url: &str, mut handle: F) -> Result<(), CliError>
+async fn drain_lifecycle<F, Fut>(
+    d: &Deployment,
+    queue_url: &str,
+    mut handle: F,
+) -> Result<(), CliError>
 where
     F: FnMut(SqsEvent) -> Fut,
     Fut: std::future::Future<Output = aws_lambda_events::event::sqs::SqsBatchResponse>,
@@ -292,14 +311,19 @@ pub async fn disable(d: &Deployment, tenant: &TenantId) -> Result<Value, CliErro
     require(d, tenant).await?;
     let disabler = Disabler::from_config(&d.aws, &d.config);
     let event = settings_event(DISABLE_REQUESTED, json!({"tenant_id": tenant}));
-    let report: DisableReport = Box::pin(disabler.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
-        .await
-        .map_err(|e| CliError::Failed(format!("disable failed: {e}")))?;
+    let report: DisableReport =
+        Box::pin(disabler.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
+            .await
+            .map_err(|e| CliError::Failed(format!("disable failed: {e}")))?;
     let mut continued = report.outcome == DisableOutcome::Continued;
     if continued {
         drain_lifecycle(d, &d.config.disable_queue_url, |ev| {
             let disabler = &disabler;
-            async move { disabler.on_sqs(&ev, Deadline::after(LIFECYCLE_INVOCATION)).await }
+            async move {
+                disabler
+                    .on_sqs(&ev, Deadline::after(LIFECYCLE_INVOCATION))
+                    .await
+            }
         })
         .await?;
         continued = false;
@@ -316,7 +340,11 @@ pub async fn disable(d: &Deployment, tenant: &TenantId) -> Result<Value, CliErro
 }
 
 /// `tenants delete`: the deletion request, run to completion; returns the receipt.
-pub async fn delete(d: &Deployment, tenant: &TenantId, request_id: &str) -> Result<Value, CliError> {
+pub async fn delete(
+    d: &Deployment,
+    tenant: &TenantId,
+    request_id: &str,
+) -> Result<Value, CliError> {
     eds_shared::pipeline::delete::validate_request_id(request_id)
         .map_err(|e| CliError::Usage(format!("--request-id is invalid: {e}")))?;
     let registry = d.registry();
@@ -332,13 +360,22 @@ pub async fn delete(d: &Deployment, tenant: &TenantId, request_id: &str) -> Resu
         DELETION_REQUESTED,
         json!({"tenant_id": tenant, "request_id": request_id}),
     );
-    let report: DeleteReport = Box::pin(deleter.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
-        .await
-        .map_err(|e| CliError::Failed(format!("deletion failed: {e} (the request is resumable: run the same command again)")))?;
+    let report: DeleteReport =
+        Box::pin(deleter.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
+            .await
+            .map_err(|e| {
+                CliError::Failed(format!(
+                    "deletion failed: {e} (the request is resumable: run the same command again)"
+                ))
+            })?;
     if report.outcome == DeleteOutcome::Continued {
         drain_lifecycle(d, &d.config.delete_queue_url, |ev| {
             let deleter = &deleter;
-            async move { deleter.on_sqs(&ev, Deadline::after(LIFECYCLE_INVOCATION)).await }
+            async move {
+                deleter
+                    .on_sqs(&ev, Deadline::after(LIFECYCLE_INVOCATION))
+                    .await
+            }
         })
         .await?;
     }

@@ -23,7 +23,10 @@ fn api_err(d: &Deployment, e: ApiError, what: &str) -> CliError {
         ApiError::BadRequest(m) => CliError::Usage(m),
         ApiError::Unavailable => CliError::Unreachable(format!(
             "the records store is unavailable right now: retry{}",
-            d.endpoint.as_deref().map(|u| format!(" (endpoint {u})")).unwrap_or_default()
+            d.endpoint
+                .as_deref()
+                .map(|u| format!(" (endpoint {u})"))
+                .unwrap_or_default()
         )),
         other => CliError::Failed(format!("reading failed: {other}")),
     }
@@ -32,14 +35,18 @@ fn api_err(d: &Deployment, e: ApiError, what: &str) -> CliError {
 pub async fn status(d: &Deployment, tenant: &TenantId) -> Result<Value, CliError> {
     crate::tenants::require(d, tenant).await?;
     api(d)
-        .serve(&Route::Status { tenant: tenant.clone() })
+        .serve(&Route::Status {
+            tenant: tenant.clone(),
+        })
         .await
         .map_err(|e| api_err(d, e, &format!("tenant {tenant} is not registered")))
 }
 
 pub fn parse_key(tenant: &TenantId, entity: &str, id: &str) -> Result<RecordKey, CliError> {
     let entity = EntityKind::parse(entity).map_err(|_| {
-        CliError::Usage(format!("{entity:?} is not an entity: use candidate, application or job"))
+        CliError::Usage(format!(
+            "{entity:?} is not an entity: use candidate, application or job"
+        ))
     })?;
     let id = AtsId::parse(id.to_string())
         .map_err(|e| CliError::Usage(format!("{id:?} is not a record id ({e})")))?;
@@ -59,11 +66,16 @@ pub async fn record(
         key.entity.as_str(),
         key.ats_id.as_str(),
         key.tenant,
-        as_of.map(|t| format!(" as of {}", t.to_rfc3339())).unwrap_or_default()
+        as_of
+            .map(|t| format!(" as of {}", t.to_rfc3339()))
+            .unwrap_or_default()
     );
     let api = api(d);
     let mut out = api
-        .serve(&Route::Record { key: key.clone(), as_of })
+        .serve(&Route::Record {
+            key: key.clone(),
+            as_of,
+        })
         .await
         .map_err(|e| api_err(d, e, &what))?;
     if history {
@@ -100,7 +112,11 @@ pub fn print_record(r: &Value) {
         cell(&r["version"]),
         cell(&r["cause"]),
         cell(&r["mode"]),
-        if r["pull_visible"] == json!(false) { " · pull disabled: pushed data only" } else { "" }
+        if r["pull_visible"] == json!(false) {
+            " · pull disabled: pushed data only"
+        } else {
+            ""
+        }
     );
     if let Some(by) = r["view"]["deleted"].as_str() {
         println!("deleted (by {by})");
@@ -113,7 +129,11 @@ pub fn print_record(r: &Value) {
             if name == "attachments" {
                 for el in value.as_array().into_iter().flatten() {
                     let id = el["id"].as_str().unwrap_or_default();
-                    let stored = if el.get("file").is_some() { " (file stored in S3)" } else { "" };
+                    let stored = if el.get("file").is_some() {
+                        " (file stored in S3)"
+                    } else {
+                        ""
+                    };
                     t.row(vec![
                         format!("  attachments/{id}"),
                         cell(&prov[format!("attachments/{id}")]),
@@ -142,7 +162,14 @@ pub fn print_record(r: &Value) {
     layers.print();
     if let Some(h) = r["history"].as_array() {
         println!();
-        let mut t = Table::new(&["version", "cause", "valid_from", "valid_to", "mode", "fields"]);
+        let mut t = Table::new(&[
+            "version",
+            "cause",
+            "valid_from",
+            "valid_to",
+            "mode",
+            "fields",
+        ]);
         for v in h {
             t.row(vec![
                 cell(&v["version"]),
@@ -150,7 +177,10 @@ pub fn print_record(r: &Value) {
                 short_time(&v["valid_from"]),
                 short_time(&v["valid_to"]),
                 cell(&v["mode"]),
-                v["view"]["fields"].as_object().map_or(0, |m| m.len()).to_string(),
+                v["view"]["fields"]
+                    .as_object()
+                    .map_or(0, |m| m.len())
+                    .to_string(),
             ]);
         }
         t.print();
@@ -162,7 +192,10 @@ pub fn print_status(s: &Value) {
         "tenant {} · {}{} · {} {} · every {}s · next run {}",
         cell(&s["tenant"]),
         cell(&s["state"]),
-        s["state_reason"].as_str().map(|r| format!(" ({r})")).unwrap_or_default(),
+        s["state_reason"]
+            .as_str()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
         cell(&s["ats_kind"]),
         cell(&s["api_version"]),
         cell(&s["interval_secs"]),
@@ -180,7 +213,14 @@ pub fn print_status(s: &Value) {
     }
     println!("quarantined records: {}", cell(&s["quarantined"]));
     println!();
-    let mut t = Table::new(&["stream", "status", "watermark", "last success", "checkpoint", "reason"]);
+    let mut t = Table::new(&[
+        "stream",
+        "status",
+        "watermark",
+        "last success",
+        "checkpoint",
+        "reason",
+    ]);
     for st in s["streams"].as_array().into_iter().flatten() {
         t.row(vec![
             cell(&st["stream"]),
@@ -192,14 +232,28 @@ pub fn print_status(s: &Value) {
             } else {
                 format!("{} pages", cell(&st["checkpoint"]["pages_committed"]))
             },
-            st["reason"].as_str().map(|r| compact(&json!(r), 50)).unwrap_or_else(|| "-".into()),
+            st["reason"]
+                .as_str()
+                .map(|r| compact(&json!(r), 50))
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     t.print();
     println!();
     let mut t = Table::new(&[
-        "started", "stream", "kind", "outcome", "pages", "records", "created", "updated",
-        "backfilled", "corrected", "tombstoned", "requests", "429s",
+        "started",
+        "stream",
+        "kind",
+        "outcome",
+        "pages",
+        "records",
+        "created",
+        "updated",
+        "backfilled",
+        "corrected",
+        "tombstoned",
+        "requests",
+        "429s",
     ]);
     for r in s["last_runs"].as_array().into_iter().flatten() {
         let c = &r["counts"];
