@@ -518,7 +518,7 @@ mod crashes {
     const LOSES_THE_GRANT: &str = "token.after_issue_before_persist";
 
     const PER_PAGE: u32 = 7;
-    const BUDGET: Duration = Duration::from_millis(600);
+    const BUDGET: Duration = Duration::from_millis(1500);
 
     struct Outcome {
         dump: BTreeMap<String, String>,
@@ -650,7 +650,7 @@ mod crashes {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn a_crash_at_any_point_of_a_sync_or_a_deletion_loses_nothing_and_duplicates_nothing() {
         let stack = Stack::new().await.unwrap();
-        let scen = scenario(41, if long_tests() { 60 } else { 18 });
+        let scen = scenario(41, if long_tests() { 60 } else { 10 });
         let sim = simulator(&scen, SimConfig::default()).await;
 
         // The crash-free run: the reference state, and the points a sync passes.
