@@ -670,6 +670,12 @@ mod crashes {
             }
         }
 
+        if !long_tests() {
+            // CI size: an even spread of at most 8 sync points; EDS_LONG_TESTS=1 crashes
+            // every point (and the middle and last hit of each).
+            let step = targets.len().div_ceil(8).max(1);
+            targets = targets.into_iter().step_by(step).collect();
+        }
         let mut crashed_points = BTreeSet::new();
         let mut synced = Vec::new();
         for (point, nth) in &targets {
