@@ -250,7 +250,11 @@ mod pull {
         // First run: full backfill of every stream plus the first reconciliation.
         let t0 = Utc::now();
         let report = stack.sync(&puller, t0).await.unwrap();
-        assert!(report.counts.created as usize > spec.candidates, "{:?}", report.counts);
+        assert!(
+            report.counts.created as usize > spec.candidates,
+            "{:?}",
+            report.counts
+        );
         assert_eq!(report.counts.quarantined, 0);
         assert!(report.counts.attachments_stored > 0);
 
