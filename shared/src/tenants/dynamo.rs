@@ -839,16 +839,13 @@ impl TenantRegistry {
             let mut pending: Vec<WriteRequest> = chunk
                 .iter()
                 .map(|k| {
-                    WriteRequest::builder()
-                        .delete_request(
-                            DeleteRequest::builder()
-                                .set_key(Some(k.clone()))
-                                .build()
-                                .expect("key is set"),
-                        )
+                    DeleteRequest::builder()
+                        .set_key(Some(k.clone()))
                         .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| RegistryError::Malformed(e.to_string()))
                 })
-                .collect();
+                .collect::<Result<_, _>>()?;
             for attempt in 0..8 {
                 if pending.is_empty() {
                     break;
@@ -887,11 +884,6 @@ impl TenantRegistry {
             .await
             .map_err(ddb_err)?;
         Ok(())
-    }
-
-    /// Counts items under the tenant's partition (the verification pass of a deletion).
-    pub async fn count_tenant_items(&self, tenant: &TenantId) -> Result<usize, RegistryError> {
-        Ok(self.query_prefix(tenant, "", false, None).await?.len())
     }
 
     pub async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
