@@ -35,11 +35,19 @@
 //! backfills), `corrected` (both had different values and the pull won) and
 //! `push_newer_kept` (the push was newer and won).
 
+//!
+//! The merge itself borrows: [`merge_ref`] returns a [`ViewRef`] whose values point into
+//! the layers, so rendering a state only to compare reports, or serialising a view,
+//! copies no JSON. [`merge`] is `merge_ref` followed by [`ViewRef::to_view`] for callers
+//! that keep the view (decision D13 in docs/decisions.md).
+
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::ser::{SerializeMap, SerializeSeq, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::ids::EntityKind;
@@ -94,18 +102,276 @@ impl MergeReport {
     }
 }
 
-/// Merges the layers of one record of kind `entity` into its view.
+/// A provenance or report entry without an allocation: a field name, or a field name
+/// and an element id, spelled `"<field>/<id>"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Path<'a> {
+    pub field: &'a str,
+    pub element: Option<&'a str>,
+}
+
+impl<'a> Path<'a> {
+    fn field(field: &'a str) -> Self {
+        Path {
+            field,
+            element: None,
+        }
+    }
+
+    fn element(field: &'a str, id: &'a str) -> Self {
+        Path {
+            field,
+            element: Some(id),
+        }
+    }
+
+    fn bytes(&self) -> impl Iterator<Item = u8> + 'a {
+        let (sep, id): (&'static [u8], &'a [u8]) = match self.element {
+            Some(id) => (b"/", id.as_bytes()),
+            None => (b"", b""),
+        };
+        self.field.as_bytes().iter().chain(sep).chain(id).copied()
+    }
+
+    /// Whether this path is spelled `s`.
+    pub fn is(&self, s: &str) -> bool {
+        match self.element {
+            None => self.field == s,
+            Some(id) => {
+                s.len() == self.field.len() + 1 + id.len()
+                    && s.starts_with(self.field)
+                    && s.as_bytes()[self.field.len()] == b'/'
+                    && s.ends_with(id)
+            }
+        }
+    }
+
+    /// Orders like the spelled strings (so like the owned view's `BTreeMap` keys).
+    fn spelled_cmp(&self, other: &Path<'_>) -> Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.element {
+            None => f.write_str(self.field),
+            Some(id) => write!(f, "{}/{}", self.field, id),
+        }
+    }
+}
+
+impl Serialize for Path<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.element {
+            None => s.serialize_str(self.field),
+            Some(_) => s.collect_str(self),
+        }
+    }
+}
+
+/// [`MergeReport`] with borrowed entries.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReportRef<'a> {
+    pub backfilled: Vec<Path<'a>>,
+    pub corrected: Vec<Path<'a>>,
+    pub push_newer_kept: Vec<Path<'a>>,
+}
+
+impl ReportRef<'_> {
+    pub fn to_report(&self) -> MergeReport {
+        let own = |v: &[Path<'_>]| v.iter().map(Path::to_string).collect();
+        MergeReport {
+            backfilled: own(&self.backfilled),
+            corrected: own(&self.corrected),
+            push_newer_kept: own(&self.push_newer_kept),
+        }
+    }
+}
+
+/// One element of a merged keyed collection.
+#[derive(Debug, Clone, PartialEq)]
+enum ElementRef<'a> {
+    /// Taken whole from one layer.
+    Whole(&'a Map<String, Value>),
+    /// The winning layer's element plus the members only the losing one had, in the
+    /// losing element's order.
+    Mixed {
+        won: &'a Map<String, Value>,
+        kept: Vec<(&'a String, &'a Value)>,
+    },
+}
+
+impl ElementRef<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            ElementRef::Whole(m) => Value::Object((*m).clone()),
+            ElementRef::Mixed { won, kept } => {
+                let mut m = (*won).clone();
+                for (k, v) in kept {
+                    m.insert((*k).clone(), (*v).clone());
+                }
+                Value::Object(m)
+            }
+        }
+    }
+}
+
+impl Serialize for ElementRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ElementRef::Whole(m) => m.serialize(s),
+            ElementRef::Mixed { won, kept } => {
+                let mut map = s.serialize_map(Some(won.len() + kept.len()))?;
+                for (k, v) in won.iter() {
+                    map.serialize_entry(k, v)?;
+                }
+                for (k, v) in kept {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+/// A value of the merged view.
+#[derive(Debug, Clone, PartialEq)]
+enum ValueRef<'a> {
+    /// A layer's value, taken whole.
+    Whole(&'a Value),
+    /// A keyed collection merged element by element.
+    Keyed(Vec<ElementRef<'a>>),
+}
+
+impl ValueRef<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            ValueRef::Whole(v) => (*v).clone(),
+            ValueRef::Keyed(elements) => {
+                Value::Array(elements.iter().map(ElementRef::to_value).collect())
+            }
+        }
+    }
+}
+
+impl Serialize for ValueRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ValueRef::Whole(v) => v.serialize(s),
+            ValueRef::Keyed(elements) => {
+                let mut seq = s.serialize_seq(Some(elements.len()))?;
+                for e in elements {
+                    seq.serialize_element(e)?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// A merged view that borrows its values from the layers. It serialises exactly like
+/// the [`View`] [`ViewRef::to_view`] makes of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ViewRef<'a> {
+    /// In field-name order.
+    fields: Vec<(&'a str, ValueRef<'a>)>,
+    /// In the order of the spelled paths.
+    provenance: Vec<(Path<'a>, Provenance)>,
+    deleted: Option<DeletedBy>,
+}
+
+impl<'a> ViewRef<'a> {
+    /// A tombstone view: no fields, no provenance.
+    pub fn tombstone(by: DeletedBy) -> Self {
+        ViewRef {
+            deleted: Some(by),
+            ..ViewRef::default()
+        }
+    }
+
+    pub fn deleted(&self) -> Option<DeletedBy> {
+        self.deleted
+    }
+
+    pub fn provenance(&self) -> &[(Path<'a>, Provenance)] {
+        &self.provenance
+    }
+
+    pub fn field_names(&self) -> impl Iterator<Item = &'a str> + '_ {
+        self.fields.iter().map(|(n, _)| *n)
+    }
+
+    /// The owned view (copies every value).
+    pub fn to_view(&self) -> View {
+        View {
+            fields: self
+                .fields
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.to_value()))
+                .collect(),
+            provenance: self
+                .provenance
+                .iter()
+                .map(|(p, prov)| (p.to_string(), *prov))
+                .collect(),
+            deleted: self.deleted,
+        }
+    }
+}
+
+impl Serialize for ViewRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Entries<'b, K, V>(&'b [(K, V)]);
+        impl<K: Serialize, V: Serialize> Serialize for Entries<'_, K, V> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut map = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+        let n = if self.deleted.is_some() { 3 } else { 2 };
+        let mut st = s.serialize_struct("View", n)?;
+        st.serialize_field("fields", &Entries(&self.fields))?;
+        st.serialize_field("provenance", &Entries(&self.provenance))?;
+        if let Some(by) = &self.deleted {
+            st.serialize_field("deleted", by)?;
+        }
+        st.end()
+    }
+}
+
+/// Merges the layers of one record of kind `entity` into its view (owned).
 pub fn merge(
     entity: EntityKind,
     push: Option<&Layer>,
     pull: Option<&Layer>,
     mode: ViewMode,
 ) -> (View, MergeReport) {
+    let (view, report) = merge_ref(entity, push, pull, mode);
+    (view.to_view(), report.to_report())
+}
+
+/// Merges the layers of one record of kind `entity` into a view that borrows from them.
+pub fn merge_ref<'a>(
+    entity: EntityKind,
+    push: Option<&'a Layer>,
+    pull: Option<&'a Layer>,
+    mode: ViewMode,
+) -> (ViewRef<'a>, ReportRef<'a>) {
     let pull = match mode {
         ViewMode::Merged => pull,
         ViewMode::PushOnly => None,
     };
-    let mut out = Out::default();
+    let n = push.map_or(0, |l| l.fields.len()) + pull.map_or(0, |l| l.fields.len());
+    let mut out = Out {
+        fields: Vec::with_capacity(n),
+        provenance: Vec::with_capacity(n + 4),
+        report: ReportRef::default(),
+        elements: false,
+    };
     match (push, pull) {
         (None, None) => {}
         (Some(only), None) => out.take_layer(entity, &only.fields, LayerKind::Push),
@@ -115,8 +381,14 @@ pub fn merge(
             merge_join(entity, push, pull, winner, &mut out);
         }
     }
+    if out.elements {
+        // Element paths follow their field's in merge order; restore the spelled order
+        // (paths are unique, so an unstable sort is exact, and it does not allocate).
+        out.provenance
+            .sort_unstable_by(|a, b| a.0.spelled_cmp(&b.0));
+    }
     (
-        View {
+        ViewRef {
             fields: out.fields,
             provenance: out.provenance,
             deleted: None,
@@ -141,68 +413,72 @@ fn provenance_of(kind: LayerKind) -> Provenance {
     }
 }
 
-#[derive(Default)]
-struct Out {
-    fields: Fields,
-    provenance: BTreeMap<String, Provenance>,
-    report: MergeReport,
+struct Out<'a> {
+    fields: Vec<(&'a str, ValueRef<'a>)>,
+    provenance: Vec<(Path<'a>, Provenance)>,
+    report: ReportRef<'a>,
+    /// Whether element paths were recorded (the provenance then needs sorting).
+    elements: bool,
 }
 
-impl Out {
+impl<'a> Out<'a> {
     /// Rule 1 for a whole layer (the other layer is missing or excluded).
-    fn take_layer(&mut self, entity: EntityKind, fields: &Fields, from: LayerKind) {
+    fn take_layer(&mut self, entity: EntityKind, fields: &'a Fields, from: LayerKind) {
         for (name, value) in fields {
             self.take_one(entity, name, value, from);
         }
     }
 
     /// Rule 1 for one field only `from` has.
-    fn take_one(&mut self, entity: EntityKind, name: &str, value: &Value, from: LayerKind) {
+    fn take_one(&mut self, entity: EntityKind, name: &'a str, value: &'a Value, from: LayerKind) {
         let prov = provenance_of(from);
+        self.provenance.push((Path::field(name), prov));
         if entity.field_kind(name) == FieldKind::Keyed
             && let Some(elements) = keyed_elements(value)
         {
             for (id, _) in &elements {
-                self.provenance.insert(element_path(name, id), prov);
+                self.elements = true;
+                self.provenance.push((Path::element(name, id), prov));
                 if from == LayerKind::Pull {
-                    self.report.backfilled.push(element_path(name, id));
+                    self.report.backfilled.push(Path::element(name, id));
                 }
             }
-            self.provenance.insert(name.to_owned(), prov);
-            self.fields.insert(name.to_owned(), value.clone());
-            return;
+        } else if from == LayerKind::Pull && !value.is_null() {
+            self.report.backfilled.push(Path::field(name));
         }
-        if from == LayerKind::Pull && !value.is_null() {
-            self.report.backfilled.push(name.to_owned());
-        }
-        self.provenance.insert(name.to_owned(), prov);
-        self.fields.insert(name.to_owned(), value.clone());
+        self.fields.push((name, ValueRef::Whole(value)));
     }
 
     /// Rules 2-4 for a field both layers have, taken whole.
-    fn take_scalar(&mut self, name: &str, push: &Value, pull: &Value, winner: LayerKind) {
+    fn take_scalar(&mut self, name: &'a str, push: &'a Value, pull: &'a Value, winner: LayerKind) {
         let (value, prov) = if same(push, pull) {
             (pull, Provenance::Both)
         } else {
             match winner {
                 LayerKind::Pull => {
-                    self.report.corrected.push(name.to_owned());
+                    self.report.corrected.push(Path::field(name));
                     (pull, Provenance::Pull)
                 }
                 LayerKind::Push => {
-                    self.report.push_newer_kept.push(name.to_owned());
+                    self.report.push_newer_kept.push(Path::field(name));
                     (push, Provenance::Push)
                 }
             }
         };
-        self.provenance.insert(name.to_owned(), prov);
-        self.fields.insert(name.to_owned(), value.clone());
+        self.provenance.push((Path::field(name), prov));
+        self.fields.push((name, ValueRef::Whole(value)));
     }
 }
 
 /// Walks both layers' fields in name order (both are sorted maps), so every field is
 /// visited once without lookups.
-fn merge_join(entity: EntityKind, push: &Layer, pull: &Layer, winner: LayerKind, out: &mut Out) {
+fn merge_join<'a>(
+    entity: EntityKind,
+    push: &'a Layer,
+    pull: &'a Layer,
+    winner: LayerKind,
+    out: &mut Out<'a>,
+) {
     let mut a = push.fields.iter().peekable();
     let mut b = pull.fields.iter().peekable();
     loop {
@@ -282,14 +558,6 @@ fn keyed_elements(value: &Value) -> Option<Vec<Element<'_>>> {
     Some(out)
 }
 
-fn element_path(field: &str, id: &str) -> String {
-    let mut s = String::with_capacity(field.len() + 1 + id.len());
-    s.push_str(field);
-    s.push('/');
-    s.push_str(id);
-    s
-}
-
 fn element_updated_at(element: &Map<String, Value>) -> Option<DateTime<Utc>> {
     let s = element.get(ELEMENT_UPDATED_AT)?.as_str()?;
     DateTime::parse_from_rfc3339(s)
@@ -299,30 +567,33 @@ fn element_updated_at(element: &Map<String, Value>) -> Option<DateTime<Utc>> {
 
 /// Rule 5: union by id. Output order: the pull's elements in the pull's order, then the
 /// push-only elements in the push's order (deterministic, stable across merges).
-fn merge_keyed(
-    name: &str,
-    push: &[Element<'_>],
-    pull: &[Element<'_>],
+fn merge_keyed<'a>(
+    name: &'a str,
+    push: &[Element<'a>],
+    pull: &[Element<'a>],
     layer_winner: LayerKind,
-    out: &mut Out,
+    out: &mut Out<'a>,
 ) {
+    out.elements = true;
+    let field_at = out.provenance.len();
+    out.provenance.push((Path::field(name), Provenance::Both));
     let mut merged = Vec::with_capacity(pull.len() + push.len());
     let mut seen_push = false;
     let mut seen_pull = false;
     let mut seen_both = false;
-    for (id, le) in pull {
-        let path = element_path(name, id);
-        let prov = match push.iter().find(|(pid, _)| pid == id) {
+    for &(id, le) in pull {
+        let path = Path::element(name, id);
+        let prov = match push.iter().find(|(pid, _)| *pid == id) {
             None => {
-                out.report.backfilled.push(path.clone());
-                merged.push(Value::Object((*le).clone()));
+                out.report.backfilled.push(path);
+                merged.push(ElementRef::Whole(le));
                 Provenance::Pull
             }
             Some((_, pe)) if same_members(pe, le) => {
-                merged.push(Value::Object((*le).clone()));
+                merged.push(ElementRef::Whole(le));
                 Provenance::Both
             }
-            Some((_, pe)) => {
+            Some(&(_, pe)) => {
                 let winner = match (element_updated_at(pe), element_updated_at(le)) {
                     (Some(a), Some(b)) => {
                         if a > b {
@@ -335,27 +606,22 @@ fn merge_keyed(
                 };
                 let (won, lost) = match winner {
                     LayerKind::Push => {
-                        out.report.push_newer_kept.push(path.clone());
-                        (*pe, *le)
+                        out.report.push_newer_kept.push(path);
+                        (pe, le)
                     }
                     LayerKind::Pull => {
-                        out.report.corrected.push(path.clone());
-                        (*le, *pe)
+                        out.report.corrected.push(path);
+                        (le, pe)
                     }
                 };
-                let mut element = won.clone();
-                let mut mixed = false;
-                for (member, value) in lost {
-                    if !element.contains_key(member) {
-                        element.insert(member.clone(), value.clone());
-                        mixed = true;
-                    }
-                }
-                merged.push(Value::Object(element));
-                if mixed {
-                    Provenance::Both
-                } else {
+                let kept: Vec<(&String, &Value)> =
+                    lost.iter().filter(|(m, _)| !won.contains_key(*m)).collect();
+                if kept.is_empty() {
+                    merged.push(ElementRef::Whole(won));
                     provenance_of(winner)
+                } else {
+                    merged.push(ElementRef::Mixed { won, kept });
+                    Provenance::Both
                 }
             }
         };
@@ -364,24 +630,23 @@ fn merge_keyed(
             Provenance::Pull => seen_pull = true,
             Provenance::Both => seen_both = true,
         }
-        out.provenance.insert(path, prov);
+        out.provenance.push((path, prov));
     }
-    for (id, pe) in push {
-        if pull.iter().any(|(lid, _)| lid == id) {
+    for &(id, pe) in push {
+        if pull.iter().any(|(lid, _)| *lid == id) {
             continue;
         }
         seen_push = true;
-        merged.push(Value::Object((*pe).clone()));
+        merged.push(ElementRef::Whole(pe));
         out.provenance
-            .insert(element_path(name, id), Provenance::Push);
+            .push((Path::element(name, id), Provenance::Push));
     }
-    let field_prov = match (seen_push, seen_pull, seen_both) {
+    out.provenance[field_at].1 = match (seen_push, seen_pull, seen_both) {
         (true, false, false) => Provenance::Push,
         (false, true, false) => Provenance::Pull,
         _ => Provenance::Both,
     };
-    out.provenance.insert(name.to_owned(), field_prov);
-    out.fields.insert(name.to_owned(), Value::Array(merged));
+    out.fields.push((name, ValueRef::Keyed(merged)));
 }
 
 #[cfg(test)]
@@ -681,6 +946,44 @@ mod tests {
         let (view, _) = merge(EntityKind::Candidate, None, Some(&pull), ViewMode::PushOnly);
         assert!(view.fields.is_empty());
     }
+
+    #[test]
+    fn borrowed_view_orders_and_spells_provenance_like_the_owned_view() {
+        // Names that sort around "attachments/<id>": '.' < '/' < '_' < letters.
+        let push = layer(
+            json!({"attachments": [{"id": "9", "filename": "a.pdf"}], "attachments.x": 1, "attachments_y": 2}),
+            t(10),
+        );
+        let pull = layer(
+            json!({"attachments": [{"id": "10", "filename": "b.pdf"}, {"id": "9", "file": {"key": "k"}}], "attachmentsz": 3}),
+            t(0),
+        );
+        let (borrowed, report) = merge_ref(
+            EntityKind::Candidate,
+            Some(&push),
+            Some(&pull),
+            ViewMode::Merged,
+        );
+        let owned = borrowed.to_view();
+        assert_eq!(
+            serde_json::to_string(&borrowed).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+        let spelled: Vec<String> = borrowed
+            .provenance()
+            .iter()
+            .map(|(p, _)| p.to_string())
+            .collect();
+        let keys: Vec<String> = owned.provenance.keys().cloned().collect();
+        assert_eq!(spelled, keys);
+        assert_eq!(owned.provenance["attachments/9"], Provenance::Both);
+        let r = report.to_report();
+        assert_eq!(r.backfilled, vec!["attachments/10", "attachmentsz"]);
+        assert!(report.backfilled[0].is("attachments/10"));
+        assert!(!report.backfilled[0].is("attachments/1"));
+        assert!(!report.backfilled[0].is("attachments_10"));
+        assert!(report.backfilled[1].is("attachmentsz"));
+    }
 }
 
 #[cfg(test)]
@@ -800,7 +1103,7 @@ mod props {
                     for (id, element) in keyed_elements(value).unwrap() {
                         let pe = element_of(in_push, id);
                         let le = element_of(in_pull, id);
-                        match view.provenance[&element_path(name, id)] {
+                        match view.provenance[&format!("{name}/{id}")] {
                             Provenance::Push => prop_assert_eq!(pe, Some(element)),
                             Provenance::Pull => prop_assert_eq!(le, Some(element)),
                             Provenance::Both => {
@@ -842,6 +1145,22 @@ mod props {
                         let from_pull = element_of(pull.fields.get(name), id).and_then(|e| e.get(m)) == Some(v);
                         prop_assert!(from_push || from_pull, "member {m} of {id} invented");
                     }
+                }
+            }
+        }
+
+        #[test]
+        fn borrowed_view_serialises_like_the_owned_view(push in prop::option::of(layer()), pull in prop::option::of(layer())) {
+            let (borrowed, report) = merge_ref(EntityKind::Candidate, push.as_ref(), pull.as_ref(), ViewMode::Merged);
+            let owned = borrowed.to_view();
+            prop_assert_eq!(serde_json::to_string(&borrowed).unwrap(), serde_json::to_string(&owned).unwrap());
+            let spelled: Vec<String> = borrowed.provenance().iter().map(|(p, _)| p.to_string()).collect();
+            prop_assert_eq!(spelled, owned.provenance.keys().cloned().collect::<Vec<_>>());
+            let r = report.to_report();
+            for (paths, strings) in [(&report.backfilled, &r.backfilled), (&report.corrected, &r.corrected), (&report.push_newer_kept, &r.push_newer_kept)] {
+                prop_assert_eq!(paths.len(), strings.len());
+                for (p, s) in paths.iter().zip(strings) {
+                    prop_assert!(p.is(s));
                 }
             }
         }

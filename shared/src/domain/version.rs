@@ -32,7 +32,7 @@ use serde_json::Value;
 use twox_hash::XxHash3_128;
 
 use super::ids::{AtsId, EntityKind};
-use super::merge::{DeletedBy, MergeReport, View, ViewMode, merge};
+use super::merge::{DeletedBy, MergeReport, Path, ReportRef, View, ViewMode, ViewRef, merge_ref};
 use super::model::{
     ELEMENT_ID, ELEMENT_UPDATED_AT, FieldKind, Layer, LayerKind, Observation, ObservationScope,
 };
@@ -232,19 +232,21 @@ impl RecordState {
 
     /// The view of this state, and what the pull contributed to it.
     pub fn render(&self, entity: EntityKind) -> (View, MergeReport) {
+        let (view, report) = self.render_ref(entity);
+        (view.to_view(), report.to_report())
+    }
+
+    /// [`RecordState::render`] without copying: the view borrows from the layers.
+    pub fn render_ref(&self, entity: EntityKind) -> (ViewRef<'_>, ReportRef<'_>) {
         let deleted = match self.mode {
             _ if self.push_deleted.is_some() => Some(DeletedBy::Push),
             ViewMode::Merged if self.ats_deleted.is_some() => Some(DeletedBy::Ats),
             _ => None,
         };
-        if let Some(by) = deleted {
-            let view = View {
-                deleted: Some(by),
-                ..View::default()
-            };
-            return (view, MergeReport::default());
+        match deleted {
+            Some(by) => (ViewRef::tombstone(by), ReportRef::default()),
+            None => merge_ref(entity, self.push.as_ref(), self.pull.as_ref(), self.mode),
         }
-        merge(entity, self.push.as_ref(), self.pull.as_ref(), self.mode)
     }
 
     /// Stable hash of the content (see the module doc).
@@ -376,12 +378,14 @@ pub fn apply(
     }
     let (view, mut report) = state.render(entity);
     if let Some(h) = head {
-        let (_, before) = h.state.render(entity);
-        report.backfilled.retain(|e| !before.backfilled.contains(e));
-        report.corrected.retain(|e| !before.corrected.contains(e));
+        // Only the previous report is needed: render it without copying its view.
+        let (_, before) = h.state.render_ref(entity);
+        let new = |e: &String, old: &[Path<'_>]| !old.iter().any(|p| p.is(e));
+        report.backfilled.retain(|e| new(e, &before.backfilled));
+        report.corrected.retain(|e| new(e, &before.corrected));
         report
             .push_newer_kept
-            .retain(|e| !before.push_newer_kept.contains(e));
+            .retain(|e| new(e, &before.push_newer_kept));
     }
     let valid_from = head.map_or(now, |h| h.valid_from.max(now));
     Ok(Some(NextVersion {
