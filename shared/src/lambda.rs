@@ -66,10 +66,26 @@ pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
 }
 
+/// The standard AWS configuration chain (`AWS_ENDPOINT_URL` points it at the emulator).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// A DynamoDB client alone, for functions that need no other service: a function builds
+/// only the clients it calls, so the others' code is not linked into its binary (D14).
+pub fn dynamodb_client(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(sdk)
+}
+
+/// An SQS client alone (see [`dynamodb_client`]).
+pub fn sqs_client(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
+    aws_sdk_sqs::Client::new(sdk)
+}
+
 impl Aws {
+    /// Every client, for functions that call all four services (puller, disable, delete).
     pub async fn from_env() -> Self {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Self::from_sdk(&sdk)
+        Self::from_sdk(&sdk_config().await)
     }
 
     pub fn from_sdk(sdk: &aws_config::SdkConfig) -> Self {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::lambda_function_urls::{
     LambdaFunctionUrlRequest, LambdaFunctionUrlResponse,
 };
-use eds_shared::lambda::{Aws, Config, init_logging};
+use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config};
 use eds_shared::pipeline::records_api::RecordsApi;
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::tenants::TenantRegistry;
@@ -16,12 +16,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let aws = Aws::from_env().await;
-    let registry = TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone());
-    let store = Arc::new(DynamoStore::new(
-        aws.dynamodb.clone(),
-        config.records_table.clone(),
-    ));
+    let dynamodb = dynamodb_client(&sdk_config().await);
+    let registry = TenantRegistry::new(dynamodb.clone(), config.tenants_table.clone());
+    let store = Arc::new(DynamoStore::new(dynamodb, config.records_table.clone()));
     let api = RecordsApi::new(registry, store.clone(), store);
     let api = &api;
     run(service_fn(

@@ -1,7 +1,7 @@
 //! scheduler: triggered by an EventBridge schedule every minute; enqueues one pull job
 //! per due tenant (see `eds_shared::pipeline::scheduler`).
 
-use eds_shared::lambda::{Aws, Config, init_logging};
+use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config, sqs_client};
 use eds_shared::pipeline::scheduler::Scheduler;
 use eds_shared::tenants::TenantRegistry;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -10,9 +10,9 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let aws = Aws::from_env().await;
-    let registry = TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone());
-    let scheduler = Scheduler::new(registry, aws.sqs.clone(), config.pull_queue_url.clone());
+    let sdk = sdk_config().await;
+    let registry = TenantRegistry::new(dynamodb_client(&sdk), config.tenants_table.clone());
+    let scheduler = Scheduler::new(registry, sqs_client(&sdk), config.pull_queue_url.clone());
     let scheduler = &scheduler;
     // The schedule's payload carries nothing we need: the time is taken from the clock.
     run(service_fn(

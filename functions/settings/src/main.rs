@@ -4,7 +4,7 @@
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use eds_shared::credentials::CredentialsConfig;
-use eds_shared::lambda::{Aws, Config, init_logging};
+use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config};
 use eds_shared::pipeline::settings::{Settings, TokenCheck};
 use eds_shared::tenants::TenantRegistry;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
@@ -13,11 +13,10 @@ use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let aws = Aws::from_sdk(&sdk);
+    let sdk = sdk_config().await;
     let credentials = CredentialsConfig::from_env()?;
     let services = credentials.services(&sdk)?;
-    let registry = TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone());
+    let registry = TenantRegistry::new(dynamodb_client(&sdk), config.tenants_table.clone());
     let settings = Settings::new(
         registry,
         TokenCheck::new(credentials, services),
