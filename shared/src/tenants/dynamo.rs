@@ -216,7 +216,7 @@ impl TenantRegistry {
         }
         cfg.state = TenantState::Enabled;
         cfg.state_reason = None;
-        cfg.epoch = prev_epoch.map_or(1, |e| e + 1);
+        cfg.epoch = prev_epoch.map_or_else(|| first_epoch(now), |e| e + 1);
         cfg.updated_at = now;
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(&cfg).map_err(|e| RegistryError::Malformed(e.to_string()))?;

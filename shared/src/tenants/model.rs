@@ -100,6 +100,15 @@ fn default_reconcile() -> u64 {
     DEFAULT_RECONCILE_EVERY_SECS
 }
 
+/// The epoch of a first registration: the clock in milliseconds. A deletion removes the
+/// `CONFIG` item, so a tenant registered again starts a new epoch sequence; starting it from
+/// the clock keeps it above every epoch of the deleted registration (each bump is one
+/// enable, disable or delete, far fewer than the milliseconds between two registrations),
+/// so a job queued under the old registration can never pass the new fence.
+pub fn first_epoch(now: DateTime<Utc>) -> u64 {
+    u64::try_from(now.timestamp_millis()).unwrap_or(1).max(1)
+}
+
 /// The stable due-index shard of a tenant (FNV-1a of the id).
 pub fn due_shard(tenant: &TenantId) -> String {
     let mut h: u32 = 0x811c_9dc5;

@@ -673,6 +673,7 @@ mod delete {
             "versions plus one head each"
         );
         let b_before = footprint(&env, &b, 7).await;
+        let epoch_before = env.registry.require(&a).await.unwrap().config.epoch;
 
         let out = env
             .deleter()
@@ -746,6 +747,30 @@ mod delete {
                 .is_none()
         );
         assert!(footprint(&env, &a, 7).await.is_empty());
+
+        // Registered again, the tenant's epoch starts above every epoch of the deleted
+        // registration: a pull job queued before the deletion cannot pass the new fence.
+        let epoch_after = env.enable(&a).await;
+        assert!(
+            epoch_after > epoch_before + 1,
+            "{epoch_after} vs {epoch_before}"
+        );
+        let now = Utc::now();
+        for stale in [epoch_before, epoch_before + 1] {
+            assert!(
+                !env.registry
+                    .acquire_lease(
+                        &a,
+                        "old-job",
+                        stale,
+                        now + chrono::Duration::minutes(5),
+                        now
+                    )
+                    .await
+                    .unwrap(),
+                "epoch {stale} of the deleted registration"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

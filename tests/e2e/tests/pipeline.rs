@@ -121,7 +121,11 @@ mod scheduler {
         let mut per_tenant = BTreeMap::new();
         for (group, job) in &jobs {
             assert_eq!(group, job.tenant.as_str(), "MessageGroupId is the tenant");
-            assert_eq!(job.epoch, 1);
+            let config = registry.require(&job.tenant).await.unwrap().config;
+            assert_eq!(
+                job.epoch, config.epoch,
+                "the job carries the registration's epoch"
+            );
             assert!(job.steps.contains(&Step::Pull(StreamName::Candidates)));
             assert!(
                 job.steps.iter().any(|s| matches!(s, Step::Reconcile(_))),

@@ -22,7 +22,7 @@ use eds_shared::pipeline::settings::{CredentialCheck, Settings, SettingsError};
 use eds_shared::store::RecordWrite;
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::tenants::{
-    RunCounts, StreamName, SyncRun, TenantConfig, TenantRegistry, TenantState,
+    RunCounts, StreamName, SyncRun, TenantConfig, TenantRegistry, TenantState, first_epoch,
 };
 use serde_json::{Value, json};
 
@@ -631,11 +631,14 @@ async fn settings_events_move_the_tenant_through_its_states() {
     );
     let later = now + Duration::seconds(10);
     let out = e.settings.handle(&creds, later).await.unwrap();
-    assert_eq!((out.state, out.epoch), (TenantState::Enabled, 1));
+    // A first registration's epoch is the clock (ms), so it is above any epoch of an
+    // earlier, deleted registration of the same tenant.
+    assert_eq!(out.state, TenantState::Enabled);
+    assert_eq!(out.epoch, first_epoch(later));
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.state, TenantState::Enabled);
     assert_eq!(rec.config.state_reason, None);
-    assert_eq!(rec.config.epoch, 1);
+    assert_eq!(rec.config.epoch, out.epoch);
     assert!(rec.next_run_at.is_some_and(|n| n <= later));
 
     // A transient check failure is an error (EventBridge retries) and changes nothing.
