@@ -127,7 +127,16 @@ async fn enable_push_sync_record_disable_delete_through_the_cli_json() {
         "--allow-loopback-attachments",
     ]));
     assert_eq!(enabled["state"], "enabled");
-    assert_eq!(enabled["epoch"], 1);
+    // A first registration's epoch is the clock in milliseconds (registry `first_epoch`).
+    let epoch = enabled["epoch"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        (now_ms - 600_000..=now_ms).contains(&epoch),
+        "epoch {epoch}"
+    );
     assert_eq!(enabled["secret_name"], format!("eds/tenants/{t}"));
     assert!(
         !enabled.to_string().contains("cli-secret-value"),
