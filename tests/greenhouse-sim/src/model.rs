@@ -3,6 +3,7 @@
 //! and the server. Records are kept serialised (a parsed `serde_json::Value` costs
 //! about ten times its text), so a 100,000-candidate truth fits in a few hundred MB.
 
+use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -74,6 +75,29 @@ pub const ALL_SCOPES: &[&str] = &[
     "harvest:attachments:list",
 ];
 
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(8192));
+}
+
+/// Serialises `v` into a reused buffer and hands the text to `f` (which copies it into
+/// its final, exactly sized allocation): generating 100,000 candidates serialises about
+/// a million objects, and growing a fresh buffer for each was a large share of the time.
+pub(crate) fn with_json<T: Serialize + ?Sized, R>(v: &T, f: impl FnOnce(&str) -> R) -> R {
+    SCRATCH.with(|cell| {
+        // A nested call (none today) gets a buffer of its own instead of a panic.
+        let mut own = Vec::new();
+        let mut guard = cell.try_borrow_mut().ok();
+        let buf = guard.as_deref_mut().unwrap_or(&mut own);
+        buf.clear();
+        // Serialising `Value`s and plain structs cannot fail, and serde_json writes UTF-8.
+        let text = match serde_json::to_writer(&mut *buf, v) {
+            Ok(()) => std::str::from_utf8(buf).unwrap_or("null"),
+            Err(_) => "null",
+        };
+        f(text)
+    })
+}
+
 /// One record of the truth, kept as its serialised JSON (about a tenth of the memory of
 /// a parsed `Value`); the `Value` is parsed on the first read and then kept.
 struct Row {
@@ -88,7 +112,7 @@ impl Row {
         Row {
             id: record_id(v).unwrap_or(0),
             candidate_id: v.get("candidate_id").and_then(Value::as_u64),
-            json: Arc::from(v.to_string()),
+            json: with_json(v, |s| Arc::from(s)),
             parsed: OnceLock::new(),
         }
     }

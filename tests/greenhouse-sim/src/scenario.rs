@@ -20,7 +20,7 @@ use crate::canonical::{
     ATTACHMENTS, Difference, ExpectedRecord, application_fields, attachment_element,
     candidate_fields, compare_view, id_of, record_fields,
 };
-use crate::model::{AtsData, Entity, ts};
+use crate::model::{AtsData, Entity, ts, with_json};
 
 /// What to generate. `Default` is a small realistic tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -575,10 +575,7 @@ fn push_line(
         candidate_id: candidate_id.map(|c| c.to_string()),
         fields,
     };
-    // Serialising strings, maps and `Value`s cannot fail.
-    serde_json::to_string(&r)
-        .unwrap_or_default()
-        .into_boxed_str()
+    with_json(&r, |s| Box::from(s))
 }
 
 /// The fields an attachment record may push: the element without `id` (the record's
@@ -679,8 +676,8 @@ impl Out {
         target.push(line);
         self.pushed_keys.push((entity, id));
         if final_updated.is_some_and(|f| updated > f) {
-            let overlay = Value::Object(fields.clone()).to_string();
-            self.overlays.insert((entity, id), overlay.into_boxed_str());
+            let overlay: Box<str> = with_json(fields, |s| Box::from(s));
+            self.overlays.insert((entity, id), overlay);
         }
     }
 
