@@ -379,7 +379,8 @@ async fn drive(
         ),
     );
 
-    let snapshot = to_push_format(&scenario.pushed);
+    // The simulator writes its snapshot in the documented push format already.
+    let snapshot = scenario.pushed.to_vec();
     let pushed = crate::push::push(d, tenant, &snapshot, false).await?;
     say(
         q,
@@ -495,25 +496,6 @@ async fn drive(
         "record_disabled": record_disabled,
         "before_report_ms": started.elapsed().as_millis() as u64,
     }))
-}
-
-/// The simulator's snapshot in the documented push format: an attachment record names
-/// its element by the record's `id` and orders it by the record's `updated_at`, so
-/// neither belongs inside `fields` (docs/push-format.md).
-pub fn to_push_format(records: &[Value]) -> Vec<Value> {
-    records
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if r["entity"] == "attachment"
-                && let Some(f) = r.get_mut("fields").and_then(Value::as_object_mut)
-            {
-                f.remove("id");
-                f.remove("updated_at");
-            }
-            r
-        })
-        .collect()
 }
 
 fn join(m: &BTreeMap<String, u64>) -> String {

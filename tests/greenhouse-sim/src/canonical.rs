@@ -283,11 +283,6 @@ pub fn compare_view(
     }
 }
 
-/// The candidate id an attachment row belongs to.
-pub(crate) fn attachment_candidate(a: &Value) -> Option<u64> {
-    a.get("candidate_id").and_then(Value::as_u64)
-}
-
 pub(crate) fn id_of(v: &Value) -> u64 {
     record_id(v).unwrap_or(0)
 }

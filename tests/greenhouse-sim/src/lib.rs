@@ -28,7 +28,9 @@ pub use canonical::{Difference, ExpectedRecord, canonical_view, compare_view};
 pub use clock::SimClock;
 pub use config::{Burst429, ExpiryStyle, Faults, RateClock, SimConfig};
 pub use files::{attachment_bytes, attachment_sha256, attachment_size};
-pub use model::{ALL_SCOPES, AtsData, Entity};
-pub use scenario::{Defect, DefectKind, Manifest, Scenario, ScenarioSpec};
+pub use model::{ALL_SCOPES, AtsData, Entity, Records};
+pub use scenario::{
+    Defect, DefectKind, ExpectedViews, Manifest, PushedSnapshot, Scenario, ScenarioSpec,
+};
 pub use server::{Mutator, SimHandle, Simulator, Stats};
 pub use store::StoreError;

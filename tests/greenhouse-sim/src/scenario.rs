@@ -7,7 +7,8 @@
 //! at `now`. Defects are chosen on disjoint records so that every expected value has
 //! exactly one reason.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{Rng, SeedableRng};
@@ -16,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::canonical::{
-    ATTACHMENTS, Difference, ExpectedRecord, attachment_candidate, attachment_element,
-    compare_view, id_of, record_fields,
+    ATTACHMENTS, Difference, ExpectedRecord, application_fields, attachment_element,
+    candidate_fields, compare_view, id_of, record_fields,
 };
-use crate::model::{AtsData, Entity, record_ts, ts};
+use crate::model::{AtsData, Entity, ts, with_json};
 
 /// What to generate. `Default` is a small realistic tenant.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -98,6 +99,128 @@ pub struct Defect {
     pub expected: Value,
 }
 
+/// The expected merged view of one record, kept compact: the record's v3 text in the
+/// truth (shared with [`AtsData`]), its attachment rows and the pushed fields that win.
+/// [`ExpectedViews`] turns it into an [`ExpectedRecord`] only when asked.
+#[derive(Debug, Clone)]
+enum ViewSource {
+    Tombstone,
+    Present {
+        entity: Entity,
+        row: Arc<str>,
+        /// Candidates: the v3 text of their attachment rows.
+        attachments: Vec<Arc<str>>,
+        /// Pushed fields newer than the ATS, as a JSON object (absent never overrides).
+        overlay: Option<Box<str>>,
+    },
+}
+
+fn parse(text: &str) -> Value {
+    // Every text here was serialised by this module from a `Value`.
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+impl ViewSource {
+    fn build(&self) -> ExpectedRecord {
+        let ViewSource::Present {
+            entity,
+            row,
+            attachments,
+            overlay,
+        } = self
+        else {
+            return ExpectedRecord::Tombstone;
+        };
+        let mut view = record_fields(*entity, &parse(row));
+        if let Some(Value::Object(o)) = overlay.as_deref().map(parse) {
+            view.extend(o);
+        }
+        if !attachments.is_empty() {
+            let mut atts: BTreeMap<String, Value> = BTreeMap::new();
+            for a in attachments {
+                let el = attachment_element(&parse(a));
+                atts.insert(el["id"].as_str().unwrap_or("").to_string(), el);
+            }
+            view.insert(
+                ATTACHMENTS.into(),
+                Value::Array(atts.into_values().collect()),
+            );
+        }
+        ExpectedRecord::Present(view)
+    }
+}
+
+/// `(entity, id)` -> expected merged view, for every record pushed or in the truth,
+/// ordered by key. Views are built on demand from compact sources, so a
+/// 100,000-candidate manifest costs tens of MB, not GB.
+#[derive(Debug, Clone, Default)]
+pub struct ExpectedViews {
+    /// Sorted by key, keys unique.
+    entries: Vec<((String, String), ViewSource)>,
+}
+
+impl ExpectedViews {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn find(&self, entity: &str, id: &str) -> Option<&ViewSource> {
+        self.entries
+            .binary_search_by(|((e, i), _)| (e.as_str(), i.as_str()).cmp(&(entity, id)))
+            .ok()
+            .map(|i| &self.entries[i].1)
+    }
+
+    /// The expected view of a record; `None` when the scenario never had it.
+    pub fn get(&self, entity: &str, id: &str) -> Option<ExpectedRecord> {
+        self.find(entity, id).map(ViewSource::build)
+    }
+
+    /// Whether the record must be a tombstone (cheap: builds nothing).
+    pub fn is_tombstone(&self, entity: &str, id: &str) -> Option<bool> {
+        self.find(entity, id)
+            .map(|s| matches!(s, ViewSource::Tombstone))
+    }
+
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &(String, String)> + '_ {
+        self.entries.iter().map(|(k, _)| k)
+    }
+
+    /// The views in key order, each built when the iterator reaches it.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = ExpectedRecord> + '_ {
+        self.entries.iter().map(|(_, s)| s.build())
+    }
+
+    pub fn iter(&self) -> ExpectedViewsIter<'_> {
+        ExpectedViewsIter(self.entries.iter())
+    }
+}
+
+/// Iterator over `(key, view)` of [`ExpectedViews`]; each view is built as it is reached.
+pub struct ExpectedViewsIter<'a>(std::slice::Iter<'a, ((String, String), ViewSource)>);
+
+impl<'a> Iterator for ExpectedViewsIter<'a> {
+    type Item = (&'a (String, String), ExpectedRecord);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next().map(|(k, s)| (k, s.build()))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl<'a> IntoIterator for &'a ExpectedViews {
+    type Item = (&'a (String, String), ExpectedRecord);
+    type IntoIter = ExpectedViewsIter<'a>;
+    fn into_iter(self) -> ExpectedViewsIter<'a> {
+        self.iter()
+    }
+}
+
 /// Everything a fidelity test needs to judge eds's merged views.
 #[derive(Debug, Clone, Default)]
 pub struct Manifest {
@@ -106,14 +229,13 @@ pub struct Manifest {
     /// Number of affected records per defect kind (a record with two changed fields
     /// counts once).
     pub counts: BTreeMap<DefectKind, usize>,
-    /// `(entity, id)` -> expected merged view, for every record pushed or in the truth.
-    pub expected_views: BTreeMap<(String, String), ExpectedRecord>,
+    /// The expected merged view of every record pushed or in the truth.
+    pub expected_views: ExpectedViews,
 }
 
 impl Manifest {
-    pub fn expected(&self, entity: &str, id: &str) -> Option<&ExpectedRecord> {
-        self.expected_views
-            .get(&(entity.to_string(), id.to_string()))
+    pub fn expected(&self, entity: &str, id: &str) -> Option<ExpectedRecord> {
+        self.expected_views.get(entity, id)
     }
 
     /// Differences between an actual view and the expected one for a record.
@@ -125,7 +247,7 @@ impl Manifest {
         actual: Option<&Map<String, Value>>,
     ) -> Vec<Difference> {
         match self.expected(entity, id) {
-            Some(e) => compare_view(e, actual),
+            Some(e) => compare_view(&e, actual),
             None => match actual {
                 None => vec![],
                 Some(a) => vec![Difference {
@@ -142,12 +264,55 @@ impl Manifest {
     }
 }
 
+/// The pushed snapshot: push-format records (docs/push-format.md, without the
+/// tenant), `{entity, id, op, updated_at, fields}` plus `candidate_id` on
+/// attachments. Each record is kept serialised; `iter()` parses them one at a time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PushedSnapshot {
+    records: Vec<Box<str>>,
+}
+
+impl PushedSnapshot {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// The records, parsed one at a time.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Value> + '_ {
+        self.records.iter().map(|r| parse(r))
+    }
+
+    /// The records as JSON text (one record each, e.g. for a JSON-lines file).
+    pub fn json_lines(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.records.iter().map(|r| &**r)
+    }
+
+    pub fn to_vec(&self) -> Vec<Value> {
+        self.iter().collect()
+    }
+}
+
+impl Serialize for PushedSnapshot {
+    /// A JSON array of the records.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = s.serialize_seq(Some(self.records.len()))?;
+        for r in self.iter() {
+            seq.serialize_element(&r)?;
+        }
+        seq.end()
+    }
+}
+
 /// A generated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub truth: AtsData,
-    /// Push-format record objects (tenant-less), `{entity,id,op,updated_at,fields}`.
-    pub pushed: Vec<Value>,
+    pub pushed: PushedSnapshot,
     pub manifest: Manifest,
 }
 
@@ -364,8 +529,169 @@ fn set(v: &mut Value, k: &str, x: Value) {
     }
 }
 
+/// What happens to a candidate after the push. Whole-record fates are chosen before
+/// anything else, so per-field defects go to other candidates (every expected value
+/// has exactly one reason).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    Live,
+    Deleted,
+    /// Merged into the candidate at index `winner` at `at`.
+    Loser {
+        winner: usize,
+        at: DateTime<Utc>,
+    },
+    /// Absorbs the candidate at index `loser` at `at`.
+    Winner {
+        loser: usize,
+        at: DateTime<Utc>,
+    },
+}
+
+/// One push-format record; serialised straight from borrowed parts.
+#[derive(Serialize)]
+struct PushRecord<'a> {
+    entity: &'static str,
+    id: String,
+    op: &'static str,
+    updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidate_id: Option<String>,
+    fields: &'a Map<String, Value>,
+}
+
+fn push_line(
+    entity: Entity,
+    id: u64,
+    candidate_id: Option<u64>,
+    updated_at: DateTime<Utc>,
+    fields: &Map<String, Value>,
+) -> Box<str> {
+    let r = PushRecord {
+        entity: entity.as_str(),
+        id: id.to_string(),
+        op: "upsert",
+        updated_at: ts(updated_at),
+        candidate_id: candidate_id.map(|c| c.to_string()),
+        fields,
+    };
+    with_json(&r, |s| Box::from(s))
+}
+
+/// The fields an attachment record may push: the element without `id` (the record's
+/// `id`) and `updated_at` (the record's `updated_at`); see docs/push-format.md.
+fn attachment_push_fields(a: &Value) -> Map<String, Value> {
+    let mut f = record_fields(Entity::Attachment, a);
+    f.remove("id");
+    f.remove("updated_at");
+    f
+}
+
+/// Merges the loser's emails and phones into the winner (Greenhouse keeps both
+/// candidates' contacts) and moves the winner's timestamps to the merge.
+fn absorb(winner: &mut Value, loser_contacts: &[Value; 2], at: DateTime<Utc>) {
+    for (list, from) in ["email_addresses", "phone_numbers"]
+        .iter()
+        .zip(loser_contacts)
+    {
+        let mut merged = winner[*list].as_array().cloned().unwrap_or_default();
+        for e in from.as_array().into_iter().flatten() {
+            if !merged.iter().any(|x| x["value"] == e["value"]) {
+                merged.push(e.clone());
+            }
+        }
+        set(winner, list, Value::Array(merged));
+    }
+    set(winner, "updated_at", json!(ts(at)));
+    set(winner, "last_activity_at", json!(ts(at)));
+}
+
+/// Collects the outputs while candidates are generated one at a time.
+struct Out {
+    data: AtsData,
+    pushed_cands: Vec<Box<str>>,
+    pushed_jobs: Vec<Box<str>>,
+    pushed_atts: Vec<Box<str>>,
+    pushed_apps: Vec<Box<str>>,
+    /// `(entity, id)` of every pushed candidate, application and job.
+    pushed_keys: Vec<(Entity, u64)>,
+    /// Pushed fields that are newer than the final truth of their record.
+    overlays: HashMap<(Entity, u64), Box<str>>,
+    defects: Vec<Defect>,
+    affected: BTreeMap<DefectKind, BTreeSet<(Entity, u64)>>,
+}
+
+impl Out {
+    /// Records a defect and counts its record as affected.
+    fn defect(
+        &mut self,
+        kind: DefectKind,
+        entity: Entity,
+        id: u64,
+        field: Option<&str>,
+        pushed: Value,
+        expected: Value,
+    ) {
+        self.note(kind, entity, id, field, pushed, expected);
+        self.affected.entry(kind).or_default().insert((entity, id));
+    }
+
+    /// Records a defect that follows from another one and is not counted on its own
+    /// (an application moved by a merge: the merge counts its candidate).
+    fn note(
+        &mut self,
+        kind: DefectKind,
+        entity: Entity,
+        id: u64,
+        field: Option<&str>,
+        pushed: Value,
+        expected: Value,
+    ) {
+        self.defects.push(Defect {
+            kind,
+            entity: entity.as_str().into(),
+            id: id.to_string(),
+            field: field.map(str::to_string),
+            pushed,
+            expected,
+        });
+    }
+
+    /// Records a pushed candidate, application or job; `final_updated` is the truth's
+    /// `updated_at` at `now` (a pushed record newer than that wins on its fields).
+    fn push_record(
+        &mut self,
+        entity: Entity,
+        id: u64,
+        updated: DateTime<Utc>,
+        final_updated: Option<DateTime<Utc>>,
+        fields: &Map<String, Value>,
+    ) {
+        let line = push_line(entity, id, None, updated, fields);
+        let target = match entity {
+            Entity::Candidate => &mut self.pushed_cands,
+            Entity::Job => &mut self.pushed_jobs,
+            _ => &mut self.pushed_apps,
+        };
+        target.push(line);
+        self.pushed_keys.push((entity, id));
+        if final_updated.is_some_and(|f| updated > f) {
+            let overlay: Box<str> = with_json(fields, |s| Box::from(s));
+            self.overlays.insert((entity, id), overlay);
+        }
+    }
+
+    fn truth(&mut self, entity: Entity, v: &Value) {
+        self.data.records_mut(entity).push_ref(v);
+    }
+}
+
 impl Scenario {
     /// Generates a scenario; the same spec always gives the same scenario.
+    ///
+    /// Candidates are generated one at a time: each record is built once as a `Value`,
+    /// pushed and stored as text, and dropped; the views of the manifest are built
+    /// from that text when a test asks for them.
     pub fn generate(spec: &ScenarioSpec) -> Scenario {
         let mut g = Gen {
             rng: ChaCha8Rng::seed_from_u64(spec.seed),
@@ -373,10 +699,20 @@ impl Scenario {
         let now = spec.now;
         let push_time = now - Duration::days(2);
         let origin = now - Duration::days(730);
-        let mut data = AtsData {
-            now,
-            file_seed: spec.seed.wrapping_mul(31).wrapping_add(7),
-            ..Default::default()
+        let mut out = Out {
+            data: AtsData {
+                now,
+                file_seed: spec.seed.wrapping_mul(31).wrapping_add(7),
+                ..Default::default()
+            },
+            pushed_cands: Vec::with_capacity(spec.candidates),
+            pushed_jobs: Vec::with_capacity(spec.jobs),
+            pushed_atts: Vec::new(),
+            pushed_apps: Vec::new(),
+            pushed_keys: Vec::new(),
+            overlays: HashMap::new(),
+            defects: Vec::new(),
+            affected: BTreeMap::new(),
         };
 
         // Jobs.
@@ -399,7 +735,7 @@ impl Scenario {
             };
             let updated = g.between(created + Duration::days(3), push_time);
             let office_n = g.rng.random_range(1..=2u64);
-            data.jobs.push(json!({
+            let job = json!({
                 "id": jid, "name": g.pick(JOB_NAMES), "requisition_id": format!("REQ-{:04}", jid % 10_000),
                 "status": status, "confidential": g.chance(0.1), "created_at": ts(created), "opened_at": opened,
                 "closed_at": closed, "updated_at": ts(updated), "department_id": 50_000 + g.rng.random_range(0..8u64),
@@ -409,20 +745,65 @@ impl Scenario {
                     "salary_range": {"name": "Salary Range", "type": "currency_range",
                         "value": {"min_value": "50000", "max_value": "90000", "unit": "EUR"}}
                 }
-            }));
+            });
+            out.push_record(
+                Entity::Job,
+                jid,
+                updated,
+                Some(updated),
+                &record_fields(Entity::Job, &job),
+            );
+            out.truth(Entity::Job, &job);
             job_ids.push(jid);
         }
 
-        // Candidates, their applications and attachments (ids ascend with creation).
+        // Candidate ids (ascending with creation) and their fates: deletes, then merges
+        // among the rest.
         let n = spec.candidates;
         let mut cid = 40_000_000u64;
+        let cand_ids: Vec<u64> = (0..n)
+            .map(|_| {
+                cid += g.rng.random_range(1..=5);
+                cid
+            })
+            .collect();
+        let mut fates: Vec<Fate> = (0..n)
+            .map(|_| {
+                if g.chance(spec.deleted_after_push_rate) {
+                    Fate::Deleted
+                } else {
+                    Fate::Live
+                }
+            })
+            .collect();
+        for i in 0..n {
+            if fates[i] != Fate::Live || !g.chance(spec.merged_after_push_rate) {
+                continue;
+            }
+            // Rejection sampling keeps this linear: most candidates are untouched.
+            for _ in 0..64 {
+                let w = g.rng.random_range(0..n);
+                if w != i && fates[w] == Fate::Live {
+                    let at = g.between(
+                        push_time + Duration::minutes(1),
+                        now - Duration::minutes(10),
+                    );
+                    fates[i] = Fate::Loser { winner: w, at };
+                    fates[w] = Fate::Winner { loser: i, at };
+                    break;
+                }
+            }
+        }
+        // Merge partners generated before their counterpart wait here (a few %).
+        let mut waiting_winners: HashMap<usize, (usize, Value)> = HashMap::new(); // loser -> (truth position, winner)
+        let mut waiting_contacts: HashMap<usize, [Value; 2]> = HashMap::new(); // winner -> loser's contacts
+
         let mut aid = 70_000_000u64;
         let mut tid = 90_000_000u64;
         let span = (push_time - Duration::hours(1) - origin)
             .num_milliseconds()
             .max(1);
-        for i in 0..n {
-            cid += g.rng.random_range(1..=5);
+        for (i, &cid) in cand_ids.iter().enumerate() {
             let base = origin + Duration::milliseconds(span * i as i64 / n.max(1) as i64);
             let created = base + Duration::milliseconds(g.rng.random_range(0..60_000));
             let mut updated = created
@@ -465,7 +846,7 @@ impl Scenario {
                 Value::Null
             };
             let napps = g.count(spec.applications_per_candidate);
-            let mut apps = vec![];
+            let mut apps = Vec::with_capacity(napps);
             for _ in 0..napps {
                 aid += g.rng.random_range(1..=4);
                 let a_created = g.between(created, push_time - Duration::minutes(30));
@@ -494,7 +875,7 @@ impl Scenario {
                         {"question": "Do you require visa sponsorship?", "answer": if g.chance(0.2) { "Yes" } else { "No" }}
                     ])
                 };
-                apps.push(json!({
+                apps.push((a_updated, json!({
                     "id": aid, "candidate_id": cid, "job_id": if prospect { Value::Null } else { json!(job) },
                     "job_post_id": if prospect { Value::Null } else { json!(job * 3 + 1) }, "prospect": prospect,
                     "prospective_job_ids": if prospect { json!([job]) } else { json!([]) },
@@ -511,12 +892,13 @@ impl Scenario {
                     "location_address": Value::Null,
                     "answers": answers,
                     "custom_fields": {"referral_bonus": {"name": "Referral bonus", "type": "boolean", "value": g.chance(0.1)}}
-                }));
+                })));
                 if a_updated > updated {
                     updated = a_updated;
                 }
             }
             let natt = g.count(spec.attachments_per_candidate);
+            let mut atts = Vec::with_capacity(natt);
             for k in 0..natt {
                 tid += g.rng.random_range(1..=3);
                 let at = g.between(created, push_time);
@@ -531,14 +913,14 @@ impl Scenario {
                 let app_id = if apps.is_empty() || g.chance(0.3) {
                     Value::Null
                 } else {
-                    apps[g.rng.random_range(0..apps.len())]["id"].clone()
+                    apps[g.rng.random_range(0..apps.len())].1["id"].clone()
                 };
-                data.attachments.push(json!({
+                atts.push((tid, at, json!({
                     "id": tid, "candidate_id": cid, "application_id": app_id, "filename": filename, "type": kind,
                     "created_at": ts(at), "updated_at": ts(at)
-                }));
+                })));
             }
-            data.candidates.push(json!({
+            let mut cand = json!({
                 "id": cid, "first_name": first, "last_name": last, "preferred_name": preferred, "company": company,
                 "title": title, "created_at": gh_ts(&mut g, created), "updated_at": ts(updated), "last_activity_at": ts(updated),
                 "private": g.chance(0.05), "can_email": g.chance(0.9), "time_zone": tz, "tags": tags,
@@ -552,526 +934,387 @@ impl Scenario {
                     "notice_period": {"name": "Notice period", "type": "short_text", "value": g.pick(&["none", "1 month", "3 months", "6 Monate"])},
                     "relocation": {"name": "Willing to relocate", "type": "boolean", "value": g.chance(0.5)}
                 }
-            }));
-            data.applications.extend(apps);
-        }
+            });
 
-        let mut manifest = Manifest {
-            push_time,
-            ..Default::default()
-        };
-        let pushed = inject_and_evolve(&mut g, spec, &mut data, &mut manifest);
-        manifest.expected_views = expected_views(&data, &pushed);
-        Scenario {
-            truth: data,
-            pushed,
-            manifest,
-        }
-    }
-}
-
-fn push_record(entity: Entity, v: &Value, fields: Map<String, Value>) -> Value {
-    let mut r = json!({
-        "entity": entity.as_str(), "id": id_of(v).to_string(), "op": "upsert",
-        "updated_at": v.get("updated_at").cloned().unwrap_or(Value::Null), "fields": fields
-    });
-    if entity == Entity::Attachment {
-        set(
-            &mut r,
-            "candidate_id",
-            Value::String(attachment_candidate(v).unwrap_or(0).to_string()),
-        );
-    }
-    r
-}
-
-fn defect(
-    m: &mut Manifest,
-    kind: DefectKind,
-    entity: Entity,
-    id: u64,
-    field: Option<&str>,
-    pushed: Value,
-    expected: Value,
-) {
-    m.defects.push(Defect {
-        kind,
-        entity: entity.as_str().into(),
-        id: id.to_string(),
-        field: field.map(str::to_string),
-        pushed,
-        expected,
-    });
-}
-
-/// Chooses the defect records, writes the pushed snapshot (at push time), then moves
-/// the truth on to `now`.
-fn inject_and_evolve(
-    g: &mut Gen,
-    spec: &ScenarioSpec,
-    data: &mut AtsData,
-    m: &mut Manifest,
-) -> Vec<Value> {
-    let push_time = m.push_time;
-    let now = data.now;
-    let cand_ids: Vec<u64> = data.candidates.iter().map(id_of).collect();
-    let mut touched: BTreeSet<u64> = BTreeSet::new(); // candidates changed after the push
-    let mut affected: BTreeMap<DefectKind, BTreeSet<(Entity, u64)>> = BTreeMap::new();
-
-    // Whole-record fates first: deletes, then merges among the rest.
-    let deleted: BTreeSet<u64> = cand_ids
-        .iter()
-        .copied()
-        .filter(|_| g.chance(spec.deleted_after_push_rate))
-        .collect();
-    touched.extend(&deleted);
-    let mut merges: Vec<(u64, u64)> = vec![]; // (loser, winner)
-    for &c in &cand_ids {
-        if touched.contains(&c) || !g.chance(spec.merged_after_push_rate) {
-            continue;
-        }
-        // Rejection sampling keeps this linear: most candidates are untouched.
-        let mut w = None;
-        for _ in 0..64 {
-            let x = cand_ids[g.rng.random_range(0..cand_ids.len())];
-            if x != c && !touched.contains(&x) {
-                w = Some(x);
-                break;
+            // The push snapshot of this candidate (state at push time) with its defects.
+            let fate = fates[i];
+            let live = fate == Fate::Live;
+            let mut fields = candidate_fields(&cand);
+            let mut pushed_updated = updated;
+            if live && g.chance(spec.push_newer_rate) {
+                let old = fields.get("title").cloned().unwrap_or(Value::Null);
+                let new = Value::String(format!(
+                    "{} (updated by HRIS)",
+                    old.as_str().unwrap_or("Consultant")
+                ));
+                fields.insert("title".into(), new.clone());
+                pushed_updated = updated + Duration::seconds(g.rng.random_range(1..7200));
+                out.defect(
+                    DefectKind::PushNewer,
+                    Entity::Candidate,
+                    cid,
+                    Some("title"),
+                    new.clone(),
+                    new,
+                );
             }
-        }
-        let Some(w) = w else { continue };
-        touched.insert(c);
-        touched.insert(w);
-        merges.push((c, w));
-    }
-    let losers: BTreeSet<u64> = merges.iter().map(|p| p.0).collect();
-
-    // Per-field defects on candidates.
-    let mut pushed = Vec::with_capacity(
-        data.candidates.len() + data.applications.len() + data.attachments.len() + data.jobs.len(),
-    );
-    let mut push_newer_cands: BTreeSet<u64> = BTreeSet::new();
-    for c in &data.candidates {
-        let id = id_of(c);
-        let mut fields = record_fields(Entity::Candidate, c);
-        let mut rec_updated = c["updated_at"].clone();
-        if !touched.contains(&id) && g.chance(spec.push_newer_rate) {
-            let old = fields.get("title").cloned().unwrap_or(Value::Null);
-            let new = Value::String(format!(
-                "{} (updated by HRIS)",
-                old.as_str().unwrap_or("Consultant")
-            ));
-            fields.insert("title".into(), new.clone());
-            let upd = record_ts(c, "updated_at").unwrap_or(push_time);
-            let later = upd + Duration::seconds(g.rng.random_range(1..7200));
-            rec_updated = Value::String(ts(later));
-            defect(
-                m,
-                DefectKind::PushNewer,
-                Entity::Candidate,
-                id,
-                Some("title"),
-                new.clone(),
-                new,
-            );
-            affected
-                .entry(DefectKind::PushNewer)
-                .or_default()
-                .insert((Entity::Candidate, id));
-            push_newer_cands.insert(id);
-        }
-        if !touched.contains(&id)
-            && fields
-                .get("emails")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            && g.chance(spec.missing_emails_rate)
-        {
-            let truth = fields.remove("emails").unwrap_or(Value::Null);
-            defect(
-                m,
-                DefectKind::MissingEmails,
-                Entity::Candidate,
-                id,
-                Some("emails"),
-                Value::Null,
-                truth,
-            );
-            affected
-                .entry(DefectKind::MissingEmails)
-                .or_default()
-                .insert((Entity::Candidate, id));
-        }
-        if !touched.contains(&id)
-            && fields
-                .get("phones")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            && g.chance(spec.missing_phones_rate)
-        {
-            let truth = fields.remove("phones").unwrap_or(Value::Null);
-            defect(
-                m,
-                DefectKind::MissingPhones,
-                Entity::Candidate,
-                id,
-                Some("phones"),
-                Value::Null,
-                truth,
-            );
-            affected
-                .entry(DefectKind::MissingPhones)
-                .or_default()
-                .insert((Entity::Candidate, id));
-        }
-        let mut r = push_record(Entity::Candidate, c, fields);
-        set(&mut r, "updated_at", rec_updated);
-        pushed.push(r);
-    }
-    for j in &data.jobs {
-        pushed.push(push_record(Entity::Job, j, record_fields(Entity::Job, j)));
-    }
-
-    // Missing resumes: the first resume of a live, non-merged candidate is not pushed.
-    let mut seen_resume: BTreeSet<u64> = BTreeSet::new();
-    for a in &data.attachments {
-        let c = attachment_candidate(a).unwrap_or(0);
-        let is_first_resume = a["type"] == "resume" && seen_resume.insert(c);
-        if is_first_resume
-            && !deleted.contains(&c)
-            && !losers.contains(&c)
-            && g.chance(spec.missing_resume_rate)
-        {
-            defect(
-                m,
-                DefectKind::MissingResume,
-                Entity::Candidate,
-                c,
-                Some(ATTACHMENTS),
-                Value::Null,
-                attachment_element(a),
-            );
-            affected
-                .entry(DefectKind::MissingResume)
-                .or_default()
-                .insert((Entity::Candidate, c));
-            continue;
-        }
-        pushed.push(push_record(
-            Entity::Attachment,
-            a,
-            record_fields(Entity::Attachment, a),
-        ));
-    }
-
-    // Applications: push-newer and stale stages (only where the candidate stays put).
-    let mut app_deleted: BTreeSet<u64> = BTreeSet::new();
-    for a in data.applications.iter_mut() {
-        let id = id_of(a);
-        let c = a["candidate_id"].as_u64().unwrap_or(0);
-        let mut fields = record_fields(Entity::Application, a);
-        let mut rec_updated = a["updated_at"].clone();
-        let has_stage = a["stage_id"].is_u64() && a["status"] == "in_process";
-        let free = !touched.contains(&c) && !push_newer_cands.contains(&c);
-        if free && has_stage && g.chance(spec.push_newer_rate) {
-            let new = Value::String("Offer (pushed by HRIS)".into());
-            fields.insert("stage_name".into(), new.clone());
-            let upd = record_ts(a, "updated_at").unwrap_or(push_time);
-            rec_updated = Value::String(ts(upd + Duration::seconds(g.rng.random_range(1..7200))));
-            defect(
-                m,
-                DefectKind::PushNewer,
-                Entity::Application,
-                id,
-                Some("stage_name"),
-                new.clone(),
-                new,
-            );
-            affected
-                .entry(DefectKind::PushNewer)
-                .or_default()
-                .insert((Entity::Application, id));
-        } else if free && has_stage && g.chance(spec.stale_application_rate) {
-            // The ATS moves the application on after the push; the push keeps the old stage.
-            let stage_id = a["stage_id"].as_u64().unwrap_or(0);
-            let t = g.between(
-                push_time + Duration::minutes(1),
-                now - Duration::minutes(10),
-            );
-            let reject = g.chance(0.3);
-            let (new_status, new_stage_id, new_stage_name) = if reject {
-                ("rejected", stage_id, a["stage_name"].clone())
-            } else {
-                let next = ((stage_id % 10) as usize + 1).min(STAGES.len() - 1);
+            let push_newer_cand = pushed_updated > updated;
+            for (field, kind, rate) in [
                 (
-                    "in_process",
-                    stage_id - stage_id % 10 + next as u64,
-                    json!(STAGES[next]),
-                )
-            };
-            let old_status = a["status"].clone();
-            let old_stage_id = a["stage_id"].clone();
-            let old_stage_name = a["stage_name"].clone();
-            set(a, "status", json!(new_status));
-            set(a, "stage_id", json!(new_stage_id));
-            set(a, "stage_name", new_stage_name.clone());
-            if reject {
-                set(a, "rejected_at", json!(ts(t)));
-                set(a, "rejection_reason_id", json!(80_001));
-            }
-            set(a, "updated_at", json!(ts(t)));
-            set(a, "last_activity_at", json!(ts(t)));
-            if old_status != json!(new_status) {
-                defect(
-                    m,
-                    DefectKind::StaleApplication,
-                    Entity::Application,
-                    id,
-                    Some("status"),
-                    old_status,
-                    json!(new_status),
-                );
-            }
-            if old_stage_id != json!(new_stage_id) {
-                defect(
-                    m,
-                    DefectKind::StaleApplication,
-                    Entity::Application,
-                    id,
-                    Some("stage_id"),
-                    crate::canonical::id_str(&old_stage_id),
-                    json!(new_stage_id.to_string()),
-                );
-                defect(
-                    m,
-                    DefectKind::StaleApplication,
-                    Entity::Application,
-                    id,
-                    Some("stage_name"),
-                    old_stage_name,
-                    new_stage_name,
-                );
-            }
-            affected
-                .entry(DefectKind::StaleApplication)
-                .or_default()
-                .insert((Entity::Application, id));
-        } else if free && g.chance(spec.deleted_after_push_rate) {
-            app_deleted.insert(id);
-            defect(
-                m,
-                DefectKind::DeletedAfterPush,
-                Entity::Application,
-                id,
-                None,
-                Value::Null,
-                json!("tombstone"),
-            );
-            affected
-                .entry(DefectKind::DeletedAfterPush)
-                .or_default()
-                .insert((Entity::Application, id));
-        }
-        let mut r = push_record(Entity::Application, a, fields);
-        set(&mut r, "updated_at", rec_updated);
-        pushed.push(r);
-    }
-
-    // Deleted candidates take their applications and attachments with them.
-    for &c in &deleted {
-        defect(
-            m,
-            DefectKind::DeletedAfterPush,
-            Entity::Candidate,
-            c,
-            None,
-            Value::Null,
-            json!("tombstone"),
-        );
-        affected
-            .entry(DefectKind::DeletedAfterPush)
-            .or_default()
-            .insert((Entity::Candidate, c));
-    }
-    for a in &data.applications {
-        if deleted.contains(&a["candidate_id"].as_u64().unwrap_or(0)) {
-            defect(
-                m,
-                DefectKind::DeletedAfterPush,
-                Entity::Application,
-                id_of(a),
-                None,
-                Value::Null,
-                json!("tombstone"),
-            );
-            affected
-                .entry(DefectKind::DeletedAfterPush)
-                .or_default()
-                .insert((Entity::Application, id_of(a)));
-        }
-    }
-    data.candidates.retain(|c| !deleted.contains(&id_of(c)));
-    data.applications.retain(|a| {
-        !deleted.contains(&a["candidate_id"].as_u64().unwrap_or(0))
-            && !app_deleted.contains(&id_of(a))
-    });
-    data.attachments
-        .retain(|a| !deleted.contains(&attachment_candidate(a).unwrap_or(0)));
-    for a in data.attachments.iter_mut() {
-        if a["application_id"]
-            .as_u64()
-            .is_some_and(|x| app_deleted.contains(&x))
-        {
-            set(a, "application_id", Value::Null);
-        }
-    }
-
-    // Merges: the loser disappears; its children move to the winner with a new updated_at.
-    let idx: HashMap<u64, usize> = data
-        .candidates
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (id_of(c), i))
-        .collect();
-    let mut moves: HashMap<u64, (u64, Value)> = HashMap::new();
-    for &(loser, winner) in &merges {
-        let t = g.between(
-            push_time + Duration::minutes(1),
-            now - Duration::minutes(10),
-        );
-        let tv = json!(ts(t));
-        defect(
-            m,
-            DefectKind::MergedAfterPush,
-            Entity::Candidate,
-            loser,
-            None,
-            Value::Null,
-            json!({"merged_into": winner.to_string()}),
-        );
-        affected
-            .entry(DefectKind::MergedAfterPush)
-            .or_default()
-            .insert((Entity::Candidate, loser));
-        moves.insert(loser, (winner, tv.clone()));
-        if let (Some(&li), Some(&wi)) = (idx.get(&loser), idx.get(&winner)) {
-            let loser_v = data.candidates[li].clone();
-            let w = &mut data.candidates[wi];
-            for list in ["email_addresses", "phone_numbers"] {
-                let mut merged = w[list].as_array().cloned().unwrap_or_default();
-                for e in loser_v[list].as_array().into_iter().flatten() {
-                    if !merged.iter().any(|x| x["value"] == e["value"]) {
-                        merged.push(e.clone());
-                    }
-                }
-                set(w, list, Value::Array(merged));
-            }
-            set(w, "updated_at", tv.clone());
-            set(w, "last_activity_at", tv);
-        }
-    }
-    // One pass over the children of all losers (a scan per merge would be quadratic).
-    for a in data.applications.iter_mut() {
-        let Some((winner, tv)) = a["candidate_id"].as_u64().and_then(|c| moves.get(&c)) else {
-            continue;
-        };
-        let loser = a["candidate_id"].as_u64().unwrap_or(0);
-        set(a, "candidate_id", json!(winner));
-        set(a, "updated_at", tv.clone());
-        defect(
-            m,
-            DefectKind::MergedAfterPush,
-            Entity::Application,
-            id_of(a),
-            Some("candidate_id"),
-            json!(loser.to_string()),
-            json!(winner.to_string()),
-        );
-    }
-    for a in data.attachments.iter_mut() {
-        let Some((winner, tv)) = attachment_candidate(a).and_then(|c| moves.get(&c)) else {
-            continue;
-        };
-        set(a, "candidate_id", json!(winner));
-        set(a, "updated_at", tv.clone());
-    }
-    data.candidates.retain(|c| !losers.contains(&id_of(c)));
-
-    m.counts = affected.into_iter().map(|(k, v)| (k, v.len())).collect();
-    pushed
-}
-
-/// The expected merged view of every record: the truth in canonical form, except that
-/// a pushed record whose `updated_at` is newer than the ATS wins on the fields it
-/// carries (absent never overrides), attachments are a union by id, and records that
-/// the ATS no longer has are tombstones.
-fn expected_views(data: &AtsData, pushed: &[Value]) -> BTreeMap<(String, String), ExpectedRecord> {
-    let mut by_cand: HashMap<u64, Vec<Value>> = HashMap::new();
-    for a in &data.attachments {
-        by_cand
-            .entry(attachment_candidate(a).unwrap_or(0))
-            .or_default()
-            .push(attachment_element(a));
-    }
-    let mut pushed_idx: HashMap<(String, String), &Value> = HashMap::new();
-    let mut pushed_atts: HashMap<String, Vec<Value>> = HashMap::new();
-    for p in pushed {
-        let (e, id) = (
-            p["entity"].as_str().unwrap_or(""),
-            p["id"].as_str().unwrap_or(""),
-        );
-        if e == "attachment" {
-            let mut el = p["fields"].clone();
-            set(&mut el, "id", json!(id));
-            pushed_atts
-                .entry(p["candidate_id"].as_str().unwrap_or("").to_string())
-                .or_default()
-                .push(el);
-        } else {
-            pushed_idx.insert((e.to_string(), id.to_string()), p);
-        }
-    }
-    let mut out = BTreeMap::new();
-    for entity in [Entity::Candidate, Entity::Application, Entity::Job] {
-        for v in data.records(entity) {
-            let id = id_of(v);
-            let ids = id.to_string();
-            let mut view = record_fields(entity, v);
-            if let Some(p) = pushed_idx.remove(&(entity.as_str().to_string(), ids.clone())) {
-                let pu = p["updated_at"].as_str().and_then(crate::model::parse_ts);
-                if pu.is_some() && pu > record_ts(v, "updated_at") {
-                    for (k, val) in p["fields"].as_object().into_iter().flatten() {
-                        view.insert(k.clone(), val.clone());
-                    }
-                }
-            }
-            if entity == Entity::Candidate {
-                let mut atts: BTreeMap<String, Value> = BTreeMap::new();
-                for el in pushed_atts
-                    .get(&ids)
-                    .into_iter()
-                    .flatten()
-                    .chain(by_cand.get(&id).into_iter().flatten())
+                    "emails",
+                    DefectKind::MissingEmails,
+                    spec.missing_emails_rate,
+                ),
+                (
+                    "phones",
+                    DefectKind::MissingPhones,
+                    spec.missing_phones_rate,
+                ),
+            ] {
+                if live
+                    && fields
+                        .get(field)
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| !a.is_empty())
+                    && g.chance(rate)
                 {
-                    atts.insert(el["id"].as_str().unwrap_or("").to_string(), el.clone());
-                }
-                if !atts.is_empty() {
-                    view.insert(
-                        ATTACHMENTS.into(),
-                        Value::Array(atts.into_values().collect()),
+                    let truth = fields.remove(field).unwrap_or(Value::Null);
+                    out.defect(
+                        kind,
+                        Entity::Candidate,
+                        cid,
+                        Some(field),
+                        Value::Null,
+                        truth,
                     );
                 }
             }
-            out.insert(
-                (entity.as_str().to_string(), ids),
-                ExpectedRecord::Present(view),
+            let final_updated = match fate {
+                Fate::Live => Some(updated),
+                Fate::Winner { at, .. } => Some(at),
+                Fate::Deleted | Fate::Loser { .. } => None,
+            };
+            out.push_record(
+                Entity::Candidate,
+                cid,
+                pushed_updated,
+                final_updated,
+                &fields,
             );
+
+            // Attachments: the first resume of a candidate that stays may be missing.
+            let mut seen_resume = false;
+            for (id, at, a) in &atts {
+                let first_resume = a["type"] == "resume" && !seen_resume;
+                seen_resume |= first_resume;
+                if first_resume
+                    && matches!(fate, Fate::Live | Fate::Winner { .. })
+                    && g.chance(spec.missing_resume_rate)
+                {
+                    out.defect(
+                        DefectKind::MissingResume,
+                        Entity::Candidate,
+                        cid,
+                        Some(ATTACHMENTS),
+                        Value::Null,
+                        attachment_element(a),
+                    );
+                    continue;
+                }
+                out.pushed_atts.push(push_line(
+                    Entity::Attachment,
+                    *id,
+                    Some(cid),
+                    *at,
+                    &attachment_push_fields(a),
+                ));
+            }
+
+            // Applications: push-newer and stale stages (only where the candidate stays
+            // put), deletions; then the ATS moves on to `now`.
+            let mut deleted_apps: Vec<u64> = vec![];
+            for (a_updated, mut a) in apps {
+                let id = id_of(&a);
+                let fields = application_fields(&a);
+                let mut pushed_updated = a_updated;
+                let mut final_updated = a_updated;
+                let has_stage = a["stage_id"].is_u64() && a["status"] == "in_process";
+                let free = live && !push_newer_cand;
+                if free && has_stage && g.chance(spec.push_newer_rate) {
+                    let new = Value::String("Offer (pushed by HRIS)".into());
+                    let mut f = fields.clone();
+                    f.insert("stage_name".into(), new.clone());
+                    pushed_updated = a_updated + Duration::seconds(g.rng.random_range(1..7200));
+                    out.defect(
+                        DefectKind::PushNewer,
+                        Entity::Application,
+                        id,
+                        Some("stage_name"),
+                        new.clone(),
+                        new,
+                    );
+                    out.push_record(
+                        Entity::Application,
+                        id,
+                        pushed_updated,
+                        Some(final_updated),
+                        &f,
+                    );
+                    out.truth(Entity::Application, &a);
+                    continue;
+                } else if free && has_stage && g.chance(spec.stale_application_rate) {
+                    // The ATS moves the application on after the push; the push keeps the old stage.
+                    let stage_id = a["stage_id"].as_u64().unwrap_or(0);
+                    let t = g.between(
+                        push_time + Duration::minutes(1),
+                        now - Duration::minutes(10),
+                    );
+                    let reject = g.chance(0.3);
+                    let (new_status, new_stage_id, new_stage_name) = if reject {
+                        ("rejected", stage_id, a["stage_name"].clone())
+                    } else {
+                        let next = ((stage_id % 10) as usize + 1).min(STAGES.len() - 1);
+                        (
+                            "in_process",
+                            stage_id - stage_id % 10 + next as u64,
+                            json!(STAGES[next]),
+                        )
+                    };
+                    if a["status"] != json!(new_status) {
+                        out.defect(
+                            DefectKind::StaleApplication,
+                            Entity::Application,
+                            id,
+                            Some("status"),
+                            a["status"].clone(),
+                            json!(new_status),
+                        );
+                    }
+                    if a["stage_id"] != json!(new_stage_id) {
+                        out.defect(
+                            DefectKind::StaleApplication,
+                            Entity::Application,
+                            id,
+                            Some("stage_id"),
+                            crate::canonical::id_str(&a["stage_id"]),
+                            json!(new_stage_id.to_string()),
+                        );
+                        out.defect(
+                            DefectKind::StaleApplication,
+                            Entity::Application,
+                            id,
+                            Some("stage_name"),
+                            a["stage_name"].clone(),
+                            new_stage_name.clone(),
+                        );
+                    }
+                    // A reject that keeps the stage changes only the status.
+                    out.affected
+                        .entry(DefectKind::StaleApplication)
+                        .or_default()
+                        .insert((Entity::Application, id));
+                    set(&mut a, "status", json!(new_status));
+                    set(&mut a, "stage_id", json!(new_stage_id));
+                    set(&mut a, "stage_name", new_stage_name);
+                    if reject {
+                        set(&mut a, "rejected_at", json!(ts(t)));
+                        set(&mut a, "rejection_reason_id", json!(80_001));
+                    }
+                    set(&mut a, "updated_at", json!(ts(t)));
+                    set(&mut a, "last_activity_at", json!(ts(t)));
+                    final_updated = t;
+                } else if free && g.chance(spec.deleted_after_push_rate) {
+                    out.defect(
+                        DefectKind::DeletedAfterPush,
+                        Entity::Application,
+                        id,
+                        None,
+                        Value::Null,
+                        json!("tombstone"),
+                    );
+                    deleted_apps.push(id);
+                }
+                out.push_record(
+                    Entity::Application,
+                    id,
+                    pushed_updated,
+                    Some(final_updated),
+                    &fields,
+                );
+                match fate {
+                    // Deleted candidates take their applications with them.
+                    Fate::Deleted => out.defect(
+                        DefectKind::DeletedAfterPush,
+                        Entity::Application,
+                        id,
+                        None,
+                        Value::Null,
+                        json!("tombstone"),
+                    ),
+                    // A merge moves the loser's applications to the winner.
+                    Fate::Loser { winner, at } => {
+                        let w = cand_ids[winner];
+                        set(&mut a, "candidate_id", json!(w));
+                        set(&mut a, "updated_at", json!(ts(at)));
+                        out.note(
+                            DefectKind::MergedAfterPush,
+                            Entity::Application,
+                            id,
+                            Some("candidate_id"),
+                            json!(cid.to_string()),
+                            json!(w.to_string()),
+                        );
+                        out.truth(Entity::Application, &a);
+                    }
+                    Fate::Live | Fate::Winner { .. } => {
+                        if !deleted_apps.contains(&id) {
+                            out.truth(Entity::Application, &a);
+                        }
+                    }
+                }
+            }
+
+            // Attachments follow their candidate (gone with it, or moved by a merge).
+            if fate != Fate::Deleted {
+                for (_, _, mut a) in atts {
+                    if a["application_id"]
+                        .as_u64()
+                        .is_some_and(|x| deleted_apps.contains(&x))
+                    {
+                        set(&mut a, "application_id", Value::Null);
+                    }
+                    if let Fate::Loser { winner, at } = fate {
+                        set(&mut a, "candidate_id", json!(cand_ids[winner]));
+                        set(&mut a, "updated_at", json!(ts(at)));
+                    }
+                    out.truth(Entity::Attachment, &a);
+                }
+            }
+
+            // The candidate itself at `now`.
+            match fate {
+                Fate::Live => out.truth(Entity::Candidate, &cand),
+                Fate::Deleted => out.defect(
+                    DefectKind::DeletedAfterPush,
+                    Entity::Candidate,
+                    cid,
+                    None,
+                    Value::Null,
+                    json!("tombstone"),
+                ),
+                Fate::Loser { winner, at } => {
+                    out.defect(
+                        DefectKind::MergedAfterPush,
+                        Entity::Candidate,
+                        cid,
+                        None,
+                        Value::Null,
+                        json!({"merged_into": cand_ids[winner].to_string()}),
+                    );
+                    let contacts = [cand["email_addresses"].take(), cand["phone_numbers"].take()];
+                    match waiting_winners.remove(&i) {
+                        Some((pos, mut w)) => {
+                            absorb(&mut w, &contacts, at);
+                            out.data.candidates.replace(pos, &w);
+                        }
+                        None => {
+                            waiting_contacts.insert(winner, contacts);
+                        }
+                    }
+                }
+                Fate::Winner { loser, at } => match waiting_contacts.remove(&i) {
+                    Some(contacts) => {
+                        absorb(&mut cand, &contacts, at);
+                        out.truth(Entity::Candidate, &cand);
+                    }
+                    None => {
+                        waiting_winners.insert(loser, (out.data.candidates.len(), cand.clone()));
+                        out.truth(Entity::Candidate, &cand);
+                    }
+                },
+            }
+        }
+
+        out.into_scenario(push_time)
+    }
+}
+
+impl Out {
+    fn into_scenario(self, push_time: DateTime<Utc>) -> Scenario {
+        let Out {
+            data,
+            pushed_cands,
+            pushed_jobs,
+            pushed_atts,
+            pushed_apps,
+            pushed_keys,
+            mut overlays,
+            defects,
+            affected,
+        } = self;
+        // Candidates first, then jobs, attachments and applications (the order of the
+        // earlier generator; push ingestion does not depend on it).
+        let mut records = pushed_cands;
+        records.extend(pushed_jobs);
+        records.extend(pushed_atts);
+        records.extend(pushed_apps);
+
+        // A candidate's expected attachments are the truth's: every pushed attachment
+        // of a candidate that is still live is in the truth too (deletes and merges
+        // make their candidate a tombstone), and on a common id the truth wins.
+        let mut atts_by_cand: HashMap<u64, Vec<Arc<str>>> = HashMap::new();
+        for (_, c, json) in data.attachments.raw() {
+            atts_by_cand
+                .entry(c.unwrap_or(0))
+                .or_default()
+                .push(Arc::clone(json));
+        }
+        let mut entries = Vec::with_capacity(
+            data.candidates.len() + data.applications.len() + data.jobs.len() + 16,
+        );
+        let mut in_truth: HashSet<(Entity, u64)> = HashSet::new();
+        for entity in [Entity::Candidate, Entity::Application, Entity::Job] {
+            for (id, _, json) in data.records(entity).raw() {
+                in_truth.insert((entity, id));
+                let attachments = if entity == Entity::Candidate {
+                    atts_by_cand.remove(&id).unwrap_or_default()
+                } else {
+                    vec![]
+                };
+                entries.push((
+                    (entity.as_str().to_string(), id.to_string()),
+                    ViewSource::Present {
+                        entity,
+                        row: Arc::clone(json),
+                        attachments,
+                        overlay: overlays.remove(&(entity, id)),
+                    },
+                ));
+            }
+        }
+        // Records the ATS no longer has: tombstones.
+        for key in pushed_keys {
+            if !in_truth.contains(&key) {
+                entries.push((
+                    (key.0.as_str().to_string(), key.1.to_string()),
+                    ViewSource::Tombstone,
+                ));
+            }
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.dedup_by(|a, b| a.0 == b.0);
+
+        Scenario {
+            truth: data,
+            pushed: PushedSnapshot { records },
+            manifest: Manifest {
+                push_time,
+                defects,
+                counts: affected.into_iter().map(|(k, v)| (k, v.len())).collect(),
+                expected_views: ExpectedViews { entries },
+            },
         }
     }
-    for (key, _) in pushed_idx {
-        out.insert(key, ExpectedRecord::Tombstone);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -1146,7 +1389,7 @@ mod tests {
             let exp = m.expected(&d.entity, &d.id);
             match (d.kind, &d.field) {
                 (DefectKind::DeletedAfterPush, None) | (DefectKind::MergedAfterPush, None) => {
-                    assert_eq!(exp, Some(&ExpectedRecord::Tombstone), "{d:?}");
+                    assert_eq!(exp, Some(ExpectedRecord::Tombstone), "{d:?}");
                 }
                 (DefectKind::MissingResume, _) => {
                     let Some(ExpectedRecord::Present(v)) = exp else {
@@ -1184,10 +1427,144 @@ mod tests {
             crate::canonical::canonical_view(&s.truth, Entity::Candidate, id).expect("in truth");
         let e = m
             .expected("candidate", &id.to_string())
-            .expect("expected view")
-            .clone();
+            .expect("expected view");
         assert!(compare_view(&e, Some(&view)).is_empty());
         view.insert("title".into(), json!("changed"));
         assert_eq!(compare_view(&e, Some(&view)).len(), 1);
+    }
+
+    #[test]
+    fn pushed_records_have_the_documented_push_shape() {
+        let s = Scenario::generate(&ScenarioSpec {
+            candidates: 150,
+            ..Default::default()
+        });
+        assert!(!s.pushed.is_empty());
+        for r in s.pushed.iter() {
+            let o = r.as_object().expect("object");
+            let entity = r["entity"].as_str().expect("entity");
+            let mut members: Vec<&str> = o.keys().map(String::as_str).collect();
+            members.sort_unstable();
+            let mut want = vec!["entity", "fields", "id", "op", "updated_at"];
+            if entity == "attachment" {
+                want.push("candidate_id");
+                want.sort_unstable();
+                assert!(r["candidate_id"].is_string(), "{r}");
+                let mut fields: Vec<&str> = r["fields"]
+                    .as_object()
+                    .expect("fields")
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                fields.sort_unstable();
+                assert_eq!(fields, ["created_at", "filename", "type"], "{r}");
+            }
+            assert_eq!(members, want, "{r}");
+            assert!(r["id"].is_string() && r["op"] == "upsert", "{r}");
+            assert!(
+                r["updated_at"]
+                    .as_str()
+                    .and_then(crate::model::parse_ts)
+                    .is_some(),
+                "{r}"
+            );
+        }
+        assert_eq!(
+            s.pushed.json_lines().count(),
+            s.pushed.len(),
+            "one text per record"
+        );
+    }
+
+    /// The manifest's views, recomputed eagerly from the truth and the pushed snapshot:
+    /// a pushed record newer than the ATS wins on the fields it carries, attachments
+    /// are a union by id (the truth wins), records missing from the truth are tombstones.
+    fn eager_views(s: &Scenario) -> BTreeMap<(String, String), ExpectedRecord> {
+        let mut pushed: HashMap<(String, String), Value> = HashMap::new();
+        let mut pushed_atts: HashMap<String, Vec<Value>> = HashMap::new();
+        for p in s.pushed.iter() {
+            let (e, id) = (p["entity"].as_str().unwrap(), p["id"].as_str().unwrap());
+            if e == "attachment" {
+                let mut el = p["fields"].clone();
+                set(&mut el, "id", json!(id));
+                set(&mut el, "updated_at", p["updated_at"].clone());
+                let c = p["candidate_id"].as_str().unwrap().to_string();
+                pushed_atts.entry(c).or_default().push(el);
+            } else {
+                pushed.insert((e.to_string(), id.to_string()), p);
+            }
+        }
+        let mut out = BTreeMap::new();
+        for entity in [Entity::Candidate, Entity::Application, Entity::Job] {
+            for v in s.truth.records(entity) {
+                let id = id_of(v).to_string();
+                let key = (entity.as_str().to_string(), id.clone());
+                let mut view = record_fields(entity, v);
+                if let Some(p) = pushed.remove(&key) {
+                    let pu = p["updated_at"].as_str().and_then(crate::model::parse_ts);
+                    if pu > crate::model::record_ts(v, "updated_at") {
+                        view.extend(p["fields"].as_object().unwrap().clone());
+                    }
+                }
+                if entity == Entity::Candidate {
+                    let mut atts: BTreeMap<String, Value> = BTreeMap::new();
+                    let truth_atts = s.truth.attachments_of(id_of(v));
+                    for el in pushed_atts
+                        .get(&id)
+                        .into_iter()
+                        .flatten()
+                        .cloned()
+                        .chain(truth_atts.into_iter().map(attachment_element))
+                    {
+                        atts.insert(el["id"].as_str().unwrap().to_string(), el);
+                    }
+                    if !atts.is_empty() {
+                        view.insert(
+                            ATTACHMENTS.into(),
+                            Value::Array(atts.into_values().collect()),
+                        );
+                    }
+                }
+                out.insert(key, ExpectedRecord::Present(view));
+            }
+        }
+        for (key, _) in pushed {
+            out.insert(key, ExpectedRecord::Tombstone);
+        }
+        out
+    }
+
+    #[test]
+    fn views_built_on_demand_equal_an_eager_recomputation() {
+        let s = Scenario::generate(&ScenarioSpec {
+            candidates: 400,
+            push_newer_rate: 0.1,
+            deleted_after_push_rate: 0.05,
+            merged_after_push_rate: 0.05,
+            stale_application_rate: 0.2,
+            missing_resume_rate: 0.2,
+            ..Default::default()
+        });
+        let eager = eager_views(&s);
+        let lazy: Vec<((String, String), ExpectedRecord)> = s
+            .manifest
+            .expected_views
+            .iter()
+            .map(|(k, v)| (k.clone(), v))
+            .collect();
+        assert_eq!(lazy.len(), eager.len());
+        for ((k, v), (ek, ev)) in lazy.iter().zip(&eager) {
+            assert_eq!(k, ek);
+            assert_eq!(v, ev, "{k:?}");
+            assert_eq!(
+                s.manifest.expected_views.is_tombstone(&k.0, &k.1),
+                Some(*v == ExpectedRecord::Tombstone)
+            );
+        }
+        assert!(
+            lazy.iter().any(|(_, v)| *v == ExpectedRecord::Tombstone),
+            "some tombstones"
+        );
+        assert_eq!(s.manifest.expected("candidate", "1"), None);
     }
 }

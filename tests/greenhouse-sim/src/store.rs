@@ -2,13 +2,14 @@
 //! pre-serialised JSON plus the few values filters need. Serving a page is a range walk
 //! and a byte copy; mutations re-parse one row, change it and serialise it again.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::model::{AtsData, Entity, millis, record_id, record_ts};
+use crate::model::{AtsData, Entity, millis, parse_ts, record_id, record_ts};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -48,9 +49,42 @@ impl Row {
         ))
     }
 
+    /// A row from text that is already serialised (the truth keeps its records so):
+    /// only the members the filters need are read, the text is copied as it is.
+    pub fn from_json(json: &str) -> Result<(u64, Row), StoreError> {
+        let m: RowMeta<'_> = serde_json::from_str(json)?;
+        let id = m.id.ok_or(StoreError::NoId)?;
+        let t =
+            |f: Option<Cow<'_, str>>| f.and_then(|s| parse_ts(&s)).map(millis).unwrap_or(i64::MIN);
+        Ok((
+            id,
+            Row {
+                json: json.as_bytes().into(),
+                updated: t(m.updated_at),
+                created: t(m.created_at),
+                activity: t(m.last_activity_at),
+                candidate_id: m.candidate_id,
+            },
+        ))
+    }
+
     pub fn value(&self) -> Result<Value, StoreError> {
         Ok(serde_json::from_slice(&self.json)?)
     }
+}
+
+/// The members of a v3 object a [`Row`] indexes; everything else is skipped.
+#[derive(Deserialize)]
+struct RowMeta<'a> {
+    id: Option<u64>,
+    #[serde(borrow, default)]
+    updated_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    created_at: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    last_activity_at: Option<Cow<'a, str>>,
+    #[serde(default)]
+    candidate_id: Option<u64>,
 }
 
 /// Bounds on a timestamp (epoch milliseconds), from the pipe syntax `gte|..|lt|..`.
@@ -115,8 +149,8 @@ impl Store {
     pub fn from_data(data: &AtsData) -> Result<Store, StoreError> {
         let mut s = Store::default();
         for e in Entity::ALL {
-            for v in data.records(e) {
-                let (id, row) = Row::from_value(v)?;
+            for json in data.records(e).json() {
+                let (id, row) = Row::from_json(json)?;
                 s.tables[e.index()].insert(id, row);
             }
         }
@@ -195,9 +229,9 @@ impl Store {
         };
         for e in Entity::ALL {
             let out = d.records_mut(e);
-            for row in self.table(e).values() {
-                if let Ok(v) = row.value() {
-                    out.push(v);
+            for (id, row) in self.table(e) {
+                if let Ok(json) = std::str::from_utf8(&row.json) {
+                    out.push_json(*id, row.candidate_id, json.into());
                 }
             }
         }

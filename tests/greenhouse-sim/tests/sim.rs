@@ -1112,7 +1112,7 @@ async fn scenario_truth_served_over_http_matches_the_manifest_for_untouched_reco
     }
     // Tombstones exist for deleted/merged records and the pushed snapshot holds them.
     for (k, e) in &s.manifest.expected_views {
-        if *e == ExpectedRecord::Tombstone {
+        if e == ExpectedRecord::Tombstone {
             assert_eq!(
                 get(&format!("{}/v3/{}s/{}", sim.api_base(), k.0, k.1), &tok)
                     .await
