@@ -37,7 +37,7 @@ use crate::domain::ids::{IdError, TenantId};
 use crate::tenants::dynamo::tenant_pk;
 use crate::tenants::{
     ApiVersion, AtsKind, DEFAULT_INTERVAL_SECS, DEFAULT_RECONCILE_EVERY_SECS, RegistryError,
-    TenantConfig, TenantRegistry, TenantState, key_time,
+    TenantConfig, TenantRegistry, TenantState, first_epoch, key_time,
 };
 
 /// The `source` of every settings event.
@@ -470,7 +470,9 @@ impl<C: CredentialCheck> Settings<C> {
             created_at: now,
             updated_at: now,
         };
-        let expected_epoch = existing.as_ref().map_or(1, |c| c.epoch + 1);
+        let expected_epoch = existing
+            .as_ref()
+            .map_or_else(|| first_epoch(now), |c| c.epoch + 1);
         let mut written = self.registry.enable(cfg.clone(), now).await?;
         if written.epoch != expected_epoch && !remerge {
             // The tenant changed between our read and the enable (a disable may have

@@ -557,10 +557,13 @@ async fn settings_events_move_the_tenant_through_its_states() {
         )
         .await
         .unwrap();
+    // A first registration's epoch is the clock (ms), so it is above any epoch of an
+    // earlier, deleted registration of the same tenant.
     assert_eq!(
         (out.state, out.epoch, out.remerge_pending),
-        (TenantState::Enabled, 1, false)
+        (TenantState::Enabled, first_epoch(now), false)
     );
+    let first = out.epoch;
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.interval_secs, 900);
     assert!(
@@ -631,10 +634,7 @@ async fn settings_events_move_the_tenant_through_its_states() {
     );
     let later = now + Duration::seconds(10);
     let out = e.settings.handle(&creds, later).await.unwrap();
-    // A first registration's epoch is the clock (ms), so it is above any epoch of an
-    // earlier, deleted registration of the same tenant.
-    assert_eq!(out.state, TenantState::Enabled);
-    assert_eq!(out.epoch, first_epoch(later));
+    assert_eq!((out.state, out.epoch), (TenantState::Enabled, first));
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.state, TenantState::Enabled);
     assert_eq!(rec.config.state_reason, None);
@@ -682,7 +682,7 @@ async fn settings_events_move_the_tenant_through_its_states() {
         .unwrap();
     assert_eq!(
         (out.state, out.epoch, out.remerge_pending),
-        (TenantState::Enabled, 3, true)
+        (TenantState::Enabled, first + 2, true)
     );
     assert!(
         e.registry
