@@ -406,12 +406,16 @@ impl Deleter {
         deadline: Deadline,
     ) -> Result<bool, DeleteError> {
         let tenant = report.tenant.clone();
+        // Every invocation deletes at least one page before it heeds the deadline, so a
+        // chain of continuations always makes progress, however slow the store is.
+        let mut progressed = false;
         for shard in 0..SHARDS {
             let mut after: Option<String> = None;
             loop {
-                if deadline.near(self.opts.margin) {
+                if progressed && deadline.near(self.opts.margin) {
                     return Ok(false);
                 }
+                progressed = true;
                 let page = self
                     .store
                     .list_keys(&tenant, shard, after.as_deref(), self.opts.page_size)
@@ -459,10 +463,12 @@ impl Deleter {
         deadline: Deadline,
     ) -> Result<bool, DeleteError> {
         let prefix = self.prefix(&report.tenant);
+        let mut progressed = false; // at least one round per invocation (see delete_records)
         loop {
-            if deadline.near(self.opts.margin) {
+            if progressed && deadline.near(self.opts.margin) {
                 return Ok(false);
             }
+            progressed = true;
             let keys = self.list_objects(&prefix, S3_DELETE_MAX).await?;
             if keys.is_empty() {
                 return Ok(true);
@@ -537,10 +543,12 @@ impl Deleter {
         report: &mut DeleteReport,
         deadline: Deadline,
     ) -> Result<bool, DeleteError> {
+        let mut progressed = false; // at least one page per invocation (see delete_records)
         loop {
-            if deadline.near(self.opts.margin) {
+            if progressed && deadline.near(self.opts.margin) {
                 return Ok(false);
             }
+            progressed = true;
             let deleted = self
                 .delete_tenant_items(&report.tenant, self.opts.page_size as usize)
                 .await?;

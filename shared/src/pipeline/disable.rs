@@ -479,10 +479,14 @@ impl Disabler {
 
         report.streams_paused = self.pause_streams(tenant).await?;
 
+        // Every invocation sweeps at least one page before it heeds the deadline, so a
+        // chain of continuations always makes progress, however slow the store is.
+        let mut progressed = false;
         while shard < SHARDS {
-            if deadline.near(self.opts.margin) {
+            if progressed && deadline.near(self.opts.margin) {
                 return self.continue_later(report, shard, after, source_id).await;
             }
+            progressed = true;
             let page = self
                 .store
                 .list_keys(tenant, shard, after.as_deref(), self.opts.page_size)
