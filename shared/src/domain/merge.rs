@@ -290,16 +290,8 @@ impl<'a> ViewRef<'a> {
         }
     }
 
-    pub fn deleted(&self) -> Option<DeletedBy> {
-        self.deleted
-    }
-
     pub fn provenance(&self) -> &[(Path<'a>, Provenance)] {
         &self.provenance
-    }
-
-    pub fn field_names(&self) -> impl Iterator<Item = &'a str> + '_ {
-        self.fields.iter().map(|(n, _)| *n)
     }
 
     /// The owned view (copies every value).
