@@ -129,9 +129,26 @@ impl Drop for Active {
     }
 }
 
+/// Installs (once per process) a panic hook that stays silent for simulated crashes and
+/// hands every other panic to the hook that was there before. Without it each injected
+/// crash prints a message and a backtrace, and a test log of a crash matrix buries the
+/// one panic that is a real failure (CI shows only part of a long output).
+fn quiet_simulated_crashes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Crashed>().is_none() {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `fut` under `plan`: `Err(Crashed)` if one of its points crashed it. Any other
 /// panic is propagated unchanged (a real bug must still fail the test).
 pub async fn run<F: Future>(plan: Arc<Plan>, fut: F) -> Result<F::Output, Crashed> {
+    quiet_simulated_crashes();
     let _active = Active::enter();
     let caught = PLAN.scope(plan, AssertUnwindSafe(fut).catch_unwind()).await;
     match caught {

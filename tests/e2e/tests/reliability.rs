@@ -728,7 +728,10 @@ mod crashes {
         // (every view push-only: this scenario has no pushed data, so every view is empty).
         let mut disabled = Vec::new();
         for crash_at in [None, Some("disable.after_sweep_page")] {
-            let Some(tenant) = synced.pop() else { break };
+            let tenant = match synced.pop() {
+                Some(t) => t,
+                None => sync_under(&stack, &sim, Plan::record()).await.0,
+            };
             let plan = match crash_at {
                 Some(p) => Plan::crash_at(p, 1),
                 None => Plan::record(),
@@ -798,10 +801,16 @@ mod crashes {
         let delete_points: Vec<String> = plan.hits().keys().cloned().collect();
         assert!(!delete_points.is_empty());
         let mut deletion_crashes = 0;
-        for (i, point) in delete_points.iter().enumerate() {
-            let Some(tenant) = synced.get(i) else { break };
+        for point in &delete_points {
+            // Every deletion point gets a fully synced tenant: one the sync matrix left,
+            // else a fresh crash-free sync (how many the matrix leaves depends on how many
+            // sync points the scenario reaches).
+            let tenant = match synced.pop() {
+                Some(t) => t,
+                None => sync_under(&stack, &sim, Plan::record()).await.0,
+            };
             let plan = Plan::crash_at(point, 1);
-            deletion_crashes += delete_under(&stack, tenant, plan.clone()).await;
+            deletion_crashes += delete_under(&stack, &tenant, plan.clone()).await;
             if let Some(c) = plan.fired() {
                 crashed_points.insert(c.point);
             }
