@@ -75,6 +75,10 @@ fn function_env(stack: &Stack) -> Vec<(String, String)> {
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     env.push(("EDS_LOCAL_TESTING".into(), "true".into()));
+    // push-ingest's own variable, beside the common environment (as the template sets it).
+    if let Some(url) = stack.local.physical("PushQueue") {
+        env.push(("PUSH_QUEUE_URL".into(), url.to_string()));
+    }
     env.push((
         "GREENHOUSE_TOKEN_URL".into(),
         "http://127.0.0.1:9/token".into(),
