@@ -528,6 +528,20 @@ mod crashes {
         state: TenantState,
     }
 
+    /// A fully synced tenant for a disable or deletion crash: one the sync matrix left, else
+    /// a fresh crash-free sync (how many the matrix leaves depends on how many sync points
+    /// the scenario reaches, so every disable and deletion point still gets its tenant).
+    async fn synced_tenant(
+        stack: &Stack,
+        sim: &greenhouse_sim::SimHandle,
+        synced: &mut Vec<TenantId>,
+    ) -> TenantId {
+        match synced.pop() {
+            Some(t) => t,
+            None => sync_under(stack, sim, Plan::record()).await.0,
+        }
+    }
+
     async fn sync_under(
         stack: &Stack,
         sim: &greenhouse_sim::SimHandle,
@@ -728,10 +742,7 @@ mod crashes {
         // (every view push-only: this scenario has no pushed data, so every view is empty).
         let mut disabled = Vec::new();
         for crash_at in [None, Some("disable.after_sweep_page")] {
-            let tenant = match synced.pop() {
-                Some(t) => t,
-                None => sync_under(&stack, &sim, Plan::record()).await.0,
-            };
+            let tenant = synced_tenant(&stack, &sim, &mut synced).await;
             let plan = match crash_at {
                 Some(p) => Plan::crash_at(p, 1),
                 None => Plan::record(),
@@ -802,13 +813,7 @@ mod crashes {
         assert!(!delete_points.is_empty());
         let mut deletion_crashes = 0;
         for point in &delete_points {
-            // Every deletion point gets a fully synced tenant: one the sync matrix left,
-            // else a fresh crash-free sync (how many the matrix leaves depends on how many
-            // sync points the scenario reaches).
-            let tenant = match synced.pop() {
-                Some(t) => t,
-                None => sync_under(&stack, &sim, Plan::record()).await.0,
-            };
+            let tenant = synced_tenant(&stack, &sim, &mut synced).await;
             let plan = Plan::crash_at(point, 1);
             deletion_crashes += delete_under(&stack, &tenant, plan.clone()).await;
             if let Some(c) = plan.fired() {
