@@ -8,13 +8,16 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Credentials, Intercept, Region, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::merge::{DeletedBy, ViewMode};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope, Provenance};
 use eds_shared::domain::version::{Cause, Change, apply};
 use eds_shared::store::dynamodb::DynamoStore;
-use eds_shared::store::{RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, shard_of};
+use eds_shared::store::{
+    RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, record_pk, shard_of,
+};
 use serde_json::{Value, json};
 
 /// Records the DynamoDB operation (`X-Amz-Target`) of every request sent.
@@ -710,15 +713,15 @@ async fn list_keys_enumerates_a_tenant_by_shard_and_delete_removes_every_item() 
 
     let key7 = fx.key(EntityKind::Candidate, "7");
     assert_eq!(
-        fx.store.delete_all_items(&key7).await.unwrap(),
-        3,
+        fx.store.delete_all_items(&[key7.clone()], 4).await.unwrap(),
+        vec![3],
         "two versions and the head"
     );
     assert!(fx.store.get(&key7).await.unwrap().is_none());
     assert!(fx.store.history(&key7).await.unwrap().is_empty());
     assert_eq!(
-        fx.store.delete_all_items(&key7).await.unwrap(),
-        0,
+        fx.store.delete_all_items(&[key7.clone()], 4).await.unwrap(),
+        vec![0],
         "idempotent"
     );
     let shard = shard_of(EntityKind::Candidate, &key7.ats_id);
@@ -728,4 +731,78 @@ async fn list_keys_enumerates_a_tenant_by_shard_and_delete_removes_every_item() 
         .await
         .unwrap();
     assert!(remaining.keys.iter().all(|k| k.ats_id.as_str() != "7"));
+}
+
+#[tokio::test]
+async fn deletion_finds_every_version_and_orphan_from_the_head_without_a_query() {
+    let fx = fixture("delete-orphans").await;
+    let key = fx.key(EntityKind::Candidate, "3");
+    let plain = fx.key(EntityKind::Candidate, "4");
+    for (at, name) in [(0, "A"), (1, "B")] {
+        let page = ["3", "4"]
+            .iter()
+            .map(|id| {
+                record(
+                    EntityKind::Candidate,
+                    id,
+                    LayerKind::Push,
+                    json!({ "first_name": name }),
+                    at,
+                )
+            })
+            .collect();
+        fx.store.apply_page(&fx.tenant, page, t(at)).await.unwrap();
+    }
+    // A writer with two changes for record 3 put versions 3 and 4, then crashed before
+    // the head: two contiguous orphans above head version 2.
+    let mut last = fx.store.get(&key).await.unwrap().unwrap();
+    for at in [2, 3] {
+        let change = record(
+            EntityKind::Candidate,
+            "3",
+            LayerKind::Pull,
+            json!({ "first_name": "C", "title": format!("T{at}") }),
+            at,
+        );
+        last = apply(Some(&last), &change, t(at)).unwrap().unwrap().version;
+        fx.client
+            .put_item()
+            .table_name(fx.store.table())
+            .set_item(Some(DynamoStore::encode_item(&key, &last, false).unwrap()))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(last.version, 4);
+    let absent = fx.key(EntityKind::Candidate, "404");
+    fx.log.take();
+
+    let counts = fx
+        .store
+        .delete_all_items(&[key.clone(), plain.clone(), absent], 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        counts,
+        vec![5, 3, 0],
+        "head + 2 versions + 2 orphans; head + 2 versions; nothing"
+    );
+    let ops = fx.log.take();
+    assert!(
+        ops.iter()
+            .all(|op| op == "BatchGetItem" || op == "BatchWriteItem"),
+        "located by reads of known keys, not by queries: {ops:?}"
+    );
+    for k in [&key, &plain] {
+        let left = fx
+            .client
+            .query()
+            .table_name(fx.store.table())
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(record_pk(k)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(left.count(), 0, "{k}: {:?}", left.items());
+    }
 }

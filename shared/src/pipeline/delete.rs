@@ -34,7 +34,6 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::Instrument;
@@ -420,25 +419,20 @@ impl Deleter {
                     .store
                     .list_keys(&tenant, shard, after.as_deref(), self.opts.page_size)
                     .await?;
-                // Owned keys: a stream over borrowed ones makes the future unprovably
-                // `Send` for spawned callers (a known compiler limitation).
                 let keys: Vec<RecordKey> = page
                     .keys
                     .iter()
                     .map(|k| RecordKey::new(tenant.clone(), k.entity, k.ats_id.clone()))
                     .collect();
-                let store = &self.store;
-                let results: Vec<Result<usize, StoreError>> = futures::stream::iter(keys)
-                    .map(|key| async move { store.delete_all_items(&key).await })
-                    .buffer_unordered(self.opts.concurrency.max(1))
-                    .collect()
-                    .await;
-                for r in results {
-                    let items = r? as u64;
+                let deleted = self
+                    .store
+                    .delete_all_items(&keys, self.opts.concurrency)
+                    .await?;
+                for items in deleted {
                     // Zero items: already deleted (a lagging index lists it once more).
                     if items > 0 {
                         bump(&mut report.counts, "records", 1);
-                        bump(&mut report.counts, "record_versions", items - 1);
+                        bump(&mut report.counts, "record_versions", items as u64 - 1);
                     }
                 }
                 crate::crash::point("delete.after_records_page");

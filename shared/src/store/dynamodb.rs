@@ -392,17 +392,42 @@ impl DynamoStore {
         Ok((matches!(moved, Put::Done), pending.len()))
     }
 
-    /// Consistent batch read of heads, 100 keys per request, retrying unprocessed keys.
+    /// Consistent batch read of heads, 100 keys per request.
     async fn batch_get_heads(
         &self,
         keys: &[RecordKey],
         n: &Counter,
     ) -> Result<HashMap<String, Version>, StoreError> {
-        let mut heads = HashMap::with_capacity(keys.len());
+        let items = self
+            .batch_get(
+                keys.iter()
+                    .map(|k| (record_pk(k), HEAD_SK.to_owned()))
+                    .collect(),
+                None,
+                n,
+            )
+            .await?;
+        let mut heads = HashMap::with_capacity(items.len());
+        for (pk, item) in items {
+            heads.insert(pk, Self::from_item(item)?);
+        }
+        Ok(heads)
+    }
+
+    /// Consistent batch read of `(pk, sk)` items with distinct pks, 100 keys per request,
+    /// retrying unprocessed keys. Returns the items found, by pk; `projection` (attribute
+    /// names) narrows what is read.
+    async fn batch_get(
+        &self,
+        keys: Vec<(String, String)>,
+        projection: Option<&str>,
+        n: &Counter,
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH_GET_MAX) {
             let mut pending: Vec<Item> = chunk
                 .iter()
-                .map(|k| Self::key_item(record_pk(k), HEAD_SK.to_owned()))
+                .map(|(pk, sk)| Self::key_item(pk.clone(), sk.clone()))
                 .collect();
             let mut round = 0;
             while !pending.is_empty() {
@@ -423,6 +448,7 @@ impl DynamoStore {
                 let request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
                     .consistent_read(true)
+                    .set_projection_expression(projection.map(str::to_owned))
                     .build()
                     .map_err(|e| build_error("BatchGetItem", e))?;
                 n.read();
@@ -435,12 +461,9 @@ impl DynamoStore {
                     .map_err(|e| sdk_error("BatchGetItem", e))?;
                 if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
                     for item in items {
-                        let v = Self::from_item(item.clone())?;
-                        let pk = match item.get("pk") {
-                            Some(AttributeValue::S(pk)) => pk.clone(),
-                            _ => continue,
-                        };
-                        heads.insert(pk, v);
+                        if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                            found.insert(pk.clone(), item.clone());
+                        }
                     }
                 }
                 if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
@@ -448,7 +471,113 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(heads)
+        Ok(found)
+    }
+
+    /// The highest version item of each record (0: no item), read without a query: the
+    /// head names its version, and versions above it (orphans a crashed writer left,
+    /// always contiguous) are probed one number at a time for the records that have them.
+    async fn top_versions(&self, keys: &[RecordKey], n: &Counter) -> Result<Vec<u64>, StoreError> {
+        let pks: Vec<String> = keys.iter().map(record_pk).collect();
+        let version_of = |item: &Item| match item.get("version") {
+            Some(AttributeValue::N(v)) => v.parse::<u64>().ok(),
+            _ => None,
+        };
+        let heads = self
+            .batch_get(
+                pks.iter()
+                    .map(|pk| (pk.clone(), HEAD_SK.to_owned()))
+                    .collect(),
+                Some("pk, version"),
+                n,
+            )
+            .await?;
+        let mut top = Vec::with_capacity(keys.len());
+        for (key, pk) in keys.iter().zip(&pks) {
+            top.push(match heads.get(pk) {
+                None => 0,
+                Some(item) => version_of(item).ok_or_else(|| StoreError::Malformed {
+                    what: format!("{key} head"),
+                    message: "no numeric version".into(),
+                })?,
+            });
+        }
+        // Records without a head are not probed: the index that listed them lists heads.
+        let mut probing: Vec<usize> = (0..keys.len()).filter(|&i| top[i] > 0).collect();
+        for _ in 0..64 {
+            if probing.is_empty() {
+                return Ok(top);
+            }
+            let found = self
+                .batch_get(
+                    probing
+                        .iter()
+                        .map(|&i| (pks[i].clone(), version_sk(top[i] + 1)))
+                        .collect(),
+                    Some("pk"),
+                    n,
+                )
+                .await?;
+            probing.retain(|&i| found.contains_key(&pks[i]));
+            for &i in &probing {
+                top[i] += 1;
+            }
+        }
+        Err(StoreError::Contention {
+            key: format!("{} records above their head", probing.len()),
+            attempts: 64,
+        })
+    }
+
+    /// Deletes `V#1..=V#top` and then the head of one record, 25 items per request.
+    async fn delete_items(&self, key: &RecordKey, top: u64, n: &Counter) -> Result<(), StoreError> {
+        let pk = record_pk(key);
+        let sks = (1..=top)
+            .map(version_sk)
+            .chain([HEAD_SK.to_owned()])
+            .collect();
+        for batch in delete_batches(sks) {
+            let mut pending = batch
+                .into_iter()
+                .map(|sk| {
+                    DeleteRequest::builder()
+                        .set_key(Some(Self::key_item(pk.clone(), sk)))
+                        .build()
+                        .map(|d| WriteRequest::builder().delete_request(d).build())
+                        .map_err(|e| build_error("BatchWriteItem", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut round = 0;
+            while !pending.is_empty() {
+                round += 1;
+                if round > MAX_BATCH_ROUNDS {
+                    return Err(StoreError::Dynamo {
+                        op: "BatchWriteItem",
+                        message: format!(
+                            "{} deletes still unprocessed after {MAX_BATCH_ROUNDS} rounds",
+                            pending.len()
+                        ),
+                        retryable: true,
+                    });
+                }
+                if round > 1 {
+                    tokio::time::sleep(backoff(round)).await;
+                }
+                n.write();
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, std::mem::take(&mut pending))
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
+                crate::crash::point("store.after_delete_batch");
+                if let Some(left) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
+                    pending = left.clone();
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sort keys and versions of every item under a record's pk (`(sk, version)`).
@@ -774,57 +903,32 @@ impl RecordSweep for DynamoStore {
         Ok(KeyPage { keys, next })
     }
 
-    async fn delete_all_items(&self, key: &RecordKey) -> Result<usize, StoreError> {
+    async fn delete_all_items(
+        &self,
+        keys: &[RecordKey],
+        concurrency: usize,
+    ) -> Result<Vec<usize>, StoreError> {
         let n = Counter::default();
-        let sks: Vec<String> = self
-            .item_index(key, &n)
-            .await?
-            .into_iter()
-            .map(|(sk, _, _)| sk)
+        let top = self.top_versions(keys, &n).await?;
+        // Owned keys: a stream over borrowed ones makes the future unprovably `Send` for
+        // spawned callers (a known compiler limitation).
+        let present: Vec<(RecordKey, u64)> = keys
+            .iter()
+            .zip(&top)
+            .filter(|(_, t)| **t > 0)
+            .map(|(k, t)| (k.clone(), *t))
             .collect();
-        let total = sks.len();
-        let pk = record_pk(key);
-        for batch in delete_batches(sks) {
-            let mut pending = batch
-                .into_iter()
-                .map(|sk| {
-                    DeleteRequest::builder()
-                        .set_key(Some(Self::key_item(pk.clone(), sk)))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| build_error("BatchWriteItem", e))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut round = 0;
-            while !pending.is_empty() {
-                round += 1;
-                if round > MAX_BATCH_ROUNDS {
-                    return Err(StoreError::Dynamo {
-                        op: "BatchWriteItem",
-                        message: format!(
-                            "{} deletes still unprocessed after {MAX_BATCH_ROUNDS} rounds",
-                            pending.len()
-                        ),
-                        retryable: true,
-                    });
-                }
-                if round > 1 {
-                    tokio::time::sleep(backoff(round)).await;
-                }
-                n.write();
-                let out = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, std::mem::take(&mut pending))
-                    .send()
-                    .await
-                    .map_err(|e| sdk_error("BatchWriteItem", e))?;
-                crate::crash::point("store.after_delete_batch");
-                if let Some(left) = out.unprocessed_items().and_then(|u| u.get(&self.table)) {
-                    pending = left.clone();
-                }
-            }
-        }
-        Ok(total)
+        let n = &n;
+        let results: Vec<Result<(), StoreError>> = stream::iter(present)
+            .map(|(key, top)| async move { self.delete_items(&key, top, n).await })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        // The items that existed: the versions up to the top and the head.
+        Ok(top
+            .iter()
+            .map(|&t| if t == 0 { 0 } else { t as usize + 1 })
+            .collect())
     }
 }

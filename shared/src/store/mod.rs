@@ -217,10 +217,17 @@ pub trait RecordSweep: Send + Sync {
         start: Option<&str>,
         limit: u32,
     ) -> Result<KeyPage, StoreError>;
-    /// Deletes every item of a record (versions first, head last, so a deletion
-    /// interrupted midway still finds the record through the index). Returns the
-    /// number of items deleted; idempotent.
-    async fn delete_all_items(&self, key: &RecordKey) -> Result<usize, StoreError>;
+    /// Deletes every item of each record, `concurrency` records at a time (versions
+    /// first, head last, so a deletion interrupted midway still finds the record through
+    /// the index). The items are located without listing them: the head names its
+    /// version and the versions above it (a crashed writer's orphans) are probed.
+    /// Returns, per key, the number of items the record had by that reckoning (head and
+    /// versions `1..=top`; 0 if it had no head); idempotent.
+    async fn delete_all_items(
+        &self,
+        keys: &[RecordKey],
+        concurrency: usize,
+    ) -> Result<Vec<usize>, StoreError>;
 }
 
 /// `R#{tenant}#{entity}#{ats_id}`.

@@ -83,6 +83,14 @@ struct RunArgs {
     delete_records: usize,
     #[arg(long, default_value_t = 100)]
     delete_versions: u64,
+    /// Run the fan-out after the other sections instead of beside them (when everything
+    /// runs, it runs at the same time on an emulator of its own: it is bound by moto's one
+    /// core, and so is the deletion).
+    #[arg(long)]
+    serial: bool,
+    /// The script that starts an emulator for the fan-out run beside the others.
+    #[arg(long, default_value = "infra/local/scripts/with-emulator.sh")]
+    emulator_script: PathBuf,
 }
 
 impl RunArgs {
@@ -115,6 +123,12 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
             }
         }
     };
+    let beside = args.only.is_empty() && !args.serial;
+    let fanout_child = if beside {
+        Some(spawn_fanout(&args)?)
+    } else {
+        None
+    };
     let opts = pipeline::PipelineOptions {
         candidates: args.candidates,
         crawl_candidates: args.crawl_candidates,
@@ -144,13 +158,32 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
             section("footprint", Ok(figs), &mut env);
         }
     }
-    if args.wants("fanout") {
+    if args.wants("fanout") && !beside {
         let r = lifecycle::fanout(&args.fanout).await;
         section("fanout", r, &mut env);
     }
     if args.wants("delete") {
         let r = lifecycle::deletion(args.delete_records, args.delete_versions).await;
         section("delete", r, &mut env);
+    }
+    if let Some((mut child, out)) = fanout_child {
+        let r = tokio::task::spawn_blocking(move || child.wait())
+            .await?
+            .map_err(anyhow::Error::from)
+            .and_then(|status| {
+                anyhow::ensure!(status.success(), "the fan-out run ended with {status}");
+                let child: Report = serde_json::from_slice(&std::fs::read(&out)?)?;
+                Ok(child)
+            });
+        let r = r.map(|child| {
+            env.notes.extend(child.environment.notes);
+            env.notes.push(
+                "the fan-out ran at the same time as the other sections, on an emulator of its own"
+                    .into(),
+            );
+            child.figures
+        });
+        section("fanout (beside)", r, &mut env);
     }
     env.load_end = report::load_average();
     let out = Report {
@@ -166,6 +199,21 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Starts `eds-bench run --only fanout` under an emulator of its own; returns the child
+/// and the file it writes.
+fn spawn_fanout(args: &RunArgs) -> anyhow::Result<(std::process::Child, PathBuf)> {
+    let out = args.out.with_extension("fanout.json");
+    let sizes: Vec<String> = args.fanout.iter().map(usize::to_string).collect();
+    let child = std::process::Command::new(&args.emulator_script)
+        .arg(std::env::current_exe()?)
+        .args(["run", "--only", "fanout", "--fanout", &sizes.join(",")])
+        .arg("--out")
+        .arg(&out)
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.emulator_script.display()))?;
+    Ok((child, out))
 }
 
 fn gather(out_dir: PathBuf, criterion: PathBuf, release_dir: PathBuf) -> anyhow::Result<()> {
