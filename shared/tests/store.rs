@@ -713,14 +713,20 @@ async fn list_keys_enumerates_a_tenant_by_shard_and_delete_removes_every_item() 
 
     let key7 = fx.key(EntityKind::Candidate, "7");
     assert_eq!(
-        fx.store.delete_all_items(&[key7.clone()], 4).await.unwrap(),
+        fx.store
+            .delete_all_items(std::slice::from_ref(&key7), 4)
+            .await
+            .unwrap(),
         vec![3],
         "two versions and the head"
     );
     assert!(fx.store.get(&key7).await.unwrap().is_none());
     assert!(fx.store.history(&key7).await.unwrap().is_empty());
     assert_eq!(
-        fx.store.delete_all_items(&[key7.clone()], 4).await.unwrap(),
+        fx.store
+            .delete_all_items(std::slice::from_ref(&key7), 4)
+            .await
+            .unwrap(),
         vec![0],
         "idempotent"
     );
