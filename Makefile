@@ -9,7 +9,7 @@ WITH_EMULATOR := infra/local/scripts/with-emulator.sh
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all test demo bench venv fmt lint validate unit sam-build deploy clean
+.PHONY: all test nextest demo bench venv fmt lint validate unit sam-build deploy clean
 
 all: test
 
@@ -22,12 +22,27 @@ $(VENV)/.installed: infra/local/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
 	touch $@
 
-## test: formatting, lints, the SAM template lint, and every test against the local stack
-test: venv
+## test: formatting, lints, the SAM template lint, and every test against the local stack.
+## The tests run under cargo-nextest in two halves at once, each with an emulator of its own
+## (moto is single-threaded: one emulator keeps one core busy; docs/testing.md).
+## NEXTEST_ARGS passes options to both halves (e.g. NEXTEST_ARGS="-E 'test(crash)'").
+NEXTEST_ARGS ?=
+SLOW_TESTS := binary(reliability)
+test: venv nextest
 	cargo fmt --all -- --check
 	$(VENV)/bin/sam validate --lint -t infra/template.yaml
 	cargo clippy --workspace --all-targets --locked -- -D warnings
-	$(WITH_EMULATOR) cargo test --workspace --locked
+	cargo nextest run --workspace --locked --no-run
+	cargo test --workspace --locked --doc
+	slow=0; rest=0; \
+	$(WITH_EMULATOR) cargo nextest run --workspace --locked --no-fail-fast -E '$(SLOW_TESTS)' $(NEXTEST_ARGS) & pid=$$!; \
+	$(WITH_EMULATOR) cargo nextest run --workspace --locked --no-fail-fast -E 'not ($(SLOW_TESTS))' $(NEXTEST_ARGS) || rest=$$?; \
+	wait $$pid || slow=$$?; \
+	if [ $$slow -ne 0 ] || [ $$rest -ne 0 ]; then echo "tests failed (reliability half: $$slow, the rest: $$rest)"; exit 1; fi
+
+## nextest: the test runner (on this kind of machine it comes with the toolchain)
+nextest:
+	@command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
 
 ## demo: the main job end to end on the local stack: emulator + simulator, push, enable,
 ## sync with progress, the report checked against the scenario's manifest, disable.
@@ -39,14 +54,16 @@ demo: venv
 
 ## bench: every benchmark (issue I): criterion benches, then eds-bench on the local stack;
 ## writes target/bench/report.json and target/bench/summary.md (docs/benchmarks.md explains them).
-## One release build for the functions and eds-bench (one feature set, dependencies built once);
-## criterion measures 2 s per benchmark after 1 s of warm-up, alone on the machine.
+## One release build for the functions, eds-bench and the two criterion benchmarks (built as
+## examples: a bench target's dependencies would be compiled a second time); criterion
+## measures 2 s per benchmark after 1 s of warm-up, alone on the machine (D17).
 BENCH_ARGS ?=
 CRITERION_ARGS ?= --warm-up-time 1 --measurement-time 2
+FUNCTION_BINS := scheduler puller push-ingest settings disable delete records-api
 bench: venv
-	cargo build --locked --release -p scheduler -p puller -p push-ingest -p settings -p disable -p delete -p records-api -p eds-bench
-	cargo bench --locked -p eds-shared --bench merge -- $(CRITERION_ARGS)
-	cargo bench --locked -p greenhouse-sim --bench serve -- $(CRITERION_ARGS)
+	cargo build --locked --release $(addprefix --bin ,$(FUNCTION_BINS) eds-bench) --example bench_merge --example bench_serve
+	target/release/examples/bench_merge --bench $(CRITERION_ARGS)
+	target/release/examples/bench_serve --bench $(CRITERION_ARGS)
 	$(WITH_EMULATOR) target/release/eds-bench run $(BENCH_ARGS)
 	target/release/eds-bench report
 

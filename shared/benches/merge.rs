@@ -1,7 +1,7 @@
-//! Merge throughput on realistic candidate records (about 2 KB of JSON per layer), and
-//! merge + serialise next to serde_json parsing of the same bytes.
-//! Run: `cargo bench -p eds-shared --bench merge`.
-//! Goals (issue C): >= 200,000 merges/s on one core; merge + serialise <= 2x parse.
+// Merge throughput on realistic candidate records (about 2 KB of JSON per layer), and
+// merge + serialise next to serde_json parsing of the same bytes.
+// Run: `cargo bench -p eds-shared --bench merge`.
+// Goals (issue C): >= 200,000 merges/s on one core; merge + serialise <= 2x parse.
 
 use std::hint::black_box;
 

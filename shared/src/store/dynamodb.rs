@@ -415,12 +415,12 @@ impl DynamoStore {
     }
 
     /// Consistent batch read of `(pk, sk)` items with distinct pks, 100 keys per request,
-    /// retrying unprocessed keys. Returns the items found, by pk; `projection` (attribute
-    /// names) narrows what is read.
+    /// retrying unprocessed keys. Returns the items found, by pk; `projection` (an
+    /// expression and its attribute name aliases) narrows what is read.
     async fn batch_get(
         &self,
         keys: Vec<(String, String)>,
-        projection: Option<&str>,
+        projection: Option<(&str, &[(&str, &str)])>,
         n: &Counter,
     ) -> Result<HashMap<String, Item>, StoreError> {
         let mut found = HashMap::with_capacity(keys.len());
@@ -445,10 +445,16 @@ impl DynamoStore {
                 if round > 1 {
                     tokio::time::sleep(backoff(round)).await;
                 }
-                let request = KeysAndAttributes::builder()
+                let mut request = KeysAndAttributes::builder()
                     .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .set_projection_expression(projection.map(str::to_owned))
+                    .consistent_read(true);
+                if let Some((expression, names)) = projection {
+                    request = request.projection_expression(expression);
+                    for (alias, name) in names {
+                        request = request.expression_attribute_names(*alias, *name);
+                    }
+                }
+                let request = request
                     .build()
                     .map_err(|e| build_error("BatchGetItem", e))?;
                 n.read();
@@ -488,7 +494,7 @@ impl DynamoStore {
                 pks.iter()
                     .map(|pk| (pk.clone(), HEAD_SK.to_owned()))
                     .collect(),
-                Some("pk, version"),
+                Some(("pk, #v", &[("#v", "version")])),
                 n,
             )
             .await?;
@@ -514,7 +520,7 @@ impl DynamoStore {
                         .iter()
                         .map(|&i| (pks[i].clone(), version_sk(top[i] + 1)))
                         .collect(),
-                    Some("pk"),
+                    Some(("pk", &[])),
                     n,
                 )
                 .await?;

@@ -1,7 +1,7 @@
-//! Serving throughput: records per second over HTTP on loopback, crawling
-//! `/v3/candidates` and `/v3/applications` with `per_page=500` (goal: ≥ 20,000/s so the
-//! simulator never limits eds's measurements). Also one 100k-candidate scenario
-//! generation timing (peak memory: `cargo run --release --example scenario_100k`).
+// Serving throughput: records per second over HTTP on loopback, crawling
+// `/v3/candidates` and `/v3/applications` with `per_page=500` (goal: ≥ 20,000/s so the
+// simulator never limits eds's measurements). Also one 100k-candidate scenario
+// generation timing (peak memory: `cargo run --release --example scenario_100k`).
 
 use std::time::Instant;
 
