@@ -9,16 +9,22 @@ WITH_EMULATOR := infra/local/scripts/with-emulator.sh
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 
-.PHONY: all test nextest demo bench venv fmt lint validate unit sam-build deploy clean
+.PHONY: all test nextest demo bench venv emulator fmt lint validate unit sam-build deploy clean
 
 all: test
 
-## venv: the project-local Python tools (moto server, SAM CLI, cargo-lambda)
+## venv: the project-local Python tools (moto server, SAM CLI, cargo-lambda);
+## emulator: only the moto server (all that `make demo` and `make bench` need)
 venv: $(VENV)/.installed
+emulator: $(VENV)/.emulator
 
-$(VENV)/.installed: infra/local/requirements.txt
+$(VENV)/.emulator: infra/local/requirements-emulator.txt
 	@command -v $(PYTHON) >/dev/null || { echo "python3 is needed to install the local AWS emulator"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements-emulator.txt
+	touch $@
+
+$(VENV)/.installed: infra/local/requirements.txt $(VENV)/.emulator
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
 	touch $@
 
@@ -48,7 +54,7 @@ nextest:
 ## sync with progress, the report checked against the scenario's manifest, disable.
 ## DEMO_ARGS passes options to `edsctl demo` (e.g. DEMO_ARGS="--candidates 500").
 DEMO_ARGS ?=
-demo: venv
+demo: emulator
 	cargo build --locked -q -p edsctl
 	EDS_LOCAL_TESTING=true $(WITH_EMULATOR) cargo run --locked -q -p edsctl -- demo $(DEMO_ARGS)
 
@@ -60,7 +66,7 @@ demo: venv
 BENCH_ARGS ?=
 CRITERION_ARGS ?= --warm-up-time 1 --measurement-time 2
 FUNCTION_BINS := scheduler puller push-ingest settings disable delete records-api
-bench: venv
+bench: emulator
 	cargo build --locked --release $(addprefix --bin ,$(FUNCTION_BINS) eds-bench) --example bench_merge --example bench_serve
 	target/release/examples/bench_merge --bench $(CRITERION_ARGS)
 	target/release/examples/bench_serve --bench $(CRITERION_ARGS)

@@ -60,9 +60,9 @@ pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
 
 /// When a claimed tenant is due next: its interval, but at least every 12 hours for
 /// tenants with rotating refresh tokens (they expire after 24 h idle).
-pub fn next_run(cfg: &TenantConfig, now: DateTime<Utc>) -> DateTime<Utc> {
-    let mut secs = cfg.interval_secs.max(60);
-    if cfg.uses_refresh_token {
+pub fn next_run(interval_secs: u64, uses_refresh_token: bool, now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut secs = interval_secs.max(60);
+    if uses_refresh_token {
         secs = secs.min(TOKEN_REFRESH_EVERY_SECS);
     }
     now + Duration::seconds(secs as i64)
@@ -91,20 +91,18 @@ impl Scheduler {
         }
         report.due = due.len();
         let claims = futures::stream::iter(due)
-            .map(|tenant| async move {
+            .map(|due| async move {
                 let run_id = uuid::Uuid::new_v4().simple().to_string();
-                // The next run time depends on the config; claim with the interval the
-                // tenant had (read back from the claim) and correct it below if needed.
-                let rec = self.registry.get(&tenant).await?;
-                let Some(rec) = rec else {
-                    return Ok::<_, RegistryError>(None);
-                };
-                let next = next_run(&rec.config, now);
+                // The settings come from the index (eventually consistent): an interval
+                // changed a moment ago applies from the run after this one. A tenant
+                // deleted or disabled since fails the claim's condition.
+                let next = next_run(due.interval_secs, due.uses_refresh_token, now);
+                let tenant = due.tenant;
                 let claim = self
                     .registry
                     .claim_run(&tenant, &run_id, &["run".to_string()], now, next)
                     .await?;
-                Ok(match claim {
+                Ok::<_, RegistryError>(match claim {
                     Claim::Claimed { epoch, config } => {
                         let steps = plan_run(&config, now);
                         Some(PullJob {
@@ -186,10 +184,16 @@ mod tests {
     #[test]
     fn refresh_token_tenants_run_at_least_every_twelve_hours() {
         let now: DateTime<Utc> = "2026-01-01T01:00:00Z".parse().unwrap();
-        assert_eq!(next_run(&cfg(), now), now + Duration::hours(12));
-        let mut c = cfg();
-        c.uses_refresh_token = false;
-        assert_eq!(next_run(&c, now), now + Duration::hours(24));
+        let c = cfg();
+        assert_eq!(
+            next_run(c.interval_secs, c.uses_refresh_token, now),
+            now + Duration::hours(12)
+        );
+        assert_eq!(
+            next_run(c.interval_secs, false, now),
+            now + Duration::hours(24)
+        );
+        assert_eq!(next_run(0, false, now), now + Duration::seconds(60));
     }
 
     #[test]

@@ -109,6 +109,14 @@ struct ConfigItem {
     pending_streams: Option<BTreeSet<String>>,
 }
 
+/// A tenant listed by the `due` index, with the settings that index projects.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DueTenant {
+    pub tenant: TenantId,
+    pub interval_secs: u64,
+    pub uses_refresh_token: bool,
+}
+
 /// Outcome of trying to claim a due tenant for a new run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Claim {
@@ -397,12 +405,13 @@ impl TenantRegistry {
     }
 
     /// Tenants of one due shard whose `next_run_at` has passed (the sparse index holds
-    /// only schedulable tenants).
+    /// only schedulable tenants), with the two settings the index projects so that the
+    /// scheduler can set their next run without reading each tenant.
     pub async fn due(
         &self,
         shard: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<TenantId>, RegistryError> {
+    ) -> Result<Vec<DueTenant>, RegistryError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -421,9 +430,21 @@ impl TenantRegistry {
             for item in page.items() {
                 if let Some(AttributeValue::S(pk)) = item.get("pk")
                     && let Some(t) = pk.strip_prefix("T#")
-                    && let Ok(t) = TenantId::parse(t)
+                    && let Ok(tenant) = TenantId::parse(t)
                 {
-                    out.push(t);
+                    out.push(DueTenant {
+                        tenant,
+                        // Absent only if the index lost its projection: 0 = the minimum
+                        // interval, and the claim's condition still prevents a double run.
+                        interval_secs: match item.get("interval_secs") {
+                            Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                            _ => 0,
+                        },
+                        uses_refresh_token: matches!(
+                            item.get("uses_refresh_token"),
+                            Some(AttributeValue::Bool(true))
+                        ),
+                    });
                 }
             }
             start = page.last_evaluated_key;

@@ -10,5 +10,5 @@
 pub mod dynamo;
 pub mod model;
 
-pub use dynamo::{ActiveRun, Claim, Lease, RegistryError, TenantRecord, TenantRegistry};
+pub use dynamo::{ActiveRun, Claim, DueTenant, Lease, RegistryError, TenantRecord, TenantRegistry};
 pub use model::*;

@@ -339,7 +339,7 @@ pub async fn fanout(sizes: &[usize]) -> anyhow::Result<Vec<Figure>> {
             "requests/tenant",
             Goal::None,
             FANOUT_CMD,
-            "one read and one conditional claim per tenant, plus the due-index shard queries",
+            "one conditional claim per tenant (the due index carries the interval, D18), plus the due-index shard queries",
         ));
     }
     if let (Some((n0, w0, c0)), Some((n1, w1, c1))) = (per_tenant.first(), per_tenant.last())
