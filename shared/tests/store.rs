@@ -812,3 +812,355 @@ async fn deletion_finds_every_version_and_orphan_from_the_head_without_a_query()
         assert_eq!(left.count(), 0, "{k}: {:?}", left.items());
     }
 }
+
+/// Every item under the record's pk (head and version items, orphans included).
+async fn items_of(fx: &Fixture, key: &RecordKey) -> Vec<String> {
+    let out = fx
+        .client
+        .query()
+        .table_name(fx.store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(record_pk(key)))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .collect()
+}
+
+fn attachment_ids(v: &eds_shared::domain::version::Version) -> Vec<String> {
+    let mut ids: Vec<String> = v
+        .view
+        .fields
+        .get("attachments")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_pull_run_amends_its_own_version_so_a_record_gets_one_version_per_sync() {
+    let fx = fixture("amend").await;
+    let key = fx.key(EntityKind::Candidate, "7");
+    let candidate = record(
+        EntityKind::Candidate,
+        "7",
+        LayerKind::Pull,
+        json!({"first_name": "Ada"}),
+        0,
+    );
+    let first = fx
+        .store
+        .apply_run_page(&fx.tenant, "run-1", vec![candidate.clone()], t(10))
+        .await
+        .unwrap();
+    assert_eq!(first.created, 1);
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(v1.run.as_deref(), Some("run-1"));
+
+    // The attachments stream of the same run: the run's version is amended.
+    let page = fx
+        .store
+        .apply_run_page(
+            &fx.tenant,
+            "run-1",
+            vec![attachment("7", "cv"), attachment("7", "cover")],
+            t(20),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            page.records[0].outcome,
+            RecordOutcome::Updated { from: 1, to: 1, .. }
+        ),
+        "{:?}",
+        page.records[0].outcome
+    );
+    assert_eq!(page.versions_written, 0);
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.version, 1);
+    assert_eq!(head.valid_from, v1.valid_from, "valid_from kept");
+    assert_eq!(head.view.fields["first_name"], json!("Ada"));
+    assert_eq!(attachment_ids(&head), ["cover", "cv"]);
+    let history = fx.store.history(&key).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].version, head, "the version item is the head's copy");
+    assert_eq!(items_of(&fx, &key).await, ["HEAD", "V#0000000001"]);
+
+    // Redelivery of both pages (same run, or the next run re-reading them): no write.
+    fx.log.take();
+    for run in ["run-1", "run-2"] {
+        let again = fx
+            .store
+            .apply_run_page(
+                &fx.tenant,
+                run,
+                vec![candidate.clone(), attachment("7", "cv")],
+                t(30),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again.unchanged, 1, "{run}");
+    }
+    let writes: Vec<String> = fx
+        .log
+        .take()
+        .into_iter()
+        .filter(|op| WRITE_OPERATIONS.contains(&op.as_str()))
+        .collect();
+    assert!(writes.is_empty(), "redelivery wrote: {writes:?}");
+    assert_eq!(fx.store.get(&key).await.unwrap().unwrap(), head);
+}
+
+#[tokio::test]
+async fn versions_of_an_earlier_run_or_of_a_push_are_never_amended() {
+    let fx = fixture("no-amend").await;
+    let key = fx.key(EntityKind::Candidate, "8");
+    let pull = |title: &str, at: i64| {
+        record(
+            EntityKind::Candidate,
+            "8",
+            LayerKind::Pull,
+            json!({"title": title}),
+            at,
+        )
+    };
+    fx.store
+        .apply_run_page(&fx.tenant, "run-1", vec![pull("Dev", 0)], t(10))
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+
+    // A push lands between the run's two writes: it gets its own version, and the run's
+    // next write follows it instead of amending anything.
+    let push = record(
+        EntityKind::Candidate,
+        "8",
+        LayerKind::Push,
+        json!({"first_name": "Ada"}),
+        1,
+    );
+    let pushed = fx
+        .store
+        .apply_page(&fx.tenant, vec![push], t(20))
+        .await
+        .unwrap();
+    assert_eq!(pushed.versions_written, 1);
+    let page = fx
+        .store
+        .apply_run_page(&fx.tenant, "run-1", vec![attachment("8", "cv")], t(30))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            page.records[0].outcome,
+            RecordOutcome::Updated { from: 2, to: 3, .. }
+        ),
+        "{:?}",
+        page.records[0].outcome
+    );
+
+    // The next run changes the record: a new version, the earlier run's is kept.
+    let page = fx
+        .store
+        .apply_run_page(&fx.tenant, "run-2", vec![pull("CTO", 2)], t(40))
+        .await
+        .unwrap();
+    assert_eq!(page.versions_written, 1);
+    // A disable sweep, then the same run again: the sweep's version is not amended.
+    fx.store
+        .set_mode_page(
+            &fx.tenant,
+            &[(EntityKind::Candidate, AtsId::parse("8").unwrap())],
+            ViewMode::PushOnly,
+            t(50),
+        )
+        .await
+        .unwrap();
+    let page = fx
+        .store
+        .apply_run_page(&fx.tenant, "run-2", vec![attachment("8", "cover")], t(60))
+        .await
+        .unwrap();
+    assert_eq!(page.versions_written, 1);
+
+    let history = fx.store.history(&key).await.unwrap();
+    let summary: Vec<(u64, Cause, Option<&str>)> = history
+        .iter()
+        .map(|h| (h.version.version, h.version.cause, h.version.run.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, Cause::Pull, Some("run-1")),
+            (2, Cause::Push, None),
+            (3, Cause::Pull, Some("run-1")),
+            (4, Cause::Pull, Some("run-2")),
+            (5, Cause::Disable, None),
+            (6, Cause::Pull, Some("run-2")),
+        ]
+    );
+    assert_eq!(history[0].version, v1, "the first version is untouched");
+    assert!(attachment_ids(&history[1].version).is_empty());
+    assert_eq!(history[2].version.view.fields["first_name"], json!("Ada"));
+    assert_eq!(attachment_ids(&history[2].version), ["cv"]);
+    let pulled: Vec<&str> = history[5].version.state.pull.as_ref().unwrap().fields["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(pulled.len(), 2, "both rows kept in the pull layer: {pulled:?}");
+    assert_eq!(
+        history[5].version.state.mode,
+        ViewMode::PushOnly,
+        "still disabled"
+    );
+    assert!(!history[5].version.view.fields.contains_key("attachments"));
+}
+
+#[tokio::test]
+async fn an_orphan_above_a_runs_version_is_committed_and_followed_not_amended_away() {
+    let fx = fixture("amend-orphan").await;
+    let key = fx.key(EntityKind::Candidate, "9");
+    fx.store
+        .apply_run_page(
+            &fx.tenant,
+            "run-1",
+            vec![record(
+                EntityKind::Candidate,
+                "9",
+                LayerKind::Pull,
+                json!({"title": "Dev"}),
+                0,
+            )],
+            t(10),
+        )
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    // A push computed version 2 from version 1, put it and crashed before the head.
+    let push = record(
+        EntityKind::Candidate,
+        "9",
+        LayerKind::Push,
+        json!({"first_name": "Ada"}),
+        1,
+    );
+    let orphan = apply(Some(&v1), &push, t(15)).unwrap().unwrap().version;
+    fx.client
+        .put_item()
+        .table_name(fx.store.table())
+        .set_item(Some(
+            DynamoStore::encode_item(&key, &orphan, false).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+
+    // The run's attachment: amending version 1 would leave the orphan built on content
+    // that no longer exists; instead the orphan is committed and the run follows it.
+    let page = fx
+        .store
+        .apply_run_page(&fx.tenant, "run-1", vec![attachment("9", "cv")], t(20))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            page.records[0].outcome,
+            RecordOutcome::Updated { from: 2, to: 3, .. }
+        ),
+        "{:?}",
+        page.records[0].outcome
+    );
+    let history = fx.store.history(&key).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].version, v1, "version 1 untouched");
+    assert_eq!(history[1].version, orphan, "the push is not lost");
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.view.fields["first_name"], json!("Ada"));
+    assert_eq!(attachment_ids(&head), ["cv"]);
+}
+
+#[tokio::test]
+async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_away_content() {
+    let fx = fixture("amend-race").await;
+    let key = fx.key(EntityKind::Candidate, "1");
+    fx.store
+        .apply_run_page(
+            &fx.tenant,
+            "run-1",
+            vec![record(
+                EntityKind::Candidate,
+                "1",
+                LayerKind::Pull,
+                json!({"title": "Dev"}),
+                0,
+            )],
+            t(0),
+        )
+        .await
+        .unwrap();
+
+    // Writers of the run (amending) race writers outside it (appending on top of a
+    // version the run may amend), several rounds each.
+    const EACH: usize = 4;
+    let mut tasks = Vec::new();
+    for w in 0..2 * EACH {
+        let store = fx.store.clone();
+        let tenant = fx.tenant.clone();
+        tasks.push(tokio::spawn(async move {
+            let change = vec![attachment("1", &format!("a{w}"))];
+            for _ in 0..10 {
+                let page = if w % 2 == 0 {
+                    store.apply_run_page(&tenant, "run-1", change.clone(), t(10)).await
+                } else {
+                    store.apply_page(&tenant, change.clone(), t(10)).await
+                }
+                .unwrap();
+                match &page.records[0].outcome {
+                    RecordOutcome::Failed { .. } => continue,
+                    RecordOutcome::Updated { .. } => return,
+                    other => panic!("writer {w}: unexpected {other:?}"),
+                }
+            }
+            panic!("writer {w} never got through");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    let expected: Vec<String> = (0..2 * EACH).map(|w| format!("a{w}")).collect();
+    assert_eq!(attachment_ids(&head), expected, "no writer's update was lost");
+    let history = fx.store.history(&key).await.unwrap();
+    let numbers: Vec<u64> = history.iter().map(|h| h.version.version).collect();
+    assert_eq!(numbers, (1..=head.version).collect::<Vec<_>>(), "no gaps");
+    assert!(
+        head.version <= 1 + 2 * EACH as u64,
+        "at most one version per change"
+    );
+    // Each version holds every attachment of the one before it: none was built on
+    // content that an amend replaced.
+    for pair in history.windows(2) {
+        let (before, after) = (attachment_ids(&pair[0].version), attachment_ids(&pair[1].version));
+        assert!(
+            before.iter().all(|a| after.contains(a)),
+            "version {} lost {before:?} -> {after:?}",
+            pair[1].version.version
+        );
+    }
+    let mut items = items_of(&fx, &key).await;
+    items.retain(|sk| sk != "HEAD");
+    assert_eq!(items.len() as u64, head.version, "no orphan left behind");
+}

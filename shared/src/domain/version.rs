@@ -119,8 +119,9 @@ impl TryFrom<String> for ContentHash {
     }
 }
 
-/// One immutable version of a record. The head of a record is a copy of its latest
-/// version.
+/// One version of a record. The head of a record is a copy of its latest version.
+/// A version is immutable once a later version exists or once its sync run is over; see
+/// [`apply_in_run`] for the one rewrite there is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Version {
     /// 1, 2, 3, ... without gaps.
@@ -130,6 +131,24 @@ pub struct Version {
     pub content_hash: ContentHash,
     pub state: RecordState,
     pub view: View,
+    /// The pull run that wrote this version (None: a push, a sweep, a tombstone, or a
+    /// version written before runs were recorded). Not content: not in the hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+impl Version {
+    /// Whether a later pull write of `run` may amend this version in place instead of
+    /// appending one: it is a pull version written by that same run.
+    pub fn is_amendable_by(&self, run: &str) -> bool {
+        self.cause == Cause::Pull && self.run.as_deref() == Some(run)
+    }
+
+    /// Whether some pull run could still amend this version (the store guards writes
+    /// built on such a version against a concurrent amend).
+    pub fn may_be_amended(&self) -> bool {
+        self.cause == Cause::Pull && self.run.is_some()
+    }
 }
 
 /// The record's current version, as read from the store.
@@ -396,9 +415,37 @@ pub fn apply(
             content_hash,
             state,
             view,
+            run: None,
         },
         report,
     }))
+}
+
+/// [`apply`] for a writer that belongs to a pull run (`run`), so that one sync writes at
+/// most one version per changed record: a pull change on top of a pull version that
+/// this same run wrote *amends* it (the result keeps its number and `valid_from`,
+/// with the new content and hash) instead of following it. Anything else (no run, a
+/// base written by a push, a sweep or another run, a change that is not a pull) is
+/// [`apply`] with the version tagged with `run`. An amend is recognisable by its number:
+/// equal to the base's. The report is relative to the base, as for [`apply`].
+pub fn apply_in_run(
+    base: Option<&Version>,
+    change: &Change,
+    now: DateTime<Utc>,
+    run: Option<&str>,
+) -> Result<Option<NextVersion>, VersionError> {
+    let Some(mut next) = apply(base, change, now)? else {
+        return Ok(None);
+    };
+    next.version.run = run.map(str::to_owned);
+    if let (Some(b), Some(run)) = (base, run)
+        && b.is_amendable_by(run)
+        && next.version.cause == Cause::Pull
+    {
+        next.version.version = b.version;
+        next.version.valid_from = b.valid_from;
+    }
+    Ok(Some(next))
 }
 
 /// True when `new` is older than `old` (both known): a redelivery, ignored.
@@ -833,6 +880,82 @@ mod tests {
         let list = v[2].view.fields["attachments"].as_array().unwrap();
         assert_eq!(list.len(), 1);
         assert_eq!(list[0]["filename"], json!("cv2.pdf"));
+    }
+
+    #[test]
+    fn a_pull_change_of_the_same_run_amends_the_version_that_run_wrote() {
+        let att = Change::Observe {
+            layer: LayerKind::Pull,
+            observation: Observation {
+                entity: EntityKind::Candidate,
+                ats_id: id(),
+                ats_updated_at: None,
+                scope: ObservationScope::Element {
+                    field: "attachments".into(),
+                    element: json!({"id": "a1", "filename": "cv.pdf"}),
+                },
+            },
+        };
+        let pulled = observe_change(LayerKind::Pull, json!({"title": "Dev"}), 0);
+        let v1 = apply_in_run(None, &pulled, t(10), Some("run-1"))
+            .unwrap()
+            .unwrap()
+            .version;
+        assert_eq!((v1.version, v1.run.as_deref()), (1, Some("run-1")));
+        let amended = apply_in_run(Some(&v1), &att, t(20), Some("run-1"))
+            .unwrap()
+            .unwrap()
+            .version;
+        assert_eq!(amended.version, 1, "same number");
+        assert_eq!(amended.valid_from, t(10), "same valid_from");
+        assert_eq!(amended.cause, Cause::Pull);
+        assert_ne!(amended.content_hash, v1.content_hash);
+        assert_eq!(amended.content_hash, amended.state.content_hash());
+        assert_eq!(amended.view.fields["title"], json!("Dev"));
+        assert_eq!(
+            amended.view.fields["attachments"][0]["filename"],
+            json!("cv.pdf")
+        );
+        // The same change again (a redelivery) is no change at all.
+        assert!(
+            apply_in_run(Some(&amended), &att, t(30), Some("run-1"))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_version_of_another_run_a_push_or_a_sweep_is_never_amended() {
+        let pulled = observe_change(LayerKind::Pull, json!({"title": "Dev"}), 0);
+        let newer = observe_change(LayerKind::Pull, json!({"title": "CTO"}), 1);
+        let v1 = apply_in_run(None, &pulled, t(10), Some("run-1"))
+            .unwrap()
+            .unwrap()
+            .version;
+        let number = |base: &Version, c: &Change, run: Option<&str>| {
+            apply_in_run(Some(base), c, t(20), run)
+                .unwrap()
+                .unwrap()
+                .version
+                .version
+        };
+        assert_eq!(number(&v1, &newer, Some("run-2")), 2, "another run");
+        assert_eq!(number(&v1, &newer, None), 2, "a writer outside any run");
+        let push = observe_change(LayerKind::Push, json!({"title": "Lead"}), 2);
+        assert_eq!(number(&v1, &push, Some("run-1")), 2, "a push change");
+        let pushed = apply(Some(&v1), &push, t(15)).unwrap().unwrap().version;
+        assert_eq!(pushed.run, None);
+        assert_eq!(number(&pushed, &newer, Some("run-1")), 3, "a push version");
+        let disabled = apply(Some(&v1), &set_mode(ViewMode::PushOnly), t(15))
+            .unwrap()
+            .unwrap()
+            .version;
+        assert_eq!(number(&disabled, &newer, Some("run-1")), 3, "a sweep version");
+        let gone = apply_in_run(Some(&v1), &deleted(LayerKind::Pull, None), t(15), Some("run-1"))
+            .unwrap()
+            .unwrap()
+            .version;
+        assert_eq!(gone.version, 2, "a tombstone is its own version");
     }
 
     #[test]

@@ -14,7 +14,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, TransactWriteItem,
+    WriteRequest,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
@@ -28,7 +32,7 @@ use super::{
 };
 use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use crate::domain::merge::{MergeReport, View};
-use crate::domain::version::{Cause, Change, ContentHash, RecordState, Version, apply};
+use crate::domain::version::{Cause, Change, ContentHash, RecordState, Version, apply_in_run};
 
 /// Name of the tenant index (infra/template.yaml).
 pub const BY_TENANT_INDEX: &str = "by_tenant";
@@ -59,6 +63,9 @@ struct StoredItem {
     content_hash: ContentHash,
     state: String,
     view: String,
+    /// The pull run that wrote the version (absent: not a pull run's write).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_id: Option<String>,
 }
 
 /// The index projection of a head item.
@@ -166,6 +173,7 @@ impl DynamoStore {
             content_hash: v.content_hash,
             state,
             view,
+            run_id: v.run.clone(),
         };
         serde_dynamo::to_item(stored).map_err(|e| StoreError::Malformed {
             what: key.to_string(),
@@ -196,6 +204,7 @@ impl DynamoStore {
             content_hash: stored.content_hash,
             state,
             view,
+            run: stored.run_id,
         })
     }
 
@@ -301,13 +310,16 @@ impl DynamoStore {
     }
 
     /// Applies a record's changes on top of `head` and writes the resulting versions,
-    /// retrying on conflicts with concurrent (or crashed) writers.
+    /// retrying on conflicts with concurrent (or crashed) writers. A writer of a pull run
+    /// (`run`) amends the version its own run wrote instead of following it
+    /// ([`apply_in_run`]), so that one run writes at most one version per record.
     async fn write_record(
         &self,
         key: &RecordKey,
         changes: &[Change],
         mut head: Option<Version>,
         now: DateTime<Utc>,
+        run: Option<&str>,
         n: &Counter,
     ) -> Result<RecordOutcome, StoreError> {
         let initial = head.as_ref().map(|h| h.version);
@@ -322,17 +334,26 @@ impl DynamoStore {
             Some(from) => RecordOutcome::Updated { from, to, report },
         };
         for attempt in 1..=MAX_ATTEMPTS {
+            // New versions above the head, and the head's version amended by this run.
             let mut pending: Vec<Version> = Vec::new();
+            let mut amended: Option<Version> = None;
             let mut report = MergeReport::default();
             for change in changes {
-                if let Some(next) = apply(pending.last().or(head.as_ref()), change, now)? {
-                    report.backfilled.extend(next.report.backfilled);
-                    report.corrected.extend(next.report.corrected);
-                    report.push_newer_kept.extend(next.report.push_newer_kept);
-                    pending.push(next.version);
+                let base = pending.last().or(amended.as_ref()).or(head.as_ref());
+                let Some(next) = apply_in_run(base, change, now, run)? else {
+                    continue;
+                };
+                let amends = base.is_some_and(|b| b.version == next.version.version);
+                report.backfilled.extend(next.report.backfilled);
+                report.corrected.extend(next.report.corrected);
+                report.push_newer_kept.extend(next.report.push_newer_kept);
+                match pending.last_mut() {
+                    Some(last) if amends => *last = next.version,
+                    None if amends => amended = Some(next.version),
+                    _ => pending.push(next.version),
                 }
             }
-            if pending.is_empty() {
+            if pending.is_empty() && amended.is_none() {
                 let current = head.as_ref().map(|h| h.version);
                 return Ok(match ours {
                     Some((to, report)) if current.is_some_and(|c| c >= to) => {
@@ -341,12 +362,32 @@ impl DynamoStore {
                     _ => RecordOutcome::Unchanged { version: current },
                 });
             }
-            let (done, written) = self.write_versions(key, head.as_ref(), &pending, n).await?;
-            if let Some(last) = written.checked_sub(1).and_then(|i| pending.get(i)) {
-                ours = Some((last.version, report.clone()));
+            let mut done = true;
+            if let Some(a) = &amended {
+                let Some(h) = head.as_ref() else {
+                    return Err(StoreError::Malformed {
+                        what: key.to_string(),
+                        message: "an amend without a head".into(),
+                    });
+                };
+                done = matches!(self.amend(key, h, a, n).await?, Put::Done);
+                if done {
+                    ours = Some((a.version, report.clone()));
+                }
+            }
+            if done && !pending.is_empty() {
+                let base = amended.as_ref().or(head.as_ref());
+                let (all, written) = self.write_versions(key, base, &pending, n).await?;
+                if let Some(last) = written.checked_sub(1).and_then(|i| pending.get(i)) {
+                    ours = Some((last.version, report.clone()));
+                }
+                done = all;
             }
             if done {
-                let to = pending.last().map_or(0, |v| v.version);
+                let to = pending
+                    .last()
+                    .or(amended.as_ref())
+                    .map_or(0, |v| v.version);
                 // `from` is the head this attempt built on (after any orphan repair).
                 return Ok(committed(head.as_ref().map(|h| h.version), to, report));
             }
@@ -365,31 +406,182 @@ impl DynamoStore {
     }
 
     /// Version items first (never overwriting one), then the head, conditioned on the
-    /// version the change was computed from. Returns whether everything was written and
-    /// how many version items were put.
+    /// version the change was computed from (`base`). Returns whether everything was
+    /// written and how many version items were put. A version built on one that a pull
+    /// run may still amend is put together with a check that its base is unchanged (one
+    /// transaction), so that no version ever follows content that was amended away.
     async fn write_versions(
         &self,
         key: &RecordKey,
-        head: Option<&Version>,
+        base: Option<&Version>,
         pending: &[Version],
         n: &Counter,
     ) -> Result<(bool, usize), StoreError> {
+        let mut below = base;
         for (i, v) in pending.iter().enumerate() {
             let item = Self::to_item(key, v, false)?;
-            if let Put::ConditionFailed = self
-                .put_conditional(item, "attribute_not_exists(pk)", None, n)
-                .await?
-            {
+            let put = match below.filter(|b| b.may_be_amended()) {
+                None => {
+                    self.put_conditional(item, "attribute_not_exists(pk)", None, n)
+                        .await?
+                }
+                Some(b) => self.put_on_unamended(key, item, b, n).await?,
+            };
+            if let Put::ConditionFailed = put {
                 return Ok((false, i));
             }
             crate::crash::point("store.after_version_put");
+            below = Some(v);
         }
         let Some(last) = pending.last() else {
             return Ok((true, 0));
         };
-        let moved = self.put_head(key, last, head.map(|h| h.version), n).await?;
+        let moved = self.put_head(key, last, base.map(|h| h.version), n).await?;
         crate::crash::point("store.after_head_update");
         Ok((matches!(moved, Put::Done), pending.len()))
+    }
+
+    /// Puts the version item `item` (the version after `base`), in one transaction with
+    /// a check that `base`'s version item still has the content it was computed from.
+    async fn put_on_unamended(
+        &self,
+        key: &RecordKey,
+        item: Item,
+        base: &Version,
+        n: &Counter,
+    ) -> Result<Put, StoreError> {
+        let put = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_item(record_pk(key), version_sk(base.version))))
+            .condition_expression("#h = :h")
+            .expression_attribute_names("#h", "content_hash")
+            .expression_attribute_values(":h", AttributeValue::S(base.content_hash.to_string()))
+            .build()
+            .map_err(|e| build_error("TransactWriteItems", e))?;
+        self.transact(
+            vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().condition_check(check).build(),
+            ],
+            n,
+        )
+        .await
+    }
+
+    /// Amends the head's version `head` (written by the same pull run) to `to` (same
+    /// number and `valid_from`, new content): the version item and the head in one
+    /// transaction, conditioned on both still holding `head`'s content and on no version
+    /// above it existing (not even a crashed writer's orphan, which was computed from
+    /// the content being replaced). Versions written by a push, a sweep or an earlier run
+    /// are never amended: the caller decides from the head, the conditions make sure it
+    /// is still that head.
+    async fn amend(
+        &self,
+        key: &RecordKey,
+        head: &Version,
+        to: &Version,
+        n: &Counter,
+    ) -> Result<Put, StoreError> {
+        let Some(run) = to.run.as_deref().filter(|_| to.version == head.version) else {
+            return Err(StoreError::Malformed {
+                what: key.to_string(),
+                message: "an amend must keep the version number and name its run".into(),
+            });
+        };
+        let pk = record_pk(key);
+        let hash = AttributeValue::S(head.content_hash.to_string());
+        let build = |e| build_error("TransactWriteItems", e);
+        let above = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_item(pk.clone(), version_sk(head.version + 1))))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let version = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_item(key, to, false)?))
+            .condition_expression("#h = :h AND #r = :r")
+            .expression_attribute_names("#h", "content_hash")
+            .expression_attribute_names("#r", "run_id")
+            .expression_attribute_values(":h", hash.clone())
+            .expression_attribute_values(":r", AttributeValue::S(run.to_owned()))
+            .build()
+            .map_err(build)?;
+        let head_item = aws_sdk_dynamodb::types::Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(Self::to_item(key, to, true)?))
+            .condition_expression("#v = :v AND #h = :h")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#h", "content_hash")
+            .expression_attribute_values(":v", AttributeValue::N(head.version.to_string()))
+            .expression_attribute_values(":h", hash)
+            .build()
+            .map_err(build)?;
+        let out = self
+            .transact(
+                vec![
+                    TransactWriteItem::builder().condition_check(above).build(),
+                    TransactWriteItem::builder().put(version).build(),
+                    TransactWriteItem::builder().put(head_item).build(),
+                ],
+                n,
+            )
+            .await?;
+        crate::crash::point("store.after_amend");
+        Ok(out)
+    }
+
+    /// Sends one TransactWriteItems; a transaction cancelled by a failed condition or a
+    /// conflicting transaction is an outcome (the caller re-reads and redoes), any other
+    /// cancellation reason an error.
+    async fn transact(&self, items: Vec<TransactWriteItem>, n: &Counter) -> Result<Put, StoreError> {
+        n.write();
+        let err = match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(Put::Done),
+            Err(e) => e,
+        };
+        if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
+            err.as_service_error()
+        {
+            let codes: Vec<&str> = c
+                .cancellation_reasons()
+                .iter()
+                .filter_map(|r| r.code())
+                .filter(|code| *code != "None")
+                .collect();
+            if codes
+                .iter()
+                .all(|code| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict"))
+            {
+                return Ok(Put::ConditionFailed);
+            }
+            return Err(StoreError::Dynamo {
+                op: "TransactWriteItems",
+                message: format!("transaction cancelled: {}", codes.join(", ")),
+                retryable: codes.iter().all(|code| {
+                    matches!(
+                        *code,
+                        "ConditionalCheckFailed"
+                            | "TransactionConflict"
+                            | "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                    )
+                }),
+            });
+        }
+        Err(sdk_error("TransactWriteItems", err))
     }
 
     /// Consistent batch read of heads, 100 keys per request.
@@ -659,6 +851,8 @@ where
                     | "RequestLimitExceeded"
                     | "InternalServerError"
                     | "ServiceUnavailable"
+                    | "TransactionConflictException"
+                    | "TransactionInProgressException"
             )
         ),
         SdkError::ConstructionFailure(_) => false,
@@ -762,6 +956,29 @@ impl RecordWrite for DynamoStore {
         changes: Vec<Change>,
         now: DateTime<Utc>,
     ) -> Result<PageOutcome, StoreError> {
+        self.apply_changes(tenant, changes, now, None).await
+    }
+
+    async fn apply_run_page(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
+        changes: Vec<Change>,
+        now: DateTime<Utc>,
+    ) -> Result<PageOutcome, StoreError> {
+        self.apply_changes(tenant, changes, now, Some(run_id)).await
+    }
+}
+
+impl DynamoStore {
+    /// [`RecordWrite::apply_page`], as a writer of the pull run `run` when given.
+    async fn apply_changes(
+        &self,
+        tenant: &TenantId,
+        changes: Vec<Change>,
+        now: DateTime<Utc>,
+        run: Option<&str>,
+    ) -> Result<PageOutcome, StoreError> {
         let n = Counter::default();
         // Group by record, keeping the order of first appearance and of changes.
         let mut order: HashMap<(EntityKind, AtsId), usize> = HashMap::new();
@@ -784,7 +1001,10 @@ impl RecordWrite for DynamoStore {
         let mut results: Vec<(usize, RecordResult)> = stream::iter(groups.into_iter().enumerate())
             .map(|(i, (key, changes))| async move {
                 let head = heads.get(&record_pk(&key)).cloned();
-                let outcome = match self.write_record(&key, &changes, head, now, n_ref).await {
+                let outcome = match self
+                    .write_record(&key, &changes, head, now, run, n_ref)
+                    .await
+                {
                     Ok(o) => o,
                     Err(e) if e.is_retryable() => RecordOutcome::Failed {
                         error: e.to_string(),

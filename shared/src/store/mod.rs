@@ -15,6 +15,14 @@
 //! and the writer rolls the head forward onto it before applying its own change. So the
 //! head never points to a missing version and no version number is used twice. Reads
 //! (`history`, `as_of`) ignore versions above the head until then.
+//!
+//! One exception to "a version is written once": a pull run writes at most one version
+//! per record ([`RecordWrite::apply_run_page`]); its later changes to the same record
+//! (the attachments stream after the candidates stream) *amend* the version it wrote:
+//! version item and head in one transaction, conditioned on both still holding the
+//! content being amended and on no version above it. A version put on top of a version
+//! that a run may amend checks, in the same transaction, that its base is unchanged.
+//! Versions of a push, a sweep or an earlier run are never rewritten.
 
 pub mod dynamodb;
 
@@ -180,6 +188,19 @@ pub trait RecordWrite: Send + Sync {
     async fn apply_page(
         &self,
         tenant: &TenantId,
+        changes: Vec<Change>,
+        now: DateTime<Utc>,
+    ) -> Result<PageOutcome, StoreError>;
+
+    /// [`RecordWrite::apply_page`] for the pull run `run_id`: versions are tagged with
+    /// the run, and a change on top of a pull version this same run wrote amends that
+    /// version (same number and `valid_from`) instead of appending one, so that one sync
+    /// writes at most one version per changed record (reported as `Updated` with
+    /// `from == to`). Versions of a push, a sweep or another run are never amended.
+    async fn apply_run_page(
+        &self,
+        tenant: &TenantId,
+        run_id: &str,
         changes: Vec<Change>,
         now: DateTime<Utc>,
     ) -> Result<PageOutcome, StoreError>;
