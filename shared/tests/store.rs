@@ -894,7 +894,10 @@ async fn a_pull_run_amends_its_own_version_so_a_record_gets_one_version_per_sync
     assert_eq!(attachment_ids(&head), ["cover", "cv"]);
     let history = fx.store.history(&key).await.unwrap();
     assert_eq!(history.len(), 1);
-    assert_eq!(history[0].version, head, "the version item is the head's copy");
+    assert_eq!(
+        history[0].version, head,
+        "the version item is the head's copy"
+    );
     assert_eq!(items_of(&fx, &key).await, ["HEAD", "V#0000000001"]);
 
     // Redelivery of both pages (same run, or the next run re-reading them): no write.
@@ -1020,7 +1023,11 @@ async fn versions_of_an_earlier_run_or_of_a_push_are_never_amended() {
         .iter()
         .filter_map(|a| a["id"].as_str())
         .collect();
-    assert_eq!(pulled.len(), 2, "both rows kept in the pull layer: {pulled:?}");
+    assert_eq!(
+        pulled.len(),
+        2,
+        "both rows kept in the pull layer: {pulled:?}"
+    );
     assert_eq!(
         history[5].version.state.mode,
         ViewMode::PushOnly,
@@ -1123,7 +1130,9 @@ async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_aw
             let change = vec![attachment("1", &format!("a{w}"))];
             for _ in 0..10 {
                 let page = if w % 2 == 0 {
-                    store.apply_run_page(&tenant, "run-1", change.clone(), t(10)).await
+                    store
+                        .apply_run_page(&tenant, "run-1", change.clone(), t(10))
+                        .await
                 } else {
                     store.apply_page(&tenant, change.clone(), t(10)).await
                 }
@@ -1142,7 +1151,11 @@ async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_aw
     }
     let head = fx.store.get(&key).await.unwrap().unwrap();
     let expected: Vec<String> = (0..2 * EACH).map(|w| format!("a{w}")).collect();
-    assert_eq!(attachment_ids(&head), expected, "no writer's update was lost");
+    assert_eq!(
+        attachment_ids(&head),
+        expected,
+        "no writer's update was lost"
+    );
     let history = fx.store.history(&key).await.unwrap();
     let numbers: Vec<u64> = history.iter().map(|h| h.version.version).collect();
     assert_eq!(numbers, (1..=head.version).collect::<Vec<_>>(), "no gaps");
@@ -1153,7 +1166,10 @@ async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_aw
     // Each version holds every attachment of the one before it: none was built on
     // content that an amend replaced.
     for pair in history.windows(2) {
-        let (before, after) = (attachment_ids(&pair[0].version), attachment_ids(&pair[1].version));
+        let (before, after) = (
+            attachment_ids(&pair[0].version),
+            attachment_ids(&pair[1].version),
+        );
         assert!(
             before.iter().all(|a| after.contains(a)),
             "version {} lost {before:?} -> {after:?}",

@@ -950,11 +950,20 @@ mod tests {
             .unwrap()
             .unwrap()
             .version;
-        assert_eq!(number(&disabled, &newer, Some("run-1")), 3, "a sweep version");
-        let gone = apply_in_run(Some(&v1), &deleted(LayerKind::Pull, None), t(15), Some("run-1"))
-            .unwrap()
-            .unwrap()
-            .version;
+        assert_eq!(
+            number(&disabled, &newer, Some("run-1")),
+            3,
+            "a sweep version"
+        );
+        let gone = apply_in_run(
+            Some(&v1),
+            &deleted(LayerKind::Pull, None),
+            t(15),
+            Some("run-1"),
+        )
+        .unwrap()
+        .unwrap()
+        .version;
         assert_eq!(gone.version, 2, "a tombstone is its own version");
     }
 

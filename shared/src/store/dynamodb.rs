@@ -384,10 +384,7 @@ impl DynamoStore {
                 done = all;
             }
             if done {
-                let to = pending
-                    .last()
-                    .or(amended.as_ref())
-                    .map_or(0, |v| v.version);
+                let to = pending.last().or(amended.as_ref()).map_or(0, |v| v.version);
                 // `from` is the head this attempt built on (after any orphan repair).
                 return Ok(committed(head.as_ref().map(|h| h.version), to, report));
             }
@@ -458,7 +455,10 @@ impl DynamoStore {
             .map_err(|e| build_error("TransactWriteItems", e))?;
         let check = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key_item(record_pk(key), version_sk(base.version))))
+            .set_key(Some(Self::key_item(
+                record_pk(key),
+                version_sk(base.version),
+            )))
             .condition_expression("#h = :h")
             .expression_attribute_names("#h", "content_hash")
             .expression_attribute_values(":h", AttributeValue::S(base.content_hash.to_string()))
@@ -499,7 +499,10 @@ impl DynamoStore {
         let build = |e| build_error("TransactWriteItems", e);
         let above = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(Self::key_item(pk.clone(), version_sk(head.version + 1))))
+            .set_key(Some(Self::key_item(
+                pk.clone(),
+                version_sk(head.version + 1),
+            )))
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
@@ -540,7 +543,11 @@ impl DynamoStore {
     /// Sends one TransactWriteItems; a transaction cancelled by a failed condition or a
     /// conflicting transaction is an outcome (the caller re-reads and redoes), any other
     /// cancellation reason an error.
-    async fn transact(&self, items: Vec<TransactWriteItem>, n: &Counter) -> Result<Put, StoreError> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        n: &Counter,
+    ) -> Result<Put, StoreError> {
         n.write();
         let err = match self
             .client

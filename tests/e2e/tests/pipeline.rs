@@ -614,3 +614,183 @@ mod lifecycle_of_pulls {
         assert_eq!(strip(&dumps[0]), strip(&dumps[1]));
     }
 }
+
+mod one_version_per_sync {
+    use std::collections::BTreeMap;
+
+    use chrono::{Duration, Utc};
+    use eds_e2e::Stack;
+    use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey};
+    use eds_shared::domain::version::Cause;
+    use eds_shared::pipeline::puller::PullerSettings;
+    use eds_shared::pipeline::push::PushIngest;
+    use eds_shared::store::RecordRead;
+    use greenhouse_sim::{ALL_SCOPES, Entity, Scenario, ScenarioSpec, SimConfig, Simulator};
+    use serde_json::json;
+
+    /// `pk` -> the sort keys of its version items (`V#...`), from a consistent scan.
+    async fn versions_by_record(stack: &Stack) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = stack
+                .aws
+                .dynamodb
+                .scan()
+                .table_name(&stack.config.records_table)
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in page.items() {
+                let s = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+                let (Some(pk), Some(sk)) = (s("pk"), s("sk")) else {
+                    continue;
+                };
+                let versions = out.entry(pk).or_default();
+                if sk.starts_with("V#") {
+                    versions.push(sk);
+                }
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_first_sync_writes_one_version_per_new_record_and_a_resume_adds_none() {
+        let stack = Stack::new().await.unwrap();
+        let scenario = Scenario::generate(&ScenarioSpec {
+            seed: 11,
+            candidates: 60,
+            jobs: 5,
+            now: Utc::now() - Duration::minutes(10),
+            ..ScenarioSpec::default()
+        });
+        let with_resume: Vec<u64> = scenario
+            .truth
+            .attachments
+            .iter()
+            .filter_map(|a| a["candidate_id"].as_u64())
+            .filter(|id| scenario.truth.get(Entity::Candidate, *id).is_some())
+            .collect::<std::collections::BTreeSet<u64>>()
+            .into_iter()
+            .collect();
+        assert!(
+            with_resume.len() >= 3,
+            "the scenario has candidates with resumes"
+        );
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone())
+            .await
+            .unwrap();
+        sim.add_oauth_client("eds-client", "client-secret-value", ALL_SCOPES);
+        let cfg = stack
+            .enable_greenhouse_tenant(
+                "acme",
+                &sim,
+                json!({"kind": "client_credentials", "client_id": "eds-client", "client_secret": "client-secret-value"}),
+            )
+            .await
+            .unwrap();
+        let tenant = cfg.tenant_id.clone();
+        let store = stack.store();
+
+        // Two candidates with resumes were pushed before the pull was enabled.
+        let pushed = &with_resume[..2];
+        let push = PushIngest::new(stack.registry(), store.clone());
+        let records: Vec<_> = pushed
+            .iter()
+            .map(|id| {
+                json!({"entity": "candidate", "id": id.to_string(), "op": "upsert",
+                       "updated_at": (Utc::now() - Duration::hours(1)).to_rfc3339(),
+                       "fields": {"first_name": "Pushed"}})
+            })
+            .collect();
+        let body = json!({"tenant": tenant.to_string(), "records": records}).to_string();
+        let report = push.handle_body(&body, "m1", Utc::now()).await.unwrap();
+        assert_eq!(report.created, 2);
+        let key =
+            |id: u64| RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::from_u64(id));
+        let mut push_versions = Vec::new();
+        for id in pushed {
+            push_versions.push(store.get(&key(*id)).await.unwrap().unwrap());
+        }
+
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        let t0 = Utc::now();
+        let report = stack.sync(&puller, t0).await.unwrap();
+        assert!(report.counts.attachments_stored > 0, "{:?}", report.counts);
+        assert_eq!(report.counts.quarantined, 0, "{:?}", report.counts);
+
+        let versions = versions_by_record(&stack).await;
+        let pushed_pks: Vec<String> = pushed
+            .iter()
+            .map(|id| eds_shared::store::record_pk(&key(*id)))
+            .collect();
+        let mut extra: Vec<(&String, usize)> = versions
+            .iter()
+            .filter(|(pk, _)| !pushed_pks.contains(pk))
+            .map(|(pk, v)| (pk, v.len()))
+            .filter(|(_, n)| *n != 1)
+            .collect();
+        extra.truncate(5);
+        assert!(
+            extra.is_empty(),
+            "records with other than one version: {extra:?}"
+        );
+        let total: usize = versions.values().map(Vec::len).sum();
+        assert_eq!(
+            total as u64,
+            report.versions_written + 2,
+            "the report counts the version items written"
+        );
+        assert_eq!(
+            report.versions_written as usize,
+            versions.len(),
+            "one version per record the sync changed"
+        );
+
+        // Every candidate with a resume has it in its one pull version.
+        for id in &with_resume {
+            let head = store.get(&key(*id)).await.unwrap().unwrap();
+            let attachments = head
+                .view
+                .fields
+                .get("attachments")
+                .and_then(|a| a.as_array());
+            assert!(
+                attachments.is_some_and(|a| !a.is_empty()),
+                "{id}: {:?}",
+                head.view
+            );
+            assert_eq!(head.cause, Cause::Pull);
+        }
+        // A pushed record keeps its push version and gets exactly one pull version.
+        for (id, before) in pushed.iter().zip(&push_versions) {
+            let history = store.history(&key(*id)).await.unwrap();
+            assert_eq!(history.len(), 2, "{id}");
+            assert_eq!(
+                &history[0].version, before,
+                "{id}: the push version is untouched"
+            );
+            assert_eq!(history[1].version.cause, Cause::Pull);
+            assert_eq!(
+                history[1].version.view.fields["first_name"],
+                json!("Pushed")
+            );
+        }
+
+        // The next sync, nothing changed in the ATS: no version at all.
+        let report = stack
+            .sync(&puller, t0 + Duration::seconds(901))
+            .await
+            .unwrap();
+        assert_eq!(report.versions_written, 0, "{:?}", report.counts);
+        assert_eq!(versions_by_record(&stack).await, versions);
+        eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+    }
+}
