@@ -98,8 +98,14 @@ impl ConnectorFactory for GreenhouseFactory {
                     .map_err(|e| ConnectError::Config(e.to_string()))?,
             ),
         };
+        // The provider's own file hosts, then the tenant's additions.
+        let hosts: Vec<String> = crate::connector::greenhouse::ATTACHMENT_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .chain(cfg.attachment_hosts.iter().cloned())
+            .collect();
         let policy = HostPolicy::for_tenant(
-            &cfg.attachment_hosts,
+            &hosts,
             cfg.allow_loopback_attachments,
             self.allow_loopback_for_local_testing,
         );

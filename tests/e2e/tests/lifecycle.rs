@@ -198,6 +198,7 @@ async fn seed(env: &Env, tenant: &TenantId, pushed_n: usize, pulled_n: usize) {
                     checkpoint: None,
                     last_success_at: Some(now),
                     last_run_id: Some("run-1".into()),
+                    run_quarantined: Default::default(),
                     updated_at: now,
                 },
             )

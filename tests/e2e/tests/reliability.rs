@@ -1291,6 +1291,7 @@ mod races {
                 steps: plan_run(&cfg, now),
                 resume: None,
                 continuation: 0,
+                stalled: 0,
             }
         };
         let long = || tokio::time::Instant::now() + Duration::from_secs(120);
@@ -1498,6 +1499,7 @@ mod isolation {
             steps: vec![Step::Pull(StreamName::Candidates)],
             resume: None,
             continuation: 0,
+            stalled: 0,
         };
         let (outcome, report) = puller.handle_job(&crafted, long()).await.unwrap();
         assert!(matches!(outcome, JobOutcome::Dropped(_)), "{outcome:?}");

@@ -20,6 +20,11 @@ pub use super::http::RetryPolicy;
 pub use v1::GreenhouseV1;
 pub use v3::GreenhouseV3;
 
+/// The hosts Greenhouse serves attachment files from (signed links on its S3 storage,
+/// e.g. `prod-heroku.s3.amazonaws.com`): every tenant may download from these; a tenant's
+/// `attachment_hosts` adds to them.
+pub const ATTACHMENT_HOSTS: &[&str] = &["s3.amazonaws.com"];
+
 /// Greenhouse's maximum page size (v1 and v3).
 pub const MAX_PER_PAGE: u32 = 500;
 
