@@ -936,6 +936,9 @@ impl Puller {
         let stream = st.stream;
         run.report.counts.add(counts);
         if self.stalled_out(run) {
+            // Reporting the stall is this invocation's unit: the next step starts with a
+            // fresh count in the next invocation.
+            run.units += 1;
             let reason = stalled_reason();
             self.record_run(
                 run,
@@ -1297,6 +1300,7 @@ impl Puller {
         counts: &RunCounts,
     ) -> Result<StepEnd, JobError> {
         if self.stalled_out(run) {
+            run.units += 1;
             return self
                 .skip_reconcile(
                     run,
@@ -1342,6 +1346,7 @@ impl Puller {
             return Ok(dropped());
         }
         if self.stalled_out(run) {
+            run.units += 1;
             return self
                 .skip_reconcile(
                     run,

@@ -630,6 +630,12 @@ impl Shared {
             return Out::not_found();
         };
         let store = read(&self.store);
+        if store.hidden.contains(&(e, id)) {
+            return Out::json(
+                403,
+                json!({"message": "Forbidden", "errors": ["You do not have access to this record."]}),
+            );
+        }
         let Some(row) = store.table(e).get(&id) else {
             return Out::not_found();
         };
@@ -1450,6 +1456,25 @@ impl Mutator {
 
     /// Inserts (or replaces) a record. Without an `id` it gets one above every existing
     /// id; missing `created_at` / `updated_at` are set to now.
+    /// Hides a record from this ATS's credential: it stays in the ATS, but listings
+    /// leave it out and a read by id answers 403 (as for a private candidate the acting
+    /// user may not see).
+    pub fn hide(&self, e: Entity, id: u64) {
+        write(&self.shared.store).hidden.insert((e, id));
+    }
+
+    /// Stores `value` exactly as given (its own `updated_at`, however wrong) while the
+    /// `updated_at` filters see `listed_at`: a hostile ATS whose payload disagrees with its
+    /// index, e.g. a far-future `updated_at` returned by an ordinary window.
+    pub fn put_lying(
+        &self,
+        e: Entity,
+        value: Value,
+        listed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        write(&self.shared.store).put_value_listed_at(e, &value, listed_at.timestamp_millis())
+    }
+
     pub fn insert(&self, e: Entity, mut value: Value) -> Result<u64, StoreError> {
         let now = self.now_ts();
         let mut store = write(&self.shared.store);
