@@ -98,6 +98,10 @@ pub enum LifecycleJob {
         requested_at: DateTime<Utc>,
         #[serde(default)]
         phase: DeletePhase,
+        /// The records phase's shard (the shards before it are empty). Older messages
+        /// without it start at shard 0, which is always correct, only slower.
+        #[serde(default)]
+        shard: u32,
         #[serde(default)]
         counts: std::collections::BTreeMap<String, u64>,
     },
