@@ -586,11 +586,13 @@ fn print_report(
     );
     outln!(
         "versions stored:             {} ({} written by this sync)",
-        r.versions, s.versions_written
+        r.versions,
+        s.versions_written
     );
     outln!(
         "attachment files in S3:      {} ({} pushed rows completed with their file)",
-        r.files_stored, r.files_attached
+        r.files_stored,
+        r.files_attached
     );
     outln!("\n== checked against the scenario's manifest of injected defects");
     let mut t = crate::table::Table::new(&["", "eds", "manifest", ""]);
@@ -615,6 +617,10 @@ fn print_report(
     );
     outln!(
         "pages {}, records read {}, quarantined {}, batches {}, continuations {}",
-        c.pages, c.records_seen, c.quarantined, s.batches, s.continuations
+        c.pages,
+        c.records_seen,
+        c.quarantined,
+        s.batches,
+        s.continuations
     );
 }

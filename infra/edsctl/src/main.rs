@@ -102,7 +102,7 @@ enum Command {
     #[command(long_about = "Send pushed records through push-ingest.\n\n\
         FILE holds JSON lines, one record per line in the push format of docs/push-format.md \
         ({\"entity\":\"candidate\",\"id\":\"123\",\"op\":\"upsert\",\"updated_at\":\"...\",\"fields\":{...}}). \
-        Records are sent in messages of at most 100 to the SQS push queue and consumed by the push-ingest \
+        Records are sent in messages of at most 100 records and 256 KiB to the SQS push queue and consumed by the push-ingest \
         handler locally; with --direct (or when no push queue is known) the messages go straight to the handler.")]
     Push {
         tenant: String,

@@ -64,7 +64,8 @@ pub fn error_line(s: &str) {
 /// Whether `c` must not reach a terminal raw: C0 and C1 controls, DEL, and the bidi
 /// overrides and isolates that reorder what is displayed.
 fn unsafe_char(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// `s` with every unsafe character written as `\u{..}`.

@@ -297,7 +297,7 @@ pub async fn sync(
         .into_iter()
         .filter(|st| st.status == SyncStatus::Failed)
         .map(|st| FailedStream {
-            stream: st.stream.to_string(),
+            stream: st.stream.as_str().to_string(),
             reason: st.reason,
         })
         .collect();

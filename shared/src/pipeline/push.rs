@@ -193,12 +193,10 @@ pub fn parse_body(body: &str) -> Result<PushBody, BodyError> {
     }
     if !body.trim_start().starts_with('{') {
         // Not an object: valid JSON of another type, or not JSON at all.
-        return Err(
-            match serde_json::from_str::<serde::de::IgnoredAny>(body) {
-                Ok(_) => BodyError::NotObject,
-                Err(e) => BodyError::NotJson(e.to_string()),
-            },
-        );
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => BodyError::NotObject,
+            Err(e) => BodyError::NotJson(e.to_string()),
+        });
     }
     let members = scan::object(body).map_err(BodyError::NotJson)?;
     let mut tenant_raw = None;
