@@ -230,13 +230,14 @@ pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
         Ok(o) => o,
         Err(e) => {
             let registered = d.registry().get(&a.tenant).await.ok().flatten().is_some();
-            if !existed && !registered {
-                if let Err(cleanup) = remove_secret(d, &name).await {
-                    return Err(CliError::Failed(format!(
-                        "{e}; removing its new secret {} failed too ({cleanup}): delete it by hand",
-                        name.as_str()
-                    )));
-                }
+            if !existed
+                && !registered
+                && let Err(cleanup) = remove_secret(d, &name).await
+            {
+                return Err(CliError::Failed(format!(
+                    "{e}; removing its new secret {} failed too ({cleanup}): delete it by hand",
+                    name.as_str()
+                )));
             }
             return Err(e);
         }
