@@ -480,7 +480,15 @@ mod tests {
         let now = at(T0);
         let fb = Duration::from_secs(5);
         let ra = |v: &str| retry_after(&headers(&[("retry-after", v)]), now, fb);
-        for huge in ["1e20", "999999", "3601", "inf", "+inf", "1.8e308", "18446744073709551616"] {
+        for huge in [
+            "1e20",
+            "999999",
+            "3601",
+            "inf",
+            "+inf",
+            "1.8e308",
+            "18446744073709551616",
+        ] {
             assert_eq!(ra(huge), MAX_RETRY_AFTER, "{huge}");
         }
         for bad in ["-1", "-inf", "NaN", "nan", "", "soon", "1 2", "0x10"] {
