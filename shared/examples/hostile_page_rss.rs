@@ -69,9 +69,7 @@ async fn main() -> anyhow::Result<()> {
         to: sim.clock().now(),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    let result = v1
-        .list_changed(Stream::Jobs, &window, None, deadline)
-        .await;
+    let result = v1.list_changed(Stream::Jobs, &window, None, deadline).await;
     let m = v1.metrics();
     match result {
         Ok(p) => println!(

@@ -36,10 +36,10 @@ use super::{ConnectorError, RequestStats};
 use crate::attachments::guard::ApiHostRules;
 use crate::auth::AccessTokens;
 
-/// Default limit of one API response body. A Greenhouse page is at most 500 records;
-/// real pages weigh well under 4 MiB (the simulator's 500-row candidate page: see
-/// docs/reliability.md), so 8 MiB leaves room without letting one page, plus its parsed
-/// form, take more than a fraction of a 256 MB function.
+/// Default limit of one API response body. A Greenhouse page is at most 500 records,
+/// so 8 MiB leaves room for records of 16 kB each while one page and its parsed form
+/// stay a fraction of a 256 MB function (about 35 MB peak RSS for a page of 1 kB rows
+/// just under the limit: `shared/examples/hostile_page_rss.rs`).
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Error bodies are read up to this and the rest dropped: only the ATS's short message
