@@ -249,14 +249,22 @@ pub enum ConnectorError {
         what: &'static str,
         needed: Duration,
     },
-    /// The ATS asked for a wait (429 `Retry-After`, or a window's budget used up) that
-    /// ends after the caller's deadline: nothing is sent before `retry_at`; the caller
-    /// carries the wait to a later invocation instead of continuing at once.
-    #[error("{endpoint}: rate limited until {retry_at}")]
+    /// The ATS asked for a wait (a 429's `Retry-After`, or a block the shared limiter
+    /// already holds) that passes the caller's deadline. Nothing was lost; the caller
+    /// persists `retry_at` and sends nothing to this ATS before it.
+    #[error(
+        "{endpoint}: rate limited by the ATS until {}: that is past this invocation's deadline",
+        canonical_timestamp(retry_at)
+    )]
     RateLimited {
         endpoint: String,
         retry_at: DateTime<Utc>,
     },
+    /// A response body larger than the per-response limit (announced by
+    /// `Content-Length` or counted while reading): refused before it can exhaust
+    /// memory. Retrying gets the same answer.
+    #[error("{endpoint}: response body larger than the limit of {limit} bytes: refused")]
+    BodyTooLarge { endpoint: String, limit: u64 },
     /// 5xx, timeouts and connection errors that outlasted the bounded retries, or a
     /// transient failure of the credentials source.
     #[error("{endpoint}: transient failure after {attempts} attempt(s): {detail}")]
@@ -292,7 +300,7 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// Whether the same call may succeed later without anyone changing configuration.
     /// `CursorExpired` is retryable by restarting the window; `Deadline` by resuming in
-    /// the next invocation.
+    /// the next invocation; `RateLimited` by resuming at its `retry_at`.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -400,6 +408,23 @@ mod tests {
             }
             .is_retryable()
         );
+        let limited = ConnectorError::RateLimited {
+            endpoint: "GET /v3/jobs".into(),
+            retry_at: DateTime::parse_from_rfc3339("2026-03-01T11:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        assert!(limited.is_retryable());
+        assert_eq!(
+            limited.to_string(),
+            "GET /v3/jobs: rate limited by the ATS until 2026-03-01T11:00:00.000Z: that is past this invocation's deadline"
+        );
+        let big = ConnectorError::BodyTooLarge {
+            endpoint: "GET /v3/jobs".into(),
+            limit: 8 << 20,
+        };
+        assert!(!big.is_retryable());
+        assert!(big.to_string().contains("8388608 bytes"), "{big}");
         assert!(!ConnectorError::NeedsReauth.is_retryable());
         assert!(
             !ConnectorError::Forbidden {

@@ -57,7 +57,13 @@ impl GreenhouseV3 {
     ) -> Result<Self, ConnectorError> {
         config.validate()?;
         Ok(Self {
-            api: ApiClient::new(config.base_url, tokens, limiter, config.retry)?,
+            api: ApiClient::new(
+                config.base_url,
+                tokens,
+                limiter,
+                config.retry,
+                config.host_rules,
+            )?,
             per_page: config.per_page,
         })
     }
