@@ -910,4 +910,59 @@ mod distrust {
             "{runs:?}"
         );
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_after_beyond_the_invocation_waits_in_the_queue_not_in_a_loop() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(35, 4);
+        // Every API request is answered 429 with `Retry-After: 3600`.
+        let config = SimConfig {
+            hostile: greenhouse_sim::Hostile {
+                retry_after: Some("3600".into()),
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        };
+        let (sim, t) = tenant(&stack, "hour-wait", &sc, config, |_| {}).await;
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        let before = Utc::now();
+        let (_, invocations) = stack
+            .drain_pull_queue(&puller, std::time::Duration::from_secs(300), 50)
+            .await
+            .unwrap();
+        // One invocation, one request; the job waits out the hour invisible in the queue
+        // (its visibility timeout), so nothing more reaches the ATS in that hour.
+        assert_eq!(invocations, 1);
+        let stats = sim.stats();
+        assert_eq!(stats.total_requests - stats.token_requests, 1, "{stats:?}");
+        let attrs = stack
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.config.pull_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attr = |n: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&n))
+                .cloned()
+                .unwrap_or_default()
+        };
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        assert_eq!(attr(A::ApproximateNumberOfMessages), "0");
+        assert_eq!(attr(A::ApproximateNumberOfMessagesNotVisible), "1");
+        let runs = stack.registry().runs(&t, 10).await.unwrap();
+        let run = runs
+            .iter()
+            .find(|r| r.outcome.starts_with("rate_limited: until "))
+            .expect("the run says until when");
+        let until: DateTime<Utc> = run.outcome["rate_limited: until ".len()..].parse().unwrap();
+        assert!(until >= before + Duration::minutes(59), "{until}");
+        assert_eq!(run.counts.requests, 1);
+        assert_eq!(run.counts.rate_limited_429, 1);
+    }
 }
