@@ -37,6 +37,9 @@ pub enum Resume {
     /// A reconciliation: the id-listing cursor; ids seen so far are kept in S3 under
     /// the tenant's prefix (too many for a message).
     Ids { cursor: String, seen_key: String },
+    /// A reconciliation whose id listing is complete (in S3 under `seen_key`): records
+    /// absent from it are being confirmed gone by id.
+    Confirm { seen_key: String },
     /// A sweep over the tenant's records: shard and last key done.
     Sweep { shard: u32, after: Option<String> },
 }
@@ -55,6 +58,15 @@ pub struct PullJob {
     /// 0 for the scheduler's message, then 1, 2, ... for each continuation.
     #[serde(default)]
     pub continuation: u32,
+    /// Consecutive invocations of this run that ended without finishing one unit of work
+    /// (a page, an id page, a confirmation batch): bounded, so that an ATS too slow to
+    /// answer one page is reported instead of being continued forever.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stalled: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl PullJob {
@@ -86,6 +98,10 @@ pub enum LifecycleJob {
         requested_at: DateTime<Utc>,
         #[serde(default)]
         phase: DeletePhase,
+        /// The records phase's shard (the shards before it are empty). Older messages
+        /// without it start at shard 0, which is always correct, only slower.
+        #[serde(default)]
+        shard: u32,
         #[serde(default)]
         counts: std::collections::BTreeMap<String, u64>,
     },
@@ -126,6 +142,7 @@ mod tests {
             steps: vec![Step::RefreshToken, Step::Pull(StreamName::Candidates)],
             resume: None,
             continuation,
+            stalled: 0,
         }
     }
 

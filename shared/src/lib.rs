@@ -10,6 +10,7 @@ pub mod credentials;
 pub mod domain;
 pub mod jobs;
 pub mod lambda;
+pub mod metrics;
 pub mod pipeline;
 pub mod store;
 pub mod tenants;

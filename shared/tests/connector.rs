@@ -26,8 +26,8 @@ use eds_shared::domain::model::{Observation, ObservationScope};
 use greenhouse_sim::canonical::{attachment_element, record_fields};
 use greenhouse_sim::model::record_id;
 use greenhouse_sim::{
-    ALL_SCOPES, AtsData, Burst429, Entity, Faults, Scenario, ScenarioSpec, SimConfig, SimHandle,
-    Simulator,
+    ALL_SCOPES, AtsData, Burst429, Entity, Faults, Hostile, Scenario, ScenarioSpec, SimConfig,
+    SimHandle, Simulator,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
@@ -813,7 +813,7 @@ async fn bursts_of_429_are_waited_out_and_reported() {
 }
 
 #[tokio::test]
-async fn a_wait_past_the_deadline_returns_deadline_instead_of_sleeping() {
+async fn a_wait_past_the_deadline_returns_rate_limited_instead_of_sleeping() {
     let env = env(small_scenario().truth.clone()).await;
     env.sim.set_faults(Faults {
         seed: 1,
@@ -825,6 +825,7 @@ async fn a_wait_past_the_deadline_returns_deadline_instead_of_sleeping() {
         ..Faults::default()
     });
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let before = Utc::now();
     let err = env
         .v3
         .list_changed(
@@ -835,9 +836,297 @@ async fn a_wait_past_the_deadline_returns_deadline_instead_of_sleeping() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, ConnectorError::Deadline { .. }), "{err:?}");
+    let ConnectorError::RateLimited { retry_at, .. } = &err else {
+        panic!("expected RateLimited, got {err:?}");
+    };
+    assert!(
+        *retry_at >= before + chrono::Duration::seconds(120),
+        "{retry_at}"
+    );
     assert!(err.is_retryable());
     assert_eq!(env.v3.metrics().rate_limited_429, 1);
+}
+
+// ---------------------------------------------------------------------------------
+// A hostile ATS at the HTTP level (simulator `Hostile` modes).
+
+async fn hostile_env(hostile: Hostile, gh: impl FnOnce(&mut GreenhouseConfig)) -> Env {
+    let cfg = SimConfig {
+        hostile,
+        ..SimConfig::default()
+    };
+    env_with(cfg, small_scenario().truth.clone(), ALL_SCOPES, gh).await
+}
+
+async fn first_jobs_page(
+    env: &Env,
+    deadline: tokio::time::Instant,
+) -> Result<usize, ConnectorError> {
+    env.v3
+        .list_changed(
+            Stream::Jobs,
+            &everything_until(env.sim.clock().now()),
+            None,
+            deadline,
+        )
+        .await
+        .map(|p| p.observations.len() + p.quarantined.len())
+}
+
+#[tokio::test]
+async fn a_page_larger_than_the_body_limit_is_refused_while_streaming() {
+    use eds_shared::connector::greenhouse::RetryPolicy;
+    let limit = RetryPolicy::default().max_body_bytes;
+    // About 20 MB, chunked, generated while sent: more than the default limit.
+    let env = hostile_env(
+        Hostile {
+            page_rows: Some(20_000),
+            ..Hostile::default()
+        },
+        |_| {},
+    )
+    .await;
+    let err = first_jobs_page(&env, far()).await.unwrap_err();
+    match &err {
+        ConnectorError::BodyTooLarge { endpoint, limit: l } => {
+            assert_eq!(endpoint, "GET /v3/jobs");
+            assert_eq!(*l, limit);
+        }
+        other => panic!("expected BodyTooLarge, got {other:?}"),
+    }
+    assert!(err.to_string().contains(&format!("{limit} bytes")), "{err}");
+    assert!(!err.is_retryable(), "the same page would be refused again");
+    assert_eq!(
+        env.sim.stats().endpoint_total("GET /v3/jobs"),
+        1,
+        "not retried"
+    );
+    // Reading stopped at the limit (plus at most the chunk that crossed it).
+    let read = env.v3.metrics().bytes;
+    assert!(
+        read > limit && read <= limit + 256 * 1024,
+        "read {read} bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_page_just_under_the_body_limit_is_read_and_one_over_is_not() {
+    // 100 synthetic rows of 1,000 bytes: about 100 kB.
+    let rows = Hostile {
+        page_rows: Some(100),
+        ..Hostile::default()
+    };
+    let env = hostile_env(rows.clone(), |c| c.retry.max_body_bytes = 128 * 1024).await;
+    assert_eq!(first_jobs_page(&env, far()).await.unwrap(), 100);
+    let env = hostile_env(rows, |c| c.retry.max_body_bytes = 64 * 1024).await;
+    let err = first_jobs_page(&env, far()).await.unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::BodyTooLarge { limit: 65536, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_content_length_above_the_limit_is_refused_before_reading() {
+    // The simulator's ordinary pages carry a Content-Length.
+    let env = env_with(
+        SimConfig::default(),
+        small_scenario().truth.clone(),
+        ALL_SCOPES,
+        |c| c.retry.max_body_bytes = 200,
+    )
+    .await;
+    let err = first_jobs_page(&env, far()).await.unwrap_err();
+    assert!(
+        matches!(err, ConnectorError::BodyTooLarge { limit: 200, .. }),
+        "{err:?}"
+    );
+    assert_eq!(env.v3.metrics().bytes, 0, "nothing of the body was read");
+}
+
+/// A `Retry-After` on every request; the caller has 5 s.
+async fn rate_limited_once(retry_after: &str) -> (Env, ConnectorError, DateTime<Utc>) {
+    let env = hostile_env(
+        Hostile {
+            retry_after: Some(retry_after.to_string()),
+            ..Hostile::default()
+        },
+        |_| {},
+    )
+    .await;
+    let before = Utc::now();
+    let err = first_jobs_page(&env, tokio::time::Instant::now() + Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    (env, err, before)
+}
+
+fn retry_at_of(err: &ConnectorError) -> DateTime<Utc> {
+    match err {
+        ConnectorError::RateLimited { endpoint, retry_at } => {
+            assert_eq!(endpoint, "GET /v3/jobs");
+            *retry_at
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_long_retry_after_is_one_request_then_rate_limited_until_then() {
+    for (value, secs) in [
+        ("3600", 3600),
+        ("999999", 3600),
+        ("1e20", 3600),
+        ("120", 120),
+    ] {
+        let (env, err, before) = rate_limited_once(value).await;
+        let retry_at = retry_at_of(&err);
+        let after = Utc::now();
+        // Clamped to the stated maximum of one hour.
+        assert!(
+            retry_at >= before + chrono::Duration::seconds(secs)
+                && retry_at <= after + chrono::Duration::seconds(secs),
+            "Retry-After {value}: retry_at {retry_at}"
+        );
+        assert!(err.is_retryable());
+        assert!(
+            err.to_string().contains("rate limited by the ATS until"),
+            "{err}"
+        );
+        assert_eq!(
+            env.sim.stats().endpoint_total("GET /v3/jobs"),
+            1,
+            "Retry-After {value}: exactly one request"
+        );
+        // The block holds for every later call through the same limiter: no request.
+        let again = first_jobs_page(&env, tokio::time::Instant::now() + Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(retry_at_of(&again).timestamp(), retry_at.timestamp());
+        assert_eq!(env.sim.stats().endpoint_total("GET /v3/jobs"), 1);
+    }
+}
+
+#[tokio::test]
+async fn hostile_retry_after_values_never_panic() {
+    for value in [
+        "1e20",
+        "inf",
+        "-1",
+        "NaN",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "soon",
+    ] {
+        let (env, err, _) = rate_limited_once(value).await;
+        // Whatever the value, an error instead of a panic (unusable values fall back
+        // to the 5 s default wait, which does not fit the 5 s left either).
+        assert!(err.is_retryable(), "{value}: {err:?}");
+        assert!(env.sim.stats().endpoint_total("GET /v3/jobs") >= 1);
+    }
+}
+
+#[tokio::test]
+async fn a_block_seeded_from_outside_sends_nothing_before_it_ends() {
+    let env = env(small_scenario().truth.clone()).await;
+    let limiter = Arc::new(RateLimiter::default());
+    let until = std::time::SystemTime::now() + Duration::from_secs(1800);
+    limiter.block_until(until);
+    let v3 = GreenhouseV3::new(gh_config(&env.sim), env.tokens.clone(), limiter).unwrap();
+    let err = v3
+        .list_changed(
+            Stream::Jobs,
+            &everything_until(env.sim.clock().now()),
+            None,
+            far(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        retry_at_of(&err).timestamp(),
+        DateTime::<Utc>::from(until).timestamp()
+    );
+    assert_eq!(env.sim.stats().endpoint_total("GET /v3/jobs"), 0);
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_by_the_request_timeout_and_says_so() {
+    // One byte per second: the page would take minutes.
+    let drip = Hostile {
+        drip_bytes_per_sec: Some(1),
+        ..Hostile::default()
+    };
+    let env = hostile_env(drip.clone(), |c| {
+        c.retry.request_timeout = Duration::from_secs(2);
+        c.retry.max_retries = 1;
+    })
+    .await;
+    let err = first_jobs_page(&env, far()).await.unwrap_err();
+    match &err {
+        ConnectorError::Transient {
+            attempts, detail, ..
+        } => {
+            assert_eq!(*attempts, 2);
+            assert!(detail.contains("slow response"), "{detail}");
+        }
+        other => panic!("expected Transient, got {other:?}"),
+    }
+    // Cut by the caller's deadline instead: `Deadline`, still naming the slow response.
+    let env = hostile_env(drip, |_| {}).await;
+    let err = first_jobs_page(&env, tokio::time::Instant::now() + Duration::from_secs(2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectorError::Deadline { .. }), "{err:?}");
+    assert!(err.to_string().contains("slow response"), "{err}");
+}
+
+#[tokio::test]
+async fn tenant_urls_must_be_https_on_a_public_host_unless_local_testing() {
+    let env = env(small_scenario().truth.clone()).await;
+    let sim_url = Url::parse(&env.sim.api_base()).unwrap();
+    let limiter = || Arc::new(RateLimiter::default());
+    // The simulator's plain-http loopback URL, as a tenant's setting in production.
+    let err = GreenhouseV3::new(
+        GreenhouseConfig::for_tenant(sim_url.clone(), false),
+        env.tokens.clone(),
+        limiter(),
+    )
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("https"), "{err}");
+    for hostile in [
+        "https://169.254.169.254/latest/meta-data",
+        "https://0x7f000001:8080/",
+        "https://[::1]:8080/",
+        "https://localhost:22/",
+    ] {
+        let r = GreenhouseV3::new(
+            GreenhouseConfig::for_tenant(Url::parse(hostile).unwrap(), false),
+            env.tokens.clone(),
+            limiter(),
+        );
+        assert!(
+            matches!(r, Err(ConnectorError::Config(_))),
+            "{hostile} accepted"
+        );
+    }
+    // Under the local-testing switch the simulator is reachable, by address and by the
+    // name `localhost` (resolved through the checking resolver).
+    let by_name = Url::parse(&format!("http://localhost:{}", sim_url.port().unwrap())).unwrap();
+    for url in [sim_url, by_name] {
+        let mut c = GreenhouseConfig::for_tenant(url, true).with_fast_retries();
+        c.per_page = 500;
+        let v3 = GreenhouseV3::new(c, env.tokens.clone(), limiter()).unwrap();
+        let page = v3
+            .list_changed(
+                Stream::Jobs,
+                &everything_until(env.sim.clock().now()),
+                None,
+                far(),
+            )
+            .await
+            .unwrap();
+        assert!(!page.observations.is_empty());
+    }
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::Deployment;
 use crate::error::CliError;
+use crate::out::outln;
 use crate::sync::SyncOptions;
 use crate::tenants::EnableArgs;
 
@@ -275,7 +276,7 @@ pub async fn read_all(
 
 fn say(quiet: bool, s: impl AsRef<str>) {
     if !quiet {
-        println!("{}", s.as_ref());
+        outln!("{}", s.as_ref());
     }
 }
 
@@ -555,43 +556,45 @@ fn print_report(
     sim_429: u64,
 ) {
     let c = &s.counts;
-    println!("\n== what the pull did (read back from the records table)");
-    println!("records now:                 {}", join(&r.records));
-    println!("  pushed and read from ATS:  {}", r.pushed_and_pulled);
-    println!("  only in the ATS:           {}", r.pull_only);
-    println!(
+    outln!("\n== what the pull did (read back from the records table)");
+    outln!("records now:                 {}", join(&r.records));
+    outln!("  pushed and read from ATS:  {}", r.pushed_and_pulled);
+    outln!("  only in the ATS:           {}", r.pull_only);
+    outln!(
         "fields backfilled:           {} in pushed records",
         r.fields_backfilled
     );
-    println!(
+    outln!(
         "  records backfilled, by kind: {}",
         join(&r.backfilled_records)
     );
-    println!(
+    outln!(
         "values corrected (ATS newer): {} records ({})",
         r.corrected_records.values().sum::<u64>(),
         join(&r.corrected_records)
     );
-    println!("  corrected fields:          {}", join(&r.corrected_fields));
-    println!(
+    outln!("  corrected fields:          {}", join(&r.corrected_fields));
+    outln!(
         "pushed values kept (newer):  {} records ({})",
         r.push_newer_kept_records.values().sum::<u64>(),
         join(&r.push_newer_kept_records)
     );
-    println!(
+    outln!(
         "tombstones (reconciliation): {} records ({})",
         r.tombstones.values().sum::<u64>(),
         join(&r.tombstones)
     );
-    println!(
+    outln!(
         "versions stored:             {} ({} written by this sync)",
-        r.versions, s.versions_written
+        r.versions,
+        s.versions_written
     );
-    println!(
+    outln!(
         "attachment files in S3:      {} ({} pushed rows completed with their file)",
-        r.files_stored, r.files_attached
+        r.files_stored,
+        r.files_attached
     );
-    println!("\n== checked against the scenario's manifest of injected defects");
+    outln!("\n== checked against the scenario's manifest of injected defects");
     let mut t = crate::table::Table::new(&["", "eds", "manifest", ""]);
     for (name, got, want) in checks(r, m) {
         t.row(vec![
@@ -602,8 +605,8 @@ fn print_report(
         ]);
     }
     t.print();
-    println!();
-    println!(
+    outln!();
+    outln!(
         "ATS requests:                {} in {:.1} s (+{} token); rate limit {DEMO_RATE_LIMIT}/{DEMO_RATE_WINDOW_SECS}s → lower bound {:.1} s; 429s {}, waits {:.1} s",
         c.requests,
         sync_secs,
@@ -612,8 +615,12 @@ fn print_report(
         sim_429,
         c.rate_limit_wait_ms as f64 / 1000.0
     );
-    println!(
+    outln!(
         "pages {}, records read {}, quarantined {}, batches {}, continuations {}",
-        c.pages, c.records_seen, c.quarantined, s.batches, s.continuations
+        c.pages,
+        c.records_seen,
+        c.quarantined,
+        s.batches,
+        s.continuations
     );
 }

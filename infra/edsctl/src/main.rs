@@ -13,6 +13,7 @@ mod demo;
 mod deploy;
 mod dlq;
 mod error;
+mod out;
 mod push;
 mod sync;
 mod table;
@@ -27,6 +28,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::Deployment;
 use crate::error::CliError;
+use crate::out::outln;
 use crate::table::{Table, cell};
 
 #[derive(Debug, Parser)]
@@ -100,7 +102,7 @@ enum Command {
     #[command(long_about = "Send pushed records through push-ingest.\n\n\
         FILE holds JSON lines, one record per line in the push format of docs/push-format.md \
         ({\"entity\":\"candidate\",\"id\":\"123\",\"op\":\"upsert\",\"updated_at\":\"...\",\"fields\":{...}}). \
-        Records are sent in messages of at most 100 to the SQS push queue and consumed by the push-ingest \
+        Records are sent in messages of at most 100 records and 256 KiB to the SQS push queue and consumed by the push-ingest \
         handler locally; with --direct (or when no push queue is known) the messages go straight to the handler.")]
     Push {
         tenant: String,
@@ -225,7 +227,7 @@ fn init_logging() {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    out::json(&serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 /// Prints an action's result as `key: value` lines.
@@ -233,7 +235,7 @@ fn print_kv(v: &Value) {
     if let Some(m) = v.as_object() {
         for (k, val) in m {
             if !val.is_null() {
-                println!("{k}: {}", cell(val));
+                outln!("{k}: {}", cell(val));
             }
         }
     }
@@ -359,11 +361,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&out);
             } else if out.get("receipt").is_some() {
                 print_kv(&json!({"tenant": out["tenant"], "request_id": out["request_id"]}));
-                println!("receipt:");
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&out["receipt"]).unwrap_or_default()
-                );
+                outln!("receipt:");
+                out::json(&serde_json::to_string_pretty(&out["receipt"]).unwrap_or_default());
             } else {
                 print_kv(&out);
             }
@@ -391,7 +390,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 print_json(&v);
             } else {
                 let c = &summary.counts;
-                println!(
+                outln!(
                     "synced {tenant} in {:.1} s: {} pages, {} records read ({} created, {} updated, {} unchanged), {} fields backfilled, {} corrected, {} pushed values kept, {} attachments stored, {} tombstoned, {} quarantined; {} ATS requests, {} rate-limit waits ({:.1} s); {} versions written",
                     summary.elapsed_ms as f64 / 1000.0,
                     c.pages,
@@ -419,6 +418,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     st.state_reason
                         .map(|r| format!(" ({r})"))
                         .unwrap_or_default()
+                )));
+            }
+            if !summary.failed_streams.is_empty() {
+                let streams: Vec<String> = summary
+                    .failed_streams
+                    .iter()
+                    .map(|f| match &f.reason {
+                        Some(r) => format!("{} ({r})", f.stream),
+                        None => f.stream.clone(),
+                    })
+                    .collect();
+                return Err(CliError::Failed(format!(
+                    "the sync of {tenant} ended with failed stream(s): {}; see `edsctl status {tenant}` and docs/runbook.md",
+                    streams.join(", ")
                 )));
             }
             Ok(())
@@ -500,8 +513,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 async fn main() {
     init_logging();
     let cli = Cli::parse();
-    if let Err(e) = run(cli).await {
-        eprintln!("edsctl: {e}");
+    // The command's error first; else whether its output could be written.
+    if let Err(e) = run(cli).await.and_then(|()| out::finish()) {
+        out::error_line(&format!("edsctl: {e}"));
         std::process::exit(e.exit_code());
     }
 }

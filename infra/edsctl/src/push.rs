@@ -1,6 +1,6 @@
 //! `edsctl push`: pushed records (JSON lines, one push-format record per line; see
 //! docs/push-format.md) sent as the customer's standard push sends them: messages of at
-//! most 100 records on the SQS push queue, then consumed by the push-ingest handler
+//! most 100 records and 256 KiB (the SQS limit) on the SQS push queue, then consumed by the push-ingest handler
 //! locally (receive, `independent_batch` over `PushIngest::handle_body`, delete what
 //! succeeded), or, with `--direct` or without a push queue, handed to the handler as
 //! message bodies without SQS.
@@ -13,7 +13,7 @@ use chrono::Utc;
 use eds_shared::domain::ids::TenantId;
 use eds_shared::lambda::independent_batch;
 use eds_shared::pipeline::local::{delete_succeeded, receive_event};
-use eds_shared::pipeline::push::{MAX_RECORDS, PushIngest, PushReport};
+use eds_shared::pipeline::push::{MAX_BODY_BYTES, MAX_RECORDS, PushIngest, PushReport};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -31,6 +31,7 @@ pub struct PushSummary {
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
+    pub unknown_deletes: usize,
     pub dropped_messages: usize,
     pub failed_messages: usize,
 }
@@ -41,6 +42,7 @@ impl PushSummary {
         self.created += r.created;
         self.updated += r.updated;
         self.unchanged += r.unchanged;
+        self.unknown_deletes += r.unknown_deletes;
         if r.dropped {
             self.dropped_messages += 1;
         }
@@ -100,12 +102,63 @@ impl Classify for serde_json::Error {
     }
 }
 
-/// Message bodies of at most [`MAX_RECORDS`] records each.
-pub fn bodies(tenant: &TenantId, records: &[Value]) -> Vec<String> {
-    records
-        .chunks(MAX_RECORDS)
-        .map(|chunk| json!({"tenant": tenant, "records": chunk}).to_string())
-        .collect()
+/// Message bodies of at most [`MAX_RECORDS`] records and [`MAX_BODY_BYTES`] bytes each
+/// (the SQS message limit, which push-ingest enforces too). A record that cannot fit in
+/// a message on its own is refused before anything is sent.
+pub fn bodies(tenant: &TenantId, records: &[Value]) -> Result<Vec<String>, CliError> {
+    // `{"tenant":"...","records":[` + `]}`; records are joined by commas.
+    let envelope = json!({"tenant": tenant, "records": []}).to_string().len();
+    let mut out = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = envelope;
+    for (i, r) in records.iter().enumerate() {
+        let text = r.to_string();
+        if envelope + text.len() > MAX_BODY_BYTES {
+            return Err(CliError::Usage(format!(
+                "record {} is {} bytes serialized: a push message holds at most {MAX_BODY_BYTES} bytes (docs/push-format.md); nothing was sent",
+                i + 1,
+                text.len()
+            )));
+        }
+        let added = text.len() + usize::from(!current.is_empty());
+        if current.len() == MAX_RECORDS || size + added > MAX_BODY_BYTES {
+            out.push(body(tenant, &current));
+            current.clear();
+            size = envelope;
+        }
+        size += text.len() + usize::from(!current.is_empty());
+        current.push(text);
+    }
+    if !current.is_empty() {
+        out.push(body(tenant, &current));
+    }
+    Ok(out)
+}
+
+fn body(tenant: &TenantId, records: &[String]) -> String {
+    format!(
+        r#"{{"tenant":{},"records":[{}]}}"#,
+        Value::String(tenant.to_string()),
+        records.join(",")
+    )
+}
+
+/// Groups of at most 10 messages and [`MAX_BODY_BYTES`] in all: one `SendMessageBatch`
+/// (SQS bounds a batch's total payload like a single message).
+fn send_batches(bodies: &[String]) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, b) in bodies.iter().enumerate() {
+        if i > start && (i - start == 10 || size + b.len() > MAX_BODY_BYTES) {
+            out.push(&bodies[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += b.len();
+    }
+    if start < bodies.len() {
+        out.push(&bodies[start..]);
+    }
+    out
 }
 
 fn ingest(d: &Deployment) -> PushIngest {
@@ -119,7 +172,7 @@ pub async fn push(
     direct: bool,
 ) -> Result<PushSummary, CliError> {
     crate::tenants::require(d, tenant).await?;
-    let bodies = bodies(tenant, records);
+    let bodies = bodies(tenant, records)?;
     let mut summary = PushSummary {
         tenant: tenant.to_string(),
         records: records.len(),
@@ -143,7 +196,7 @@ pub async fn push(
         return Ok(summary);
     };
     summary.via = "sqs";
-    for (n, chunk) in bodies.chunks(10).enumerate() {
+    for (n, chunk) in send_batches(&bodies).into_iter().enumerate() {
         let entries = chunk
             .iter()
             .enumerate()
@@ -212,6 +265,7 @@ pub async fn push(
     summary.created = r.created;
     summary.updated = r.updated;
     summary.unchanged = r.unchanged;
+    summary.unknown_deletes = r.unknown_deletes;
     summary.dropped_messages = r.dropped_messages;
     if summary.failed_messages > 0 {
         return Err(CliError::Failed(format!(
@@ -230,10 +284,40 @@ mod tests {
     fn messages_hold_at_most_a_hundred_records() {
         let t = TenantId::parse("acme").unwrap();
         let recs: Vec<Value> = (0..250).map(|i| json!({"id": i.to_string()})).collect();
-        let b = bodies(&t, &recs);
+        let b = bodies(&t, &recs).unwrap();
         assert_eq!(b.len(), 3);
         let last: Value = serde_json::from_str(&b[2]).unwrap();
         assert_eq!(last["tenant"], "acme");
         assert_eq!(last["records"].as_array().unwrap().len(), 50);
+    }
+
+    #[test]
+    fn messages_hold_at_most_the_sqs_limit_in_bytes_and_batches_too() {
+        let t = TenantId::parse("acme").unwrap();
+        let big = "x".repeat(10 * 1024);
+        let recs: Vec<Value> = (0..30)
+            .map(|i| json!({"id": i.to_string(), "fields": {"custom_fields": {"k": big}}}))
+            .collect();
+        let b = bodies(&t, &recs).unwrap();
+        assert!(b.len() >= 2, "{} messages", b.len());
+        let mut seen = 0;
+        for body in &b {
+            assert!(body.len() <= MAX_BODY_BYTES, "{} bytes", body.len());
+            let v: Value = serde_json::from_str(body).unwrap();
+            for r in v["records"].as_array().unwrap() {
+                assert_eq!(r["id"], json!(seen.to_string()), "order kept");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 30);
+        for batch in send_batches(&b) {
+            assert!(batch.len() <= 10);
+            assert!(batch.iter().map(String::len).sum::<usize>() <= MAX_BODY_BYTES);
+        }
+        assert_eq!(send_batches(&b).concat(), b);
+        let huge = vec![json!({"id": "1", "fields": {"k": "x".repeat(MAX_BODY_BYTES)}})];
+        let e = bodies(&t, &huge).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("record 1 is"), "{e}");
     }
 }

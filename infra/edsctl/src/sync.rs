@@ -19,7 +19,7 @@ use eds_shared::domain::ids::TenantId;
 use eds_shared::pipeline::local::{delete_succeeded, queue_depth, receive_event};
 use eds_shared::pipeline::puller::{JobReport, Puller, PullerSettings};
 use eds_shared::pipeline::scheduler::{ScheduleReport, Scheduler};
-use eds_shared::tenants::{RunCounts, TenantState};
+use eds_shared::tenants::{RunCounts, SyncStatus, TenantState};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -66,6 +66,14 @@ pub struct SyncSummary {
     pub failed_messages: u64,
     pub elapsed_ms: u64,
     pub state: TenantState,
+    /// Streams whose status is `failed` when the run ended (the command then exits 5).
+    pub failed_streams: Vec<FailedStream>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedStream {
+    pub stream: String,
+    pub reason: Option<String>,
 }
 
 /// The puller as deployed, with a local invocation budget. Attachment downloads from
@@ -143,10 +151,10 @@ impl Progress {
                 b.set_position(c.records_seen);
                 b.set_message(msg);
             }
-            Progress::Lines => eprintln!(
+            Progress::Lines => crate::out::error_line(&format!(
                 "sync {tenant}: batch {batches}: records {} · {msg}",
                 c.records_seen
-            ),
+            )),
             Progress::Quiet => {}
         }
     }
@@ -282,6 +290,17 @@ pub async fn sync(
     };
     progress.finish();
     let state = result?;
+    let failed_streams = registry
+        .streams(tenant)
+        .await
+        .map_err(|e| d.aws_err(e))?
+        .into_iter()
+        .filter(|st| st.status == SyncStatus::Failed)
+        .map(|st| FailedStream {
+            stream: st.stream.as_str().to_string(),
+            reason: st.reason,
+        })
+        .collect();
     Ok(SyncSummary {
         tenant: tenant.clone(),
         scheduled,
@@ -292,5 +311,6 @@ pub async fn sync(
         failed_messages: failed,
         elapsed_ms: started.elapsed().as_millis() as u64,
         state,
+        failed_streams,
     })
 }

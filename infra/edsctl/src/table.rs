@@ -48,7 +48,7 @@ impl Table {
     }
 
     pub fn print(&self) {
-        print!("{}", self.render());
+        crate::out::text(&self.render());
     }
 }
 

@@ -138,7 +138,7 @@ fn settings_err(d: &Deployment, e: SettingsError) -> CliError {
         }
         SettingsError::Registry(r) => d.aws_err(r),
         SettingsError::CheckUnavailable(a) => CliError::Failed(format!(
-            "the credentials could not be checked now ({a}): retry later; the secret is stored"
+            "the credentials could not be checked now ({a}): retry later"
         )),
     }
 }
@@ -170,7 +170,44 @@ async fn store_secret(
     Ok(name.as_str().to_string())
 }
 
-/// `tenants enable`: secret first (the enable event references it), then the event.
+/// Whether the secret exists (any state but scheduled for deletion counts).
+async fn secret_exists(d: &Deployment, name: &SecretName) -> Result<bool, CliError> {
+    match d
+        .aws
+        .secrets
+        .describe_secret()
+        .secret_id(name.as_str())
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(d.aws_err(aws_sdk_secretsmanager::error::DisplayErrorContext(e))),
+    }
+}
+
+/// Removes a secret this command created for an enable that did not happen.
+async fn remove_secret(d: &Deployment, name: &SecretName) -> Result<(), CliError> {
+    d.aws
+        .secrets
+        .delete_secret()
+        .secret_id(name.as_str())
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .map_err(|e| d.aws_err(aws_sdk_secretsmanager::error::DisplayErrorContext(e)))?;
+    Ok(())
+}
+
+/// `tenants enable`: the event is validated first (nothing is stored for an invalid
+/// one), then the secret (the event references it), then the event is applied. If the
+/// enable still fails and the secret is new, it is removed again: a rejected enable
+/// leaves nothing behind (no secret of a tenant that is not registered).
 pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
     if a.allow_loopback_attachments
         && !eds_shared::attachments::guard::deployment_allows_local_testing()
@@ -179,7 +216,44 @@ pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
             "--allow-loopback-attachments is for local testing only: set EDS_LOCAL_TESTING=true (never in a deployment)".into(),
         ));
     }
+    let name = SecretName::for_tenant(&d.config.secret_prefix, &a.tenant);
+    let detail = enable_detail(&a, name.as_str());
+    eds_shared::pipeline::settings::parse_event(
+        &settings_event(ENABLED, detail.clone()),
+        &d.config.secret_prefix,
+    )
+    .map_err(|ev| CliError::Usage(format!("the settings event was rejected: {ev}")))?;
+    let existed = secret_exists(d, &name).await?;
     let secret_name = store_secret(d, &a.tenant, &a.credentials).await?;
+    let applied = apply(d, ENABLED, detail).await;
+    let (outcome, published) = match applied {
+        Ok(o) => o,
+        Err(e) => {
+            let registered = d.registry().get(&a.tenant).await.ok().flatten().is_some();
+            if !existed
+                && !registered
+                && let Err(cleanup) = remove_secret(d, &name).await
+            {
+                return Err(CliError::Failed(format!(
+                    "{e}; removing its new secret {} failed too ({cleanup}): delete it by hand",
+                    name.as_str()
+                )));
+            }
+            return Err(e);
+        }
+    };
+    if a.allow_loopback_attachments {
+        allow_loopback(d, &a.tenant, outcome.epoch).await?;
+    }
+    Ok(json!({
+        "tenant": outcome.tenant, "action": outcome.action, "state": outcome.state,
+        "epoch": outcome.epoch, "remerge_pending": outcome.remerge_pending,
+        "secret_name": secret_name, "published": published,
+        "allow_loopback_attachments": a.allow_loopback_attachments,
+    }))
+}
+
+fn enable_detail(a: &EnableArgs, secret_name: &str) -> Value {
     let mut detail = json!({
         "tenant_id": a.tenant,
         "ats_kind": "greenhouse",
@@ -196,16 +270,7 @@ pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
     if !a.attachment_hosts.is_empty() {
         detail["attachment_hosts"] = json!(a.attachment_hosts);
     }
-    let (outcome, published) = apply(d, ENABLED, detail).await?;
-    if a.allow_loopback_attachments {
-        allow_loopback(d, &a.tenant, outcome.epoch).await?;
-    }
-    Ok(json!({
-        "tenant": outcome.tenant, "action": outcome.action, "state": outcome.state,
-        "epoch": outcome.epoch, "remerge_pending": outcome.remerge_pending,
-        "secret_name": secret_name, "published": published,
-        "allow_loopback_attachments": a.allow_loopback_attachments,
-    }))
+    detail
 }
 
 /// Local testing: lets the tenant download attachments from the simulator's loopback

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::deploy::Deployment;
 use crate::error::CliError;
+use crate::out::outln;
 use crate::table::{Table, cell, short_time};
 
 fn api(d: &Deployment) -> RecordsApi {
@@ -104,7 +105,7 @@ fn compact(v: &Value, max: usize) -> String {
 }
 
 pub fn print_record(r: &Value) {
-    println!(
+    outln!(
         "{} {} {} · version {} ({}) · view {}{}",
         cell(&r["tenant"]),
         cell(&r["entity"]),
@@ -119,7 +120,7 @@ pub fn print_record(r: &Value) {
         }
     );
     if let Some(by) = r["view"]["deleted"].as_str() {
-        println!("deleted (by {by})");
+        outln!("deleted (by {by})");
     }
     let prov = &r["view"]["provenance"];
     let mut t = Table::new(&["field", "provenance", "value"]);
@@ -158,10 +159,10 @@ pub fn print_record(r: &Value) {
             ]);
         }
     }
-    println!();
+    outln!();
     layers.print();
     if let Some(h) = r["history"].as_array() {
-        println!();
+        outln!();
         let mut t = Table::new(&[
             "version",
             "cause",
@@ -188,7 +189,7 @@ pub fn print_record(r: &Value) {
 }
 
 pub fn print_status(s: &Value) {
-    println!(
+    outln!(
         "tenant {} · {}{} · {} {} · every {}s · next run {}",
         cell(&s["tenant"]),
         cell(&s["state"]),
@@ -202,17 +203,17 @@ pub fn print_status(s: &Value) {
         short_time(&s["next_run_at"]),
     );
     if !s["running"].is_null() {
-        println!(
+        outln!(
             "running: run {} since {}",
             cell(&s["running"]["run_id"]),
             short_time(&s["running"]["started_at"])
         );
     }
     if s["remerge_pending"] == json!(true) {
-        println!("re-merge pending (re-enabled after a disable)");
+        outln!("re-merge pending (re-enabled after a disable)");
     }
-    println!("quarantined records: {}", cell(&s["quarantined"]));
-    println!();
+    outln!("quarantined records: {}", cell(&s["quarantined"]));
+    outln!();
     let mut t = Table::new(&[
         "stream",
         "status",
@@ -239,7 +240,7 @@ pub fn print_status(s: &Value) {
         ]);
     }
     t.print();
-    println!();
+    outln!();
     let mut t = Table::new(&[
         "started",
         "stream",

@@ -519,3 +519,200 @@ fn every_documented_command_parses_and_every_help_is_printed() {
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage: edsctl"));
     }
 }
+
+/// A tenant enabled through edsctl against a simulator whose OAuth client has `scopes`.
+async fn enabled_tenant(
+    stage: &str,
+    prefix: &str,
+    scopes: &[&str],
+) -> (String, greenhouse_sim::SimHandle) {
+    let tenant = format!("{prefix}-{}", &uuid_like()[..8]);
+    let spec = ScenarioSpec {
+        seed: 5,
+        candidates: 8,
+        jobs: 2,
+        now: chrono::Utc::now() - chrono::Duration::minutes(10),
+        ..ScenarioSpec::default()
+    };
+    let sim = Simulator::start(SimConfig::default(), Scenario::generate(&spec).truth)
+        .await
+        .unwrap();
+    sim.add_oauth_client("cli-client", "cli-secret-value", scopes);
+    let creds = temp_file(
+        "creds.json",
+        r#"{"kind": "client_credentials", "client_id": "cli-client", "client_secret": "cli-secret-value"}"#,
+    );
+    let (api, token) = (sim.api_base(), sim.token_url());
+    json_ok(&[
+        "--stage",
+        stage,
+        "tenants",
+        "enable",
+        &tenant,
+        "--api-base",
+        &api,
+        "--auth-url",
+        &token,
+        "--credentials",
+        creds.to_str().unwrap(),
+    ]);
+    (tenant, sim)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_sends_large_records_in_messages_within_the_sqs_limit() {
+    need_emulator();
+    let stage = stage();
+    let (t, sim) = enabled_tenant(&stage, "big", ALL_SCOPES).await;
+    // 30 records of about 10 KB: 300 KB in all, more than one SQS message (256 KiB).
+    let filler = "x".repeat(10 * 1024);
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            json!({"entity": "candidate", "id": format!("big-{i}"), "op": "upsert",
+                   "updated_at": "2026-03-01T10:00:00Z",
+                   "fields": {"custom_fields": {"notes": filler}}})
+            .to_string()
+        })
+        .collect();
+    let file = temp_file("big.jsonl", &lines.join("\n"));
+    let pushed = json_ok(&["--stage", &stage, "push", &t, file.to_str().unwrap()]);
+    assert_eq!(pushed["via"], "sqs");
+    assert_eq!(pushed["records"], 30);
+    assert_eq!(pushed["created"], 30, "{pushed}");
+    assert_eq!(pushed["quarantined"], 0);
+    assert_eq!(pushed["failed_messages"], 0);
+    assert!(pushed["messages"].as_u64().unwrap() >= 2, "{pushed}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_escapes_in_values_are_escaped_in_tables_and_exact_in_json() {
+    need_emulator();
+    let stage = stage();
+    let (t, sim) = enabled_tenant(&stage, "esc", ALL_SCOPES).await;
+    let evil = "Ada\u{1b}]0;owned\u{7}\u{9b}2J";
+    let line = json!({"entity": "candidate", "id": "esc-1", "op": "upsert",
+                      "updated_at": "2026-03-01T10:00:00Z", "fields": {"first_name": evil}})
+    .to_string();
+    let file = temp_file("esc.jsonl", &line);
+    json_ok(&["--stage", &stage, "push", &t, file.to_str().unwrap()]);
+
+    let table = edsctl(&["--stage", &stage, "record", &t, "candidate", "esc-1"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let shown = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        !shown.contains(['\u{1b}', '\u{7}', '\u{9b}']),
+        "raw control characters in: {shown:?}"
+    );
+    assert!(
+        shown.contains("Ada\\u{1b}]0;owned\\u{7}\\u{9b}2J"),
+        "{shown}"
+    );
+
+    let rec = json_ok(&["--stage", &stage, "record", &t, "candidate", "esc-1"]);
+    assert_eq!(rec["view"]["fields"]["first_name"], evil);
+    sim.shutdown().await;
+}
+
+#[test]
+fn a_closed_pipe_ends_quietly_and_a_full_disk_is_a_clear_error() {
+    need_emulator();
+    let stage = stage();
+    // The reader is gone before edsctl writes (`edsctl ... | head -0`).
+    let mut child = Command::new(BIN)
+        .args(["--stage", &stage, "tenants", "list"])
+        .env("EDS_LOCAL_TESTING", "true")
+        .env_remove("EDSCTL_STAGE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = Command::new(BIN)
+        .args(["--stage", &stage, "tenants", "list"])
+        .env("EDS_LOCAL_TESTING", "true")
+        .env_remove("EDSCTL_STAGE")
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("writing the output failed"), "{e}");
+    assert!(!e.contains("panicked"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_enable_leaves_no_secret_behind() {
+    need_emulator();
+    let stage = stage();
+    let tenant = format!("rej-{}", &uuid_like()[..8]);
+    let creds = temp_file(
+        "creds.json",
+        r#"{"kind": "client_credentials", "client_id": "c", "client_secret": "rejected-secret"}"#,
+    );
+    let o = edsctl(&[
+        "--stage",
+        &stage,
+        "tenants",
+        "enable",
+        &tenant,
+        "--api-base",
+        "https://harvest.example/v3?debug=1",
+        "--credentials",
+        creds.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("rejected"), "{}", stderr(&o));
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&conf);
+    let found = secrets
+        .describe_secret()
+        .secret_id(format!("eds/tenants/{tenant}"))
+        .send()
+        .await;
+    assert!(
+        found
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_service_error())
+            .is_some_and(|e| e.is_resource_not_found_exception()),
+        "the secret of a rejected enable exists: {found:?}"
+    );
+    let gone = edsctl(&["--stage", &stage, "status", &tenant]);
+    assert_eq!(gone.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_exits_5_when_a_stream_failed_and_still_prints_its_summary() {
+    need_emulator();
+    let stage = stage();
+    let scopes: Vec<&str> = ALL_SCOPES
+        .iter()
+        .copied()
+        .filter(|s| *s != "harvest:applications:list")
+        .collect();
+    let (t, sim) = enabled_tenant(&stage, "f403", &scopes).await;
+    let o = edsctl(&["--stage", &stage, "--json", "sync", &t]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    let e = stderr(&o);
+    let last = e.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("failed stream(s): applications") && last.contains("403"),
+        "{e}"
+    );
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["failed_streams"][0]["stream"], "applications");
+    assert_eq!(summary["state"], "enabled");
+    sim.shutdown().await;
+}

@@ -156,6 +156,101 @@ pub fn deployment_allows_local_testing() -> bool {
     std::env::var("EDS_LOCAL_TESTING").is_ok_and(|v| v == "true")
 }
 
+/// The bar the ATS API base URL and the OAuth token URL must meet (they come from tenant
+/// settings, so from outside): https, no user info, and no host that is, or resolves
+/// to, an address [`forbidden_reason`] refuses. Under the local-testing switch
+/// (`EDS_LOCAL_TESTING`, passed in as `local_testing`) plain http and loopback are
+/// allowed, as for attachments; private, link-local and metadata addresses never are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiHostRules {
+    pub local_testing: bool,
+}
+
+impl ApiHostRules {
+    pub fn new(local_testing: bool) -> Self {
+        Self { local_testing }
+    }
+
+    /// Scheme, user info and the host as written (no DNS). `Err` says why, without
+    /// repeating the URL (a token URL could carry something it should not).
+    pub fn check_url(&self, url: &Url) -> Result<(), String> {
+        match url.scheme() {
+            "https" => {}
+            "http" if self.local_testing => {}
+            "http" => {
+                return Err("must be https (plain http only under EDS_LOCAL_TESTING)".into());
+            }
+            other => {
+                let other: String = other.chars().take(16).collect();
+                return Err(format!("scheme {other:?} is not allowed (https only)"));
+            }
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not carry user information".into());
+        }
+        // The url crate has already turned decimal, hex and octal IPv4 forms
+        // (`0x7f000001`, `2130706433`, `0177.0.0.1`) into `Host::Ipv4`.
+        match url.host() {
+            None => Err("has no host".into()),
+            Some(Host::Ipv4(ip)) => self.check_ip(IpAddr::V4(ip)),
+            Some(Host::Ipv6(ip)) => self.check_ip(IpAddr::V6(ip)),
+            Some(Host::Domain(d)) => {
+                let d = normalise_host(d);
+                if d.is_empty() {
+                    return Err("has no host".into());
+                }
+                if d == "localhost" || d.ends_with(".localhost") {
+                    return self.check_ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether a (resolved) address may be connected to.
+    pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
+        match forbidden_reason(ip) {
+            None => Ok(()),
+            Some("loopback") if self.local_testing => Ok(()),
+            Some(why) => Err(format!("host is or resolves to {ip}, a {why} address")),
+        }
+    }
+
+    /// A DNS resolver for the HTTP client that refuses a name if any of its addresses
+    /// is refused, so that a name cannot be pointed at an internal address after the
+    /// settings were checked: the client connects only to addresses checked here.
+    pub fn resolver(&self) -> std::sync::Arc<CheckedResolver> {
+        std::sync::Arc::new(CheckedResolver { rules: *self })
+    }
+}
+
+/// See [`ApiHostRules::resolver`].
+#[derive(Debug)]
+pub struct CheckedResolver {
+    rules: ApiHostRules,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let rules = self.rules;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.is_empty() {
+                return Err(format!("{host} resolves to no address").into());
+            }
+            for a in &addrs {
+                rules
+                    .check_ip(a.ip())
+                    .map_err(|why| format!("refusing to connect to {host}: {why}"))?;
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 fn normalise_host(h: &str) -> String {
     h.trim().trim_end_matches('.').to_ascii_lowercase()
 }
@@ -359,5 +454,75 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, GuardError::ForbiddenAddress { .. }), "{err}");
+    }
+
+    #[test]
+    fn api_urls_must_be_https_on_a_public_host() {
+        let strict = ApiHostRules::new(false);
+        let local = ApiHostRules::new(true);
+        let check = |r: ApiHostRules, u: &str| r.check_url(&Url::parse(u).unwrap());
+        assert!(check(strict, "https://harvest.greenhouse.io").is_ok());
+        assert!(check(strict, "https://auth.greenhouse.io/token").is_ok());
+        assert!(check(strict, "https://8.8.8.8/v3").is_ok());
+        for bad in [
+            "http://harvest.greenhouse.io",
+            "ftp://harvest.greenhouse.io",
+            "https://u:p@harvest.greenhouse.io",
+            "https://169.254.169.254/latest/meta-data",
+            "https://0xa9fea9fe/",
+            "https://0x7f000001:8080/",
+            "https://2130706433/",
+            "https://0177.0.0.1/",
+            "https://127.1/",
+            "https://[::1]:8080/",
+            "https://[::ffff:169.254.169.254]/",
+            "https://[::ffff:7f00:1]/",
+            "https://[fd00:ec2::254]/",
+            "https://[fe80::1]/",
+            "https://localhost:22/",
+            "https://LOCALHOST./",
+            "https://api.localhost/",
+            "https://10.0.0.1/",
+            "https://192.168.1.1/",
+            "https://172.16.0.1/",
+            "https://100.64.0.1/",
+            "https://0.0.0.0/",
+            "https://[::]/",
+        ] {
+            assert!(check(strict, bad).is_err(), "{bad} accepted");
+        }
+        // Local testing: http and loopback, nothing else internal.
+        assert!(check(local, "http://127.0.0.1:8080/").is_ok());
+        assert!(check(local, "http://localhost:8080/").is_ok());
+        assert!(check(local, "http://[::1]:8080/").is_ok());
+        for still_bad in [
+            "http://169.254.169.254/",
+            "http://10.0.0.1/",
+            "http://[fd00:ec2::254]/",
+            "file:///etc/passwd",
+            "http://u:p@127.0.0.1/",
+        ] {
+            assert!(check(local, still_bad).is_err(), "{still_bad} accepted");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_checked_resolver_refuses_names_of_internal_addresses() {
+        use reqwest::dns::Resolve;
+        let name = |s: &str| s.parse::<reqwest::dns::Name>().unwrap();
+        let err = ApiHostRules::new(false)
+            .resolver()
+            .resolve(name("localhost"))
+            .await
+            .err()
+            .expect("localhost refused");
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let addrs: Vec<SocketAddr> = ApiHostRules::new(true)
+            .resolver()
+            .resolve(name("localhost"))
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
     }
 }

@@ -9,7 +9,13 @@
 //! - 5xx, timeouts and connection errors retried a bounded number of times with
 //!   jittered exponential backoff;
 //! - no wait ever passes the caller's deadline: the call returns `Deadline` instead and
-//!   the caller checkpoints.
+//!   the caller checkpoints; a rate-limit wait that would pass it returns `RateLimited`
+//!   with the time the ATS may be asked again;
+//! - a response body is read as a stream up to `RetryPolicy::max_body_bytes` (error
+//!   bodies up to [`MAX_ERROR_BODY_BYTES`]), never more, and within the per-request
+//!   timeout, which covers the body: a trickling ATS is cut, not waited for;
+//! - with [`ApiHostRules`] (every tenant connection), the client connects only to
+//!   public addresses: the DNS answer is checked before connecting.
 //!
 //! Nothing here logs or returns a header value, a token or a response body beyond the
 //! ATS's short error message.
@@ -27,7 +33,18 @@ use url::Url;
 
 use super::ratelimit::{RateLimiter, retry_after};
 use super::{ConnectorError, RequestStats};
+use crate::attachments::guard::ApiHostRules;
 use crate::auth::AccessTokens;
+
+/// Default limit of one API response body. A Greenhouse page is at most 500 records,
+/// so 8 MiB leaves room for records of 16 kB each while one page and its parsed form
+/// stay a fraction of a 256 MB function (about 35 MB peak RSS for a page of 1 kB rows
+/// just under the limit: `shared/examples/hostile_page_rss.rs`).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Error bodies are read up to this and the rest dropped: only the ATS's short message
+/// is used.
+pub const MAX_ERROR_BODY_BYTES: u64 = 64 * 1024;
 
 /// Retry and timeout policy of one client.
 #[derive(Debug, Clone)]
@@ -44,8 +61,10 @@ pub struct RetryPolicy {
     pub max_rate_limited: u32,
     /// Wait after a 429 without a usable `Retry-After`.
     pub default_retry_after: Duration,
-    /// Per-request timeout (also capped by the caller's deadline).
+    /// Per-request timeout, body included (also capped by the caller's deadline).
     pub request_timeout: Duration,
+    /// Largest response body accepted (`BodyTooLarge` beyond it).
+    pub max_body_bytes: u64,
 }
 
 impl Default for RetryPolicy {
@@ -57,6 +76,7 @@ impl Default for RetryPolicy {
             max_rate_limited: 20,
             default_retry_after: Duration::from_secs(5),
             request_timeout: Duration::from_secs(60),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -110,11 +130,15 @@ fn short_error_detail(body: &[u8]) -> String {
 }
 
 impl ApiClient {
+    /// `host_rules`: the bar of a tenant's configured URL (checked here, and every DNS
+    /// answer before connecting); `None` only for clients of a URL eds itself chose
+    /// (tests against the local simulator).
     pub fn new(
         base: Url,
         tokens: Arc<dyn AccessTokens>,
         limiter: Arc<RateLimiter>,
         policy: RetryPolicy,
+        host_rules: Option<ApiHostRules>,
     ) -> Result<Self, ConnectorError> {
         if !matches!(base.scheme(), "https" | "http") || base.host_str().is_none() {
             return Err(ConnectorError::Config(format!(
@@ -122,11 +146,18 @@ impl ApiClient {
                 base.scheme()
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             // A redirect is not part of the API; following it could carry the
             // credential elsewhere.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("eds/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("eds/", env!("CARGO_PKG_VERSION")));
+        if let Some(rules) = host_rules {
+            rules
+                .check_url(&base)
+                .map_err(|why| ConnectorError::Config(format!("API base URL {why}")))?;
+            builder = builder.dns_resolver(rules.resolver());
+        }
+        let http = builder
             .build()
             .map_err(|e| ConnectorError::Config(format!("HTTP client: {e}")))?;
         let mut base = base;
@@ -226,7 +257,15 @@ impl ApiClient {
         loop {
             // Pacing: wait while the shared budget is used up.
             while let Some(wait) = self.limiter.acquire() {
-                sleep_within(wait, deadline, "rate-limit pacing").await?;
+                if Instant::now() + wait > deadline {
+                    // Coming back before the wait is over would only be refused again:
+                    // the caller keeps the time and does not send before it.
+                    return Err(ConnectorError::RateLimited {
+                        endpoint,
+                        retry_at: retry_at(wait),
+                    });
+                }
+                tokio::time::sleep(wait).await;
                 stats.rate_limit_wait += wait;
             }
             // Counts this send as in flight until its answer is in (also if the future
@@ -243,29 +282,42 @@ impl ApiClient {
             let cut_by_deadline = timeout < self.policy.request_timeout;
             stats.requests += 1;
             let started = std::time::Instant::now();
-            let result = self.send(&url, &auth, timeout).await;
+            let result = self.send(&url, &auth, timeout, stats).await;
             if let Ok((_, headers, _)) = &result {
                 self.limiter.observe_headers(headers);
             }
             drop(in_flight);
             let transient_detail = match result {
-                Err(e) => {
-                    if e.is_timeout() && cut_by_deadline {
+                Err(SendError::TooLarge) => {
+                    return Err(ConnectorError::BodyTooLarge {
+                        endpoint,
+                        limit: self.policy.max_body_bytes,
+                    });
+                }
+                Err(SendError::Http { error, in_body }) => {
+                    let timed_out = error.is_timeout();
+                    if timed_out && cut_by_deadline {
                         return Err(ConnectorError::Deadline {
-                            what: "request",
+                            what: if in_body {
+                                "slow response: the body was not complete before the deadline"
+                            } else {
+                                "slow response: no answer before the deadline"
+                            },
                             needed: self.policy.request_timeout,
                         });
                     }
-                    let timed_out = e.is_timeout();
-                    tracing::debug!(%endpoint, error = %e.without_url(), "request failed");
-                    if timed_out {
-                        "timeout".to_string()
-                    } else {
-                        "connection error".to_string()
+                    tracing::debug!(%endpoint, error = %error.without_url(), in_body, "request failed");
+                    let secs = self.policy.request_timeout.as_secs_f64();
+                    match (timed_out, in_body) {
+                        (true, true) => {
+                            format!("slow response: the body was not complete within {secs}s")
+                        }
+                        (true, false) => format!("timeout: no answer within {secs}s"),
+                        (false, true) => "connection lost while reading the body".to_string(),
+                        (false, false) => "connection error".to_string(),
                     }
                 }
                 Ok((status, headers, body)) => {
-                    stats.bytes += body.len() as u64;
                     tracing::debug!(
                         %endpoint,
                         status = status.as_u16(),
@@ -316,9 +368,9 @@ impl ApiClient {
                             // above sleeps it out (and checks the deadline).
                             self.limiter.block_for(wait);
                             if Instant::now() + wait > deadline {
-                                return Err(ConnectorError::Deadline {
-                                    what: "429 Retry-After",
-                                    needed: wait,
+                                return Err(ConnectorError::RateLimited {
+                                    endpoint,
+                                    retry_at: retry_at(wait),
                                 });
                             }
                             stats.retries += 1;
@@ -350,12 +402,16 @@ impl ApiClient {
         }
     }
 
+    /// One request. The body is read chunk by chunk and refused as soon as it passes
+    /// the limit (at once when `Content-Length` announces more); an error body is cut at
+    /// [`MAX_ERROR_BODY_BYTES`]. `timeout` covers the whole exchange, body included.
     async fn send(
         &self,
         url: &Url,
         auth: &SecretString,
         timeout: Duration,
-    ) -> Result<(StatusCode, HeaderMap, Bytes), reqwest::Error> {
+        stats: &mut RequestStats,
+    ) -> Result<(StatusCode, HeaderMap, Bytes), SendError> {
         let mut req = self.http.get(url.clone()).timeout(timeout);
         match HeaderValue::from_str(auth.expose_secret()) {
             Ok(mut v) => {
@@ -368,11 +424,42 @@ impl ApiClient {
                 tracing::warn!("authorization value is not a valid header value");
             }
         }
-        let resp = req.send().await?;
+        let mut resp = req.send().await.map_err(|error| SendError::Http {
+            error,
+            in_body: false,
+        })?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.bytes().await?;
-        Ok((status, headers, body))
+        let success = status.is_success();
+        let limit = if success {
+            self.policy.max_body_bytes
+        } else {
+            MAX_ERROR_BODY_BYTES
+        };
+        if success && resp.content_length().is_some_and(|n| n > limit) {
+            return Err(SendError::TooLarge);
+        }
+        let cap = usize::try_from(limit.min(resp.content_length().unwrap_or(0))).unwrap_or(0);
+        let mut body = bytes::BytesMut::with_capacity(cap);
+        loop {
+            let chunk = resp.chunk().await.map_err(|error| SendError::Http {
+                error,
+                in_body: true,
+            })?;
+            let Some(chunk) = chunk else { break };
+            stats.bytes += chunk.len() as u64;
+            let room = usize::try_from(limit).unwrap_or(usize::MAX) - body.len();
+            if chunk.len() > room {
+                if success {
+                    return Err(SendError::TooLarge);
+                }
+                // An error body is only read for its short message: keep the head.
+                body.extend_from_slice(&chunk[..room]);
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, body.freeze()))
     }
 
     fn backoff(&self, failures: u32) -> Duration {
@@ -387,6 +474,24 @@ impl ApiClient {
         }
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
     }
+}
+
+enum SendError {
+    /// No answer, or the body broke off; `in_body`: the status and headers had arrived.
+    Http {
+        error: reqwest::Error,
+        in_body: bool,
+    },
+    /// A success body larger than `RetryPolicy::max_body_bytes`.
+    TooLarge,
+}
+
+/// The wall-clock time `wait` from now.
+fn retry_at(wait: Duration) -> chrono::DateTime<chrono::Utc> {
+    let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+    chrono::Utc::now()
+        .checked_add_signed(wait)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
 }
 
 struct InFlight<'a>(&'a RateLimiter);

@@ -126,6 +126,23 @@ pub struct RequestStats {
     pub bytes: u64,
 }
 
+impl RequestStats {
+    /// What was spent since `before` (an earlier reading of the same totals): counts the
+    /// requests of a call that failed too, which a failed call cannot report itself.
+    pub fn since(&self, before: &RequestStats) -> RequestStats {
+        RequestStats {
+            requests: self.requests.saturating_sub(before.requests),
+            retries: self.retries.saturating_sub(before.retries),
+            rate_limited_429: self
+                .rate_limited_429
+                .saturating_sub(before.rate_limited_429),
+            rate_limit_wait: self.rate_limit_wait.saturating_sub(before.rate_limit_wait),
+            backoff_wait: self.backoff_wait.saturating_sub(before.backoff_wait),
+            bytes: self.bytes.saturating_sub(before.bytes),
+        }
+    }
+}
+
 impl AddAssign for RequestStats {
     fn add_assign(&mut self, o: Self) {
         self.requests += o.requests;
@@ -182,6 +199,27 @@ pub struct IdPage {
     pub stats: RequestStats,
 }
 
+/// What a by-id read says about a record that a listing did not contain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Presence {
+    /// The ATS says the record does not exist (404): deleted or merged.
+    Gone,
+    /// The ATS returned the record: it exists although the listing did not show it.
+    Present,
+    /// The ATS refused to say (403, or the connector cannot read single records): the
+    /// credential may not see it. Never proof of deletion.
+    NotVisible,
+}
+
+/// The answers of one [`AtsConnector::confirm_presence`] call, in the order asked (a call
+/// cut short by its deadline answers a prefix).
+#[derive(Debug, Clone, Default)]
+pub struct PresencePage {
+    pub checked: Vec<(AtsId, Presence)>,
+    pub stats: RequestStats,
+}
+
 /// Why a call failed. Nothing in here ever contains a credential or a signed URL.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
@@ -211,6 +249,22 @@ pub enum ConnectorError {
         what: &'static str,
         needed: Duration,
     },
+    /// The ATS asked for a wait (a 429's `Retry-After`, or a block the shared limiter
+    /// already holds) that passes the caller's deadline. Nothing was lost; the caller
+    /// persists `retry_at` and sends nothing to this ATS before it.
+    #[error(
+        "{endpoint}: rate limited by the ATS until {}: that is past this invocation's deadline",
+        canonical_timestamp(retry_at)
+    )]
+    RateLimited {
+        endpoint: String,
+        retry_at: DateTime<Utc>,
+    },
+    /// A response body larger than the per-response limit (announced by
+    /// `Content-Length` or counted while reading): refused before it can exhaust
+    /// memory. Retrying gets the same answer.
+    #[error("{endpoint}: response body larger than the limit of {limit} bytes: refused")]
+    BodyTooLarge { endpoint: String, limit: u64 },
     /// 5xx, timeouts and connection errors that outlasted the bounded retries, or a
     /// transient failure of the credentials source.
     #[error("{endpoint}: transient failure after {attempts} attempt(s): {detail}")]
@@ -246,12 +300,13 @@ pub enum ConnectorError {
 impl ConnectorError {
     /// Whether the same call may succeed later without anyone changing configuration.
     /// `CursorExpired` is retryable by restarting the window; `Deadline` by resuming in
-    /// the next invocation.
+    /// the next invocation; `RateLimited` by resuming at its `retry_at`.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             ConnectorError::Transient { .. }
                 | ConnectorError::Deadline { .. }
+                | ConnectorError::RateLimited { .. }
                 | ConnectorError::CursorExpired { .. }
         )
     }
@@ -296,6 +351,27 @@ pub trait AtsConnector: Send + Sync {
         deadline: tokio::time::Instant,
     ) -> Result<IdPage, ConnectorError>;
 
+    /// Reads `ids` of `stream` one by one to learn whether records absent from a listing
+    /// are really gone: absence alone is no proof when the credential cannot see
+    /// everything. Answers a prefix of `ids` when the deadline comes first (at least one
+    /// answer, or [`ConnectorError::Deadline`]). The default cannot read single records
+    /// and answers [`Presence::NotVisible`] for each, so nothing is tombstoned on it.
+    async fn confirm_presence(
+        &self,
+        stream: Stream,
+        ids: &[AtsId],
+        deadline: tokio::time::Instant,
+    ) -> Result<PresencePage, ConnectorError> {
+        let _ = (stream, deadline);
+        Ok(PresencePage {
+            checked: ids
+                .iter()
+                .map(|i| (i.clone(), Presence::NotVisible))
+                .collect(),
+            stats: RequestStats::default(),
+        })
+    }
+
     /// Totals of every call made through this connector so far.
     fn metrics(&self) -> RequestStats;
 }
@@ -332,6 +408,23 @@ mod tests {
             }
             .is_retryable()
         );
+        let limited = ConnectorError::RateLimited {
+            endpoint: "GET /v3/jobs".into(),
+            retry_at: DateTime::parse_from_rfc3339("2026-03-01T11:00:00Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        };
+        assert!(limited.is_retryable());
+        assert_eq!(
+            limited.to_string(),
+            "GET /v3/jobs: rate limited by the ATS until 2026-03-01T11:00:00.000Z: that is past this invocation's deadline"
+        );
+        let big = ConnectorError::BodyTooLarge {
+            endpoint: "GET /v3/jobs".into(),
+            limit: 8 << 20,
+        };
+        assert!(!big.is_retryable());
+        assert!(big.to_string().contains("8388608 bytes"), "{big}");
         assert!(!ConnectorError::NeedsReauth.is_retryable());
         assert!(
             !ConnectorError::Forbidden {

@@ -41,12 +41,16 @@ impl RateLimitHeaders {
                 .filter(|n| n.is_finite() && *n >= 0.0)
                 .map(|n| n as i64)
         };
+        // A reset further away than `MAX_RETRY_AFTER` is clamped to it, like a
+        // `Retry-After`: a hostile value must not stop pacing for ever (nor overflow).
+        let latest = now_ms.saturating_add(MAX_RETRY_AFTER.as_millis() as i64);
         let reset_ms = num("x-ratelimit-reset").map(|r| {
             if r < EPOCH_SECONDS_FLOOR {
-                now_ms + r * 1000
+                now_ms.saturating_add(r.saturating_mul(1000))
             } else {
                 r.saturating_mul(1000)
             }
+            .min(latest)
         });
         Self {
             limit: num("x-ratelimit-limit").map(|n| n as u64),
@@ -56,9 +60,25 @@ impl RateLimitHeaders {
     }
 }
 
-/// `Retry-After` as a duration: delta seconds or an HTTP date. Missing or unparsable
-/// gives `fallback` so that a 429 is never retried in a tight loop.
+/// The longest wait eds takes from the ATS's headers (`Retry-After`, a reset time): a
+/// longer one is clamped to this, so that a hostile or buggy value (`1e20`, a date in
+/// the year 9999) neither panics nor parks a tenant forever. A wait beyond the caller's
+/// deadline is carried into the next invocation as `ConnectorError::RateLimited`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// The shortest wait after a 429 (`Retry-After: 0`, a date in the past), so that a 429
+/// is never retried in a tight loop.
+pub const MIN_RETRY_AFTER: Duration = Duration::from_millis(100);
+
+fn clamp_wait(d: Duration) -> Duration {
+    d.clamp(MIN_RETRY_AFTER, MAX_RETRY_AFTER)
+}
+
+/// `Retry-After` as a duration in `[MIN_RETRY_AFTER, MAX_RETRY_AFTER]`: delta seconds
+/// or an HTTP date. Missing, negative, NaN or unparsable gives `fallback` (clamped
+/// too). Never panics, whatever the header says.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime, fallback: Duration) -> Duration {
+    let fallback = clamp_wait(fallback);
     let Some(v) = headers
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
@@ -67,17 +87,20 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime, fallback: Duration) -> 
         return fallback;
     };
     if let Ok(secs) = v.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Duration::from_secs_f64(secs).max(Duration::from_millis(100));
+        if secs.is_nan() || secs < 0.0 {
+            return fallback;
         }
-        return fallback;
+        // Compared before converting: `Duration::from_secs_f64` panics on values that
+        // do not fit (and on infinity).
+        if secs >= MAX_RETRY_AFTER.as_secs_f64() {
+            return MAX_RETRY_AFTER;
+        }
+        return clamp_wait(Duration::from_secs_f64(secs));
     }
     match chrono::DateTime::parse_from_rfc2822(v) {
         Ok(at) => {
             let at: SystemTime = at.into();
-            at.duration_since(now)
-                .unwrap_or(Duration::ZERO)
-                .max(Duration::from_millis(100))
+            clamp_wait(at.duration_since(now).unwrap_or(Duration::ZERO))
         }
         Err(_) => fallback,
     }
@@ -169,12 +192,12 @@ impl RateLimiter {
         let mut s = self.lock();
         if let Some(until) = s.blocked_until_ms {
             if until > now_ms {
-                return Some(Duration::from_millis((until - now_ms) as u64));
+                return Some(Duration::from_millis(until.saturating_sub(now_ms) as u64));
             }
             s.blocked_until_ms = None;
         }
         if let Some(reset) = s.reset_ms
-            && now_ms >= reset + self.slack.as_millis() as i64
+            && now_ms >= reset.saturating_add(self.slack.as_millis() as i64)
         {
             // A new window has started: its budget is learnt from the next response.
             s.remaining = None;
@@ -190,8 +213,13 @@ impl RateLimiter {
             }
             Some(remaining) => {
                 if remaining.saturating_sub(s.in_flight) <= self.reserve {
-                    let reset = s.reset_ms.unwrap_or(now_ms) + self.slack.as_millis() as i64;
-                    return Some(Duration::from_millis((reset - now_ms).max(1) as u64));
+                    let reset = s
+                        .reset_ms
+                        .unwrap_or(now_ms)
+                        .saturating_add(self.slack.as_millis() as i64);
+                    return Some(Duration::from_millis(
+                        reset.saturating_sub(now_ms).max(1) as u64
+                    ));
                 }
                 s.in_flight += 1;
                 None
@@ -239,15 +267,40 @@ impl RateLimiter {
         ));
     }
 
-    /// After a 429: nobody sharing this credential sends for `wait`.
+    /// After a 429: nobody sharing this credential sends for `wait` (clamped to
+    /// [`MAX_RETRY_AFTER`]).
     pub fn block_for_at(&self, wait: Duration, now: SystemTime) {
-        let until = system_now_ms(now) + wait.as_millis() as i64;
-        let mut s = self.lock();
-        s.blocked_until_ms = Some(s.blocked_until_ms.map_or(until, |u| u.max(until)));
+        let wait = wait.min(MAX_RETRY_AFTER);
+        self.block_until_ms(system_now_ms(now).saturating_add(wait.as_millis() as i64));
     }
 
     pub fn block_for(&self, wait: Duration) {
         self.block_for_at(wait, SystemTime::now());
+    }
+
+    /// Seeds a block known from outside, e.g. a `retry_at` persisted by an earlier
+    /// invocation: nobody sharing this credential sends before `until`. An earlier
+    /// block than the current one changes nothing; a time in the past neither.
+    pub fn block_until(&self, until: SystemTime) {
+        self.block_until_ms(system_now_ms(until));
+    }
+
+    fn block_until_ms(&self, until: i64) {
+        let mut s = self.lock();
+        s.blocked_until_ms = Some(s.blocked_until_ms.map_or(until, |u| u.max(until)));
+    }
+
+    /// Until when a 429 (or a seeded block) holds every sender back, if it does at
+    /// `now`.
+    pub fn blocked_until_at(&self, now: SystemTime) -> Option<SystemTime> {
+        let s = self.lock();
+        s.blocked_until_ms
+            .filter(|u| *u > system_now_ms(now))
+            .map(|u| UNIX_EPOCH + Duration::from_millis(u.max(0) as u64))
+    }
+
+    pub fn blocked_until(&self) -> Option<SystemTime> {
+        self.blocked_until_at(SystemTime::now())
     }
 }
 
@@ -420,5 +473,84 @@ mod tests {
             .to_string();
         let d = retry_after(&headers(&[("retry-after", &date)]), now, fb);
         assert_eq!(d, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn hostile_retry_after_values_never_panic_and_are_clamped() {
+        let now = at(T0);
+        let fb = Duration::from_secs(5);
+        let ra = |v: &str| retry_after(&headers(&[("retry-after", v)]), now, fb);
+        for huge in [
+            "1e20",
+            "999999",
+            "3601",
+            "inf",
+            "+inf",
+            "1.8e308",
+            "18446744073709551616",
+        ] {
+            assert_eq!(ra(huge), MAX_RETRY_AFTER, "{huge}");
+        }
+        for bad in ["-1", "-inf", "NaN", "nan", "", "soon", "1 2", "0x10"] {
+            assert_eq!(ra(bad), fb, "{bad:?}");
+        }
+        assert_eq!(ra("3600"), MAX_RETRY_AFTER);
+        assert_eq!(ra("0.001"), MIN_RETRY_AFTER);
+        assert_eq!(ra("1.5"), Duration::from_millis(1500));
+        assert_eq!(ra("Fri, 31 Dec 9999 23:59:59 GMT"), MAX_RETRY_AFTER);
+        assert_eq!(ra("Thu, 01 Jan 1970 00:00:00 GMT"), MIN_RETRY_AFTER);
+        assert_eq!(ra("Mon, 32 Foo 2026 99:99:99 GMT"), fb);
+        // The fallback itself is clamped.
+        assert_eq!(
+            retry_after(&HeaderMap::new(), now, Duration::from_secs(u64::MAX)),
+            MAX_RETRY_AFTER
+        );
+        assert_eq!(
+            retry_after(&HeaderMap::new(), now, Duration::ZERO),
+            MIN_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn hostile_reset_headers_are_clamped_and_never_overflow() {
+        for v in ["9e18", "1e300", "9223372036854775807"] {
+            let h = headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", v)]);
+            let p = RateLimitHeaders::parse(&h, T0);
+            assert_eq!(p.reset_ms, Some(T0 + 3_600_000), "{v}");
+            let l = RateLimiter::new(0, Duration::from_millis(250));
+            l.observe(p);
+            assert_eq!(
+                l.acquire_at(at(T0)),
+                Some(Duration::from_millis(3_600_250)),
+                "{v}"
+            );
+        }
+        // A delta just under the epoch floor, from a clock near the end of time.
+        let h = headers(&[("x-ratelimit-reset", "999999999")]);
+        assert_eq!(
+            RateLimitHeaders::parse(&h, i64::MAX - 5).reset_ms,
+            Some(i64::MAX)
+        );
+    }
+
+    #[test]
+    fn a_huge_block_is_clamped_and_a_seeded_block_holds_senders_back() {
+        let l = RateLimiter::new(0, Duration::ZERO);
+        l.block_for_at(Duration::MAX, at(T0));
+        assert_eq!(l.acquire_at(at(T0)), Some(MAX_RETRY_AFTER));
+
+        let l = RateLimiter::new(0, Duration::ZERO);
+        assert_eq!(l.blocked_until_at(at(T0)), None);
+        l.block_until(at(T0 + 90_000));
+        assert_eq!(l.acquire_at(at(T0)), Some(Duration::from_secs(90)));
+        assert_eq!(l.blocked_until_at(at(T0)), Some(at(T0 + 90_000)));
+        // An earlier block does not shorten it; the past does not block.
+        l.block_until(at(T0 + 1_000));
+        assert_eq!(l.blocked_until_at(at(T0)), Some(at(T0 + 90_000)));
+        assert_eq!(l.blocked_until_at(at(T0 + 90_000)), None);
+        assert_eq!(l.acquire_at(at(T0 + 90_000)), None);
+        let l = RateLimiter::new(0, Duration::ZERO);
+        l.block_until(at(T0 - 1_000));
+        assert_eq!(l.acquire_at(at(T0)), None);
     }
 }

@@ -19,10 +19,15 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use url::Url;
 
+use crate::attachments::guard::ApiHostRules;
 use crate::auth::AuthError;
 
 /// Default Greenhouse token endpoint.
 pub const GREENHOUSE_TOKEN_URL: &str = "https://auth.greenhouse.io/token";
+
+/// Largest token endpoint response read (success or error): a token response is a few
+/// hundred bytes; anything beyond this is refused (success) or cut (error) unread.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// Greenhouse access tokens live one hour; used when a response gives no expiry.
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(3600);
@@ -120,6 +125,9 @@ pub struct TokenEndpointConfig {
     pub base_backoff: Duration,
     /// A `Retry-After` longer than this is not waited out: the caller gets `Transient`.
     pub max_retry_after: Duration,
+    /// The bar a tenant's token URL must meet, also after DNS resolution; `None` for
+    /// the deployment's own token URL.
+    pub host_rules: Option<ApiHostRules>,
 }
 
 impl TokenEndpointConfig {
@@ -130,6 +138,18 @@ impl TokenEndpointConfig {
             request_timeout: Duration::from_secs(10),
             base_backoff: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(10),
+            host_rules: None,
+        }
+    }
+
+    /// The token endpoint of a tenant's configured `auth_url`: https on a public host
+    /// only (plain http and loopback too when `local_testing`, i.e.
+    /// `EDS_LOCAL_TESTING`), checked when the client is built and on every DNS answer,
+    /// so that the client secret never goes to an internal address.
+    pub fn for_tenant(url: Url, local_testing: bool) -> Self {
+        Self {
+            host_rules: Some(ApiHostRules::new(local_testing)),
+            ..Self::new(url)
         }
     }
 }
@@ -143,12 +163,19 @@ pub struct TokenEndpoint {
 
 impl TokenEndpoint {
     pub fn new(config: TokenEndpointConfig) -> Result<Self, AuthError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.request_timeout)
             .connect_timeout(config.request_timeout)
             // A token response is never a redirect; following one would send the client
             // secret to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(rules) = config.host_rules {
+            rules
+                .check_url(&config.url)
+                .map_err(|why| AuthError::BadSecret(format!("the token URL {why}")))?;
+            builder = builder.dns_resolver(rules.resolver());
+        }
+        let http = builder
             .build()
             .map_err(|e| AuthError::Transient(format!("cannot build HTTP client: {e}")))?;
         Ok(Self { http, config })
@@ -204,9 +231,20 @@ impl TokenEndpoint {
             };
             let status = resp.status();
             if status.is_success() {
-                let body = resp.bytes().await.map_err(|e| {
-                    AuthError::Transient(format!("token response not read: {}", e.without_url()))
-                })?;
+                let body = match read_capped(resp).await {
+                    Ok((body, false)) => body,
+                    Ok((_, true)) => {
+                        return Err(AuthError::Transient(format!(
+                            "token response larger than {MAX_TOKEN_RESPONSE_BYTES} bytes: refused"
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(AuthError::Transient(format!(
+                            "token response not read: {}",
+                            e.without_url()
+                        )));
+                    }
+                };
                 return parse_success(&body, now);
             }
             if status == StatusCode::TOO_MANY_REQUESTS
@@ -229,7 +267,8 @@ impl TokenEndpoint {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            let body = resp.bytes().await.unwrap_or_default();
+            // Only the OAuth error code is used: the head of the body is enough.
+            let body = read_capped(resp).await.map(|(b, _)| b).unwrap_or_default();
             return Err(classify_refusal(status, &body));
         }
     }
@@ -239,6 +278,26 @@ impl TokenEndpoint {
         let ms = u64::try_from(cap.as_millis()).unwrap_or(u64::MAX).max(1);
         Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
     }
+}
+
+/// Reads at most [`MAX_TOKEN_RESPONSE_BYTES`]; `true`: there was more (left unread).
+async fn read_capped(mut resp: reqwest::Response) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_TOKEN_RESPONSE_BYTES as u64)
+    {
+        return Ok((Vec::new(), true));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        let room = MAX_TOKEN_RESPONSE_BYTES - body.len();
+        if chunk.len() > room {
+            body.extend_from_slice(&chunk[..room]);
+            return Ok((body, true));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((body, false))
 }
 
 fn retry_after(v: Option<&HeaderValue>) -> Option<Duration> {

@@ -367,7 +367,12 @@ pub fn merge_ref<'a>(
     match (push, pull) {
         (None, None) => {}
         (Some(only), None) => out.take_layer(entity, &only.fields, LayerKind::Push),
-        (None, Some(only)) => out.take_layer(entity, &only.fields, LayerKind::Pull),
+        // A record nobody pushed: nothing was missing from a push, so nothing the pull
+        // brings is a backfill (the report counts what the pull added to pushed data).
+        (None, Some(only)) => {
+            out.take_layer(entity, &only.fields, LayerKind::Pull);
+            out.report.backfilled.clear();
+        }
         (Some(push), Some(pull)) => {
             let winner = layer_winner(push.ats_updated_at, pull.ats_updated_at);
             merge_join(entity, push, pull, winner, &mut out);
@@ -677,6 +682,20 @@ mod tests {
         assert_eq!(view.fields["title"], json!("CTO"));
         assert_eq!(view.provenance["title"], Provenance::Pull);
         assert_eq!(report.backfilled, vec!["title"]);
+    }
+
+    #[test]
+    fn a_record_nobody_pushed_reports_no_backfill() {
+        // A pull-only tenant: a value the pull brings (even one that was null before)
+        // fills no gap in pushed data, so it is not counted as backfilled.
+        let pull = layer(
+            json!({"title": "CTO", "attachments": [{"id": "1", "filename": "cv.pdf"}]}),
+            t(0),
+        );
+        let (view, report) = merge(EntityKind::Candidate, None, Some(&pull), ViewMode::Merged);
+        assert_eq!(view.fields["title"], json!("CTO"));
+        assert_eq!(view.provenance["title"], Provenance::Pull);
+        assert!(report.backfilled.is_empty(), "{report:?}");
     }
 
     #[test]

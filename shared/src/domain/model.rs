@@ -157,6 +157,38 @@ pub struct Observation {
     pub scope: ObservationScope,
 }
 
+/// How far ahead of eds's clock a pulled `updated_at` may be. Timestamps order
+/// conflicting values (merge rule 3), so a far-future one would win against every later
+/// correct observation and freeze the record; beyond this skew the observation is
+/// quarantined like a pushed record with a future `updated_at`.
+pub const MAX_PULLED_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+impl Observation {
+    /// The first timestamp of this observation that orders values (the record's
+    /// `updated_at`, or an element's) and lies more than `max_skew` after `now`.
+    pub fn future_timestamp(
+        &self,
+        now: DateTime<Utc>,
+        max_skew: chrono::TimeDelta,
+    ) -> Option<DateTime<Utc>> {
+        let bound = now + max_skew;
+        if let Some(t) = self.ats_updated_at.filter(|t| *t > bound) {
+            return Some(t);
+        }
+        if let ObservationScope::Element { element, .. } = &self.scope
+            && let Some(t) = element
+                .get(ELEMENT_UPDATED_AT)
+                .and_then(Value::as_str)
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc))
+                .filter(|t| *t > bound)
+        {
+            return Some(t);
+        }
+        None
+    }
+}
+
 /// Which part of a layer an observation replaces.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "scope", rename_all = "snake_case")]
@@ -171,4 +203,59 @@ pub enum ObservationScope {
     /// delete). The layer's content is kept in history; the record becomes a tombstone
     /// for this side.
     Deleted,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(updated: &str, scope: ObservationScope) -> Observation {
+        Observation {
+            entity: EntityKind::Candidate,
+            ats_id: AtsId::from_u64(1),
+            ats_updated_at: Some(updated.parse().unwrap()),
+            scope,
+        }
+    }
+
+    #[test]
+    fn a_far_future_updated_at_is_found_and_a_small_skew_is_not() {
+        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let record = |t| {
+            obs(
+                t,
+                ObservationScope::Record {
+                    fields: Fields::new(),
+                },
+            )
+        };
+        assert_eq!(
+            record("9999-12-31T23:59:59Z").future_timestamp(now, MAX_PULLED_FUTURE_SKEW),
+            Some("9999-12-31T23:59:59Z".parse().unwrap())
+        );
+        assert_eq!(
+            record("2026-12-01T00:59:00Z").future_timestamp(now, MAX_PULLED_FUTURE_SKEW),
+            None
+        );
+        assert_eq!(
+            record("2020-01-01T00:00:00Z").future_timestamp(now, MAX_PULLED_FUTURE_SKEW),
+            None
+        );
+    }
+
+    #[test]
+    fn an_elements_own_future_updated_at_is_found() {
+        let now: DateTime<Utc> = "2026-12-01T00:00:00Z".parse().unwrap();
+        let o = obs(
+            "2026-11-30T00:00:00Z",
+            ObservationScope::Element {
+                field: ATTACHMENTS.into(),
+                element: serde_json::json!({"id": "3", "updated_at": "3000-01-01T00:00:00Z"}),
+            },
+        );
+        assert_eq!(
+            o.future_timestamp(now, MAX_PULLED_FUTURE_SKEW),
+            Some("3000-01-01T00:00:00Z".parse().unwrap())
+        );
+    }
 }

@@ -368,6 +368,13 @@ pub fn apply(
             state.mode = *mode;
             head.is_some()
         }
+        // Nor does a delete: a tombstone of a record eds never held would be a record
+        // that never existed (counted by the caller as a delete of an unknown id).
+        Change::Observe { observation, .. }
+            if head.is_none() && observation.scope == ObservationScope::Deleted =>
+        {
+            false
+        }
         Change::Observe { layer, observation } => {
             observe(&mut state, entity, *layer, observation, now)?
         }
@@ -632,6 +639,24 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_delete_of_a_missing_record_creates_nothing() {
+        for layer in [LayerKind::Push, LayerKind::Pull] {
+            assert!(
+                apply(None, &deleted(layer, Some(0)), t(0))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        // A record that exists is still tombstoned.
+        let v = run(&[
+            observe_change(LayerKind::Push, json!({"title": "Dev"}), 0),
+            deleted(LayerKind::Push, Some(1)),
+        ]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].cause, Cause::PushDeleted);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use url::Url;
 
+use crate::attachments::guard::ApiHostRules;
 use crate::attachments::{AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
 use crate::connector::AtsConnector;
 use crate::connector::greenhouse::{GreenhouseConfig, GreenhouseV1, GreenhouseV3};
@@ -47,9 +48,10 @@ pub struct GreenhouseFactory {
     pub credentials: CredentialsConfig,
     pub services: TokenServices,
     pub blobs: Arc<dyn BlobStore>,
-    /// Local testing only (`EDS_LOCAL_TESTING=true` in the deployment): tenants whose
-    /// configuration allows it may download attachments over plain http from loopback
-    /// hosts. Never set in a deployed template.
+    /// Local testing only (`EDS_LOCAL_TESTING=true` in the deployment): the tenant's API
+    /// and token URLs may be plain http on loopback, and tenants whose configuration
+    /// allows it may download attachments over plain http from loopback hosts. Never
+    /// set in a deployed template.
     pub allow_loopback_for_local_testing: bool,
     /// Short retry backoffs (tests against the simulator).
     pub fast_retries: bool,
@@ -72,18 +74,31 @@ impl ConnectorFactory for GreenhouseFactory {
         let AtsKind::Greenhouse = cfg.ats_kind;
         let name = self.secret_name(cfg)?;
         let mut services = self.services.clone();
+        // The tenant's URLs come from its settings: https on public hosts only (http
+        // and loopback under local testing), checked now and on every DNS answer, so
+        // that neither the client secret nor the bearer token goes to an internal host.
+        let rules = ApiHostRules::new(self.allow_loopback_for_local_testing);
         if let Some(auth_url) = &cfg.auth_url {
             let url = Url::parse(auth_url)
                 .map_err(|_| ConnectError::Config("auth_url is not a URL".into()))?;
+            rules
+                .check_url(&url)
+                .map_err(|why| ConnectError::Config(format!("auth_url {why}")))?;
             services.issuer = Arc::new(
-                TokenEndpoint::new(TokenEndpointConfig::new(url))
-                    .map_err(|e| ConnectError::Config(e.to_string()))?,
+                TokenEndpoint::new(TokenEndpointConfig::for_tenant(
+                    url,
+                    self.allow_loopback_for_local_testing,
+                ))
+                .map_err(|e| ConnectError::Config(e.to_string()))?,
             );
         }
         let tokens = Arc::new(TokenManager::new(name, services));
         let base = Url::parse(&cfg.api_base_url)
             .map_err(|_| ConnectError::Config("api_base_url is not a URL".into()))?;
-        let mut gh = GreenhouseConfig::new(base);
+        rules
+            .check_url(&base)
+            .map_err(|why| ConnectError::Config(format!("api_base_url {why}")))?;
+        let mut gh = GreenhouseConfig::for_tenant(base, self.allow_loopback_for_local_testing);
         if self.fast_retries {
             gh = gh.with_fast_retries();
         }
@@ -98,8 +113,14 @@ impl ConnectorFactory for GreenhouseFactory {
                     .map_err(|e| ConnectError::Config(e.to_string()))?,
             ),
         };
+        // The provider's own file hosts, then the tenant's additions.
+        let hosts: Vec<String> = crate::connector::greenhouse::ATTACHMENT_HOSTS
+            .iter()
+            .map(|h| h.to_string())
+            .chain(cfg.attachment_hosts.iter().cloned())
+            .collect();
         let policy = HostPolicy::for_tenant(
-            &cfg.attachment_hosts,
+            &hosts,
             cfg.allow_loopback_attachments,
             self.allow_loopback_for_local_testing,
         );

@@ -3,7 +3,11 @@
 //! `tenant.deletion_requested` `{tenant_id, request_id}`, continued through the FIFO
 //! delete queue (group = tenant), idempotent per request id.
 //!
-//! Phases ([`DeletePhase`]), each bounded by the invocation deadline and resumable:
+//! Phases ([`DeletePhase`]), each bounded by the invocation deadline and resumable. An
+//! invocation finishes at least one unit of work (a page, a phase step) before it heeds
+//! the deadline ([`Budget`], shared by the phases of one invocation), and the records
+//! phase carries its shard in the continuation, so every invocation moves the deletion
+//! on; a wait for writers never continues at once from the queue (see `wait_writers`).
 //! * **WaitWriters**: the fence. The tenant moves to `deleting` with a new epoch, leaves
 //!   the due index and loses its active run; then the phase waits until no writer is
 //!   live (no pull lease, no push lease). A puller's next lease renewal fails on the
@@ -39,7 +43,8 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::disable::{
-    Deadline, LifecycleOptions, event_source_id, parse_settings_detail, send_continuation,
+    Budget, Deadline, LifecycleOptions, Via, event_source_id, parse_settings_detail,
+    send_continuation, wait_visibility,
 };
 use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
@@ -74,6 +79,10 @@ pub enum DeleteError {
     /// The verification pass found data (deleted again; verified on the retry).
     #[error("verification found items left: {0}")]
     Leftovers(String),
+    /// A writer's lease is still live and the invocation has no time to poll again: the
+    /// continuation message goes back to the queue for `after` (its visibility).
+    #[error("writers are still live; the deletion waits {}s in its queue", after.as_secs())]
+    WritersLive { after: Duration },
 }
 
 impl DeleteError {
@@ -85,11 +94,18 @@ impl DeleteError {
             DeleteError::S3 { .. }
             | DeleteError::Secrets { .. }
             | DeleteError::Send(_)
-            | DeleteError::Leftovers(_) => true,
+            | DeleteError::Leftovers(_)
+            | DeleteError::WritersLive { .. } => true,
         }
     }
 
     pub fn to_job_error(&self) -> JobError {
+        if let DeleteError::WritersLive { after } = self {
+            return JobError::Retry {
+                reason: self.to_string(),
+                after: *after,
+            };
+        }
         if self.is_retryable() {
             JobError::Retry {
                 reason: self.to_string(),
@@ -169,6 +185,8 @@ pub struct DeleteReport {
     pub outcome: DeleteOutcome,
     /// The phase the invocation ended in (the continuation's phase when continued).
     pub phase: DeletePhase,
+    /// The records phase's shard (where the continuation resumes).
+    pub shard: u32,
     /// Counts so far (the receipt's counts when completed).
     pub counts: BTreeMap<String, u64>,
     pub waited_ms: u64,
@@ -240,9 +258,11 @@ impl Deleter {
             request_id: req.request_id,
             requested_at: req.requested_at,
             phase: DeletePhase::WaitWriters,
+            shard: 0,
             counts: BTreeMap::new(),
         };
-        self.run(job, &event_source_id(event), deadline).await
+        self.run(job, &event_source_id(event), Via::Event, deadline)
+            .await
     }
 
     /// A batch of continuations from the delete queue, in FIFO order.
@@ -256,7 +276,7 @@ impl Deleter {
                     validate_request_id(request_id).map_err(JobError::Poison)?;
                 }
                 let source = msg.message_id.clone().unwrap_or_default();
-                self.run(job, &source, deadline)
+                self.run(job, &source, Via::Queue, deadline)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_job_error())
@@ -265,11 +285,14 @@ impl Deleter {
         .await
     }
 
-    /// Runs a deletion from the job's phase until it completes or the deadline nears.
+    /// Runs a deletion from the job's phase until it completes or the deadline nears
+    /// (after at least one unit of work: [`Budget`]). `via` says whether a wait can hand
+    /// its message back to the queue.
     pub async fn run(
         &self,
         job: LifecycleJob,
         source_id: &str,
+        via: Via,
         deadline: Deadline,
     ) -> Result<DeleteReport, DeleteError> {
         let LifecycleJob::Delete {
@@ -277,6 +300,7 @@ impl Deleter {
             request_id,
             requested_at,
             phase,
+            shard,
             counts,
         } = job
         else {
@@ -288,11 +312,13 @@ impl Deleter {
             request_id,
             outcome: DeleteOutcome::Completed,
             phase,
+            shard: shard.min(u32::from(SHARDS)),
             counts,
             waited_ms: 0,
             receipt: None,
         };
-        self.run_phases(&mut report, requested_at, source_id, deadline)
+        let mut budget = Budget::new(deadline, self.opts.margin);
+        self.run_phases(&mut report, requested_at, source_id, via, &mut budget)
             .instrument(span)
             .await?;
         Ok(report)
@@ -303,7 +329,8 @@ impl Deleter {
         report: &mut DeleteReport,
         requested_at: DateTime<Utc>,
         source_id: &str,
-        deadline: Deadline,
+        via: Via,
+        budget: &mut Budget,
     ) -> Result<(), DeleteError> {
         let tenant = report.tenant.clone();
         if let Some(receipt) = self.registry.receipt(&tenant, &report.request_id).await? {
@@ -318,15 +345,21 @@ impl Deleter {
             // The tenant was live again (re-enabled after another request finished):
             // its new writers must be drained before anything is deleted.
             report.phase = DeletePhase::WaitWriters;
+            report.shard = 0;
         }
         loop {
+            // The budget is the invocation's, across phases: once one unit is done and
+            // the deadline is near, the next phase starts in the continuation.
+            if budget.may_stop() {
+                return self.continue_later(report, requested_at, source_id).await;
+            }
             let done = match report.phase {
-                DeletePhase::WaitWriters => self.wait_writers(report, deadline).await?,
-                DeletePhase::Records => self.delete_records(report, deadline).await?,
-                DeletePhase::Attachments => self.delete_objects(report, deadline).await?,
-                DeletePhase::Registry => self.delete_registry(report, deadline).await?,
+                DeletePhase::WaitWriters => self.wait_writers(report, via, budget).await?,
+                DeletePhase::Records => self.delete_records(report, budget).await?,
+                DeletePhase::Attachments => self.delete_objects(report, budget).await?,
+                DeletePhase::Registry => self.delete_registry(report, budget).await?,
                 DeletePhase::Verify => {
-                    self.verify_and_receipt(report, requested_at, deadline)
+                    self.verify_and_receipt(report, requested_at, budget)
                         .await?;
                     return Ok(());
                 }
@@ -334,6 +367,7 @@ impl Deleter {
             if !done {
                 return self.continue_later(report, requested_at, source_id).await;
             }
+            report.shard = 0;
             report.phase = match report.phase {
                 DeletePhase::WaitWriters => DeletePhase::Records,
                 DeletePhase::Records => DeletePhase::Attachments,
@@ -370,51 +404,65 @@ impl Deleter {
         Ok(true)
     }
 
+    /// Waits until no writer is live. Waiting is no unit of work: with no time to poll
+    /// again, the message is handed back to the queue until the last lease runs out
+    /// (`via` the queue), or the wait continues in a continuation (`via` the event,
+    /// which has no message to hand back). Never an immediate continuation from the
+    /// queue: a chain of short invocations would spin until the leases run out.
     async fn wait_writers(
         &self,
         report: &mut DeleteReport,
-        deadline: Deadline,
+        via: Via,
+        budget: &mut Budget,
     ) -> Result<bool, DeleteError> {
         let mut started: Option<Instant> = None;
         let waited =
             |started: Option<Instant>| started.map_or(0, |s| s.elapsed().as_millis().max(1) as u64);
         loop {
-            if !self
+            let now = Utc::now();
+            let Some(until) = self
                 .registry
-                .writers_live(&report.tenant, Utc::now())
+                .writers_live_until(&report.tenant, now)
                 .await?
-            {
+            else {
                 report.waited_ms += waited(started);
+                // The fence holds and no writer is left: a phase step done.
+                budget.unit_done();
                 return Ok(true);
-            }
+            };
             started.get_or_insert_with(Instant::now);
-            if deadline.near(self.opts.margin + self.opts.poll_every) {
+            if !budget.can_poll(self.opts.poll_every) {
                 report.waited_ms += waited(started);
-                tracing::info!("writers still live; waiting in a continuation");
-                return Ok(false);
+                tracing::info!(%until, "writers still live; waiting in the queue");
+                return match via {
+                    Via::Queue => Err(DeleteError::WritersLive {
+                        after: wait_visibility(until, now),
+                    }),
+                    Via::Event => Ok(false),
+                };
             }
             tokio::time::sleep(self.opts.poll_every).await;
         }
     }
 
-    /// Deletes every record listed in every shard. Each shard is listed from its start:
-    /// deleted records leave the index, so a continuation needs no cursor.
+    /// Deletes every record listed in every shard from the report's shard on. A shard
+    /// is listed from its start each time (deleted records leave the index); the shard
+    /// itself travels in the continuation, so an invocation's one page always moves the
+    /// deletion on: it deletes records, or it finds its shard empty and moves past it.
     async fn delete_records(
         &self,
         report: &mut DeleteReport,
-        deadline: Deadline,
+        budget: &mut Budget,
     ) -> Result<bool, DeleteError> {
         let tenant = report.tenant.clone();
-        // Every invocation deletes at least one page before it heeds the deadline, so a
-        // chain of continuations always makes progress, however slow the store is.
-        let mut progressed = false;
-        for shard in 0..SHARDS {
+        while let Ok(shard) = u8::try_from(report.shard)
+            && shard < SHARDS
+        {
             let mut after: Option<String> = None;
             loop {
-                if progressed && deadline.near(self.opts.margin) {
+                if budget.may_stop() {
                     return Ok(false);
                 }
-                progressed = true;
                 let page = self
                     .store
                     .list_keys(&tenant, shard, after.as_deref(), self.opts.page_size)
@@ -436,7 +484,12 @@ impl Deleter {
                     }
                 }
                 crate::crash::point("delete.after_records_page");
-                match page.next {
+                let next = page.next;
+                if next.is_none() {
+                    report.shard += 1;
+                }
+                budget.unit_done();
+                match next {
                     Some(next) => after = Some(next),
                     None => break,
                 }
@@ -454,17 +507,16 @@ impl Deleter {
     async fn delete_objects(
         &self,
         report: &mut DeleteReport,
-        deadline: Deadline,
+        budget: &mut Budget,
     ) -> Result<bool, DeleteError> {
         let prefix = self.prefix(&report.tenant);
-        let mut progressed = false; // at least one round per invocation (see delete_records)
         loop {
-            if progressed && deadline.near(self.opts.margin) {
+            if budget.may_stop() {
                 return Ok(false);
             }
-            progressed = true;
             let keys = self.list_objects(&prefix, S3_DELETE_MAX).await?;
             if keys.is_empty() {
+                budget.unit_done();
                 return Ok(true);
             }
             let objects = keys
@@ -507,6 +559,7 @@ impl Deleter {
             }
             bump(&mut report.counts, "s3_objects", keys.len() as u64);
             crate::crash::point("delete.after_s3_delete");
+            budget.unit_done();
         }
     }
 
@@ -535,14 +588,12 @@ impl Deleter {
     async fn delete_registry(
         &self,
         report: &mut DeleteReport,
-        deadline: Deadline,
+        budget: &mut Budget,
     ) -> Result<bool, DeleteError> {
-        let mut progressed = false; // at least one page per invocation (see delete_records)
         loop {
-            if progressed && deadline.near(self.opts.margin) {
+            if budget.may_stop() {
                 return Ok(false);
             }
-            progressed = true;
             let deleted = self
                 .delete_tenant_items(&report.tenant, self.opts.page_size as usize)
                 .await?;
@@ -553,11 +604,13 @@ impl Deleter {
                 bump(&mut report.counts, registry_kind(&kind), n);
             }
             crate::crash::point("delete.after_registry_page");
+            budget.unit_done();
         }
         if self.delete_secret(&report.tenant).await? {
             bump(&mut report.counts, "secrets", 1);
         }
         crate::crash::point("delete.after_registry");
+        budget.unit_done();
         Ok(true)
     }
 
@@ -750,17 +803,19 @@ impl Deleter {
         &self,
         report: &mut DeleteReport,
         requested_at: DateTime<Utc>,
-        deadline: Deadline,
+        budget: &mut Budget,
     ) -> Result<(), DeleteError> {
         let tenant = report.tenant.clone();
         let left = self.leftovers(&tenant).await?;
+        budget.unit_done();
         if !left.is_empty() {
             // Something was (re)created after its phase: delete it again, then let the
             // retried message verify once more. No receipt without an empty check.
             // (Bounded by the deadline like every phase; the retry goes on from there.)
-            let _ = self.delete_records(report, deadline).await?
-                && self.delete_objects(report, deadline).await?
-                && self.delete_registry(report, deadline).await?;
+            report.shard = 0;
+            let _ = self.delete_records(report, budget).await?
+                && self.delete_objects(report, budget).await?
+                && self.delete_registry(report, budget).await?;
             return Err(DeleteError::Leftovers(left.join(", ")));
         }
         let config = self.registry.get(&tenant).await?;
@@ -806,6 +861,7 @@ impl Deleter {
             request_id: report.request_id.clone(),
             requested_at,
             phase: report.phase,
+            shard: report.shard,
             counts: report.counts.clone(),
         };
         send_continuation(&self.sqs, &self.queue_url, &report.tenant, &job, source_id).await?;

@@ -18,9 +18,12 @@
 //!    disable or a redelivered continuation writes nothing.
 //!
 //! Before the deadline the remaining work is sent as a [`LifecycleJob::Disable`] (epoch,
-//! shard, cursor) to the disable queue (FIFO group = tenant). If the epoch moved during
-//! the sweep (re-enable, deletion), the sweep stops: the newer lifecycle event owns the
-//! tenant.
+//! shard, cursor) to the disable queue (FIFO group = tenant), but only after the
+//! invocation swept at least one page ([`Budget`]), so every chain makes progress. A
+//! drain with no time left to poll hands its queue message back with a visibility
+//! timeout until the lease runs out ([`wait_visibility`]) instead of continuing at once.
+//! If the epoch moved during the sweep (re-enable, deletion), the sweep stops: the newer
+//! lifecycle event owns the tenant.
 //!
 //! The pieces both lifecycle functions share (deadline, options, event validation,
 //! continuation sending) live here too; deletion implies a disable and reuses them.
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -83,6 +86,81 @@ impl Deadline {
     }
 }
 
+/// One invocation's allowance of work. An invocation may stop (hand the rest on) only
+/// after it finished at least one unit of work (a page of a sweep, a phase step), and
+/// then only when less than the margin is left: the margin exists to finish the unit in
+/// flight, and the Lambda timeout is far above one unit. So an invocation that starts
+/// with too little time left still does one unit, and a chain of continuations always
+/// makes progress, however slow the store answers or however short the invocations are.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    deadline: Deadline,
+    margin: Duration,
+    units: u64,
+}
+
+impl Budget {
+    pub fn new(deadline: Deadline, margin: Duration) -> Self {
+        Self {
+            deadline,
+            margin,
+            units: 0,
+        }
+    }
+
+    /// One unit of work is finished (its effect is stored or carried in the
+    /// continuation).
+    pub fn unit_done(&mut self) {
+        self.units += 1;
+    }
+
+    /// Units finished in this invocation.
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// Whether the invocation may stop now.
+    pub fn may_stop(&self) -> bool {
+        may_stop(self.units, self.deadline.remaining(), self.margin)
+    }
+
+    /// Whether a waiting invocation has time for another poll of `poll_every`.
+    pub fn can_poll(&self, poll_every: Duration) -> bool {
+        can_poll(self.deadline.remaining(), self.margin, poll_every)
+    }
+}
+
+/// The stop rule as pure logic: never before the first unit; after it, once less than
+/// `margin` is left.
+pub fn may_stop(units_done: u64, remaining: Duration, margin: Duration) -> bool {
+    units_done > 0 && remaining < margin
+}
+
+/// Whether a wait can sleep `poll_every` and still keep `margin` before the deadline.
+pub fn can_poll(remaining: Duration, margin: Duration, poll_every: Duration) -> bool {
+    remaining >= margin.saturating_add(poll_every)
+}
+
+/// How long a message that waits for writers is handed back to its queue (its
+/// visibility timeout): until the last live lease runs out (no lease can be renewed
+/// once the tenant is fenced, so one hand-back normally ends the wait), at least 1 s,
+/// at most the SQS maximum of 12 h.
+pub fn wait_visibility(until: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    let ms = (until - now).num_milliseconds().max(0) as u64;
+    // Rounded up to whole seconds (SQS counts seconds) plus one, so the lease has run
+    // out when the message is seen again.
+    Duration::from_secs((ms.div_ceil(1000) + 1).min(43_200))
+}
+
+/// Where an invocation's work came from: the settings event (no message to hand back:
+/// the rest goes on in a continuation) or a continuation message from the function's
+/// queue (a wait hands that message back with a visibility timeout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Event,
+    Queue,
+}
+
 /// Tuning of the lifecycle sweeps (defaults are the production values).
 #[derive(Debug, Clone)]
 pub struct LifecycleOptions {
@@ -130,6 +208,10 @@ pub enum DisableError {
     PageFailed { failed: usize, error: String },
     #[error(transparent)]
     Send(#[from] SendError),
+    /// The pull lease is still live and the invocation has no time to poll again: the
+    /// continuation message goes back to the queue for `after` (its visibility).
+    #[error("the pull lease is still live; the disable waits {}s in its queue", after.as_secs())]
+    LeaseLive { after: Duration },
 }
 
 impl DisableError {
@@ -140,11 +222,19 @@ impl DisableError {
             | DisableError::RecordRejected { .. } => false,
             DisableError::Registry(e) => e.is_retryable(),
             DisableError::Store(e) => e.is_retryable(),
-            DisableError::PageFailed { .. } | DisableError::Send(_) => true,
+            DisableError::PageFailed { .. }
+            | DisableError::Send(_)
+            | DisableError::LeaseLive { .. } => true,
         }
     }
 
     pub fn to_job_error(&self) -> JobError {
+        if let DisableError::LeaseLive { after } = self {
+            return JobError::Retry {
+                reason: self.to_string(),
+                after: *after,
+            };
+        }
         if self.is_retryable() {
             JobError::Retry {
                 reason: self.to_string(),
@@ -374,10 +464,17 @@ impl Disabler {
                     .filter(|s| *s <= SHARDS)
                     .ok_or_else(|| JobError::Poison(format!("shard {shard} out of range")))?;
                 let source = msg.message_id.clone().unwrap_or_default();
-                self.resume(&tenant, epoch, shard, after, &source, deadline)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_job_error())
+                self.resume(
+                    &tenant,
+                    epoch,
+                    (shard, after),
+                    Via::Queue,
+                    &source,
+                    deadline,
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_job_error())
             }
         })
         .await
@@ -435,23 +532,27 @@ impl Disabler {
             }
         };
         let mut report = self
-            .resume(tenant, epoch, 0, None, source_id, deadline)
+            .resume(tenant, epoch, (0, None), Via::Event, source_id, deadline)
             .await?;
         report.fenced = fenced;
         Ok(report)
     }
 
     /// Drains and sweeps from `(shard, after)` under `epoch` (the EventBridge path after
-    /// fencing, and every continuation).
+    /// fencing, and every continuation). The invocation sweeps at least one page before
+    /// it heeds the deadline ([`Budget`]); a drain with no time to poll again hands its
+    /// message back with a delay (`via` the queue) or continues (`via` the event).
     pub async fn resume(
         &self,
         tenant: &TenantId,
         epoch: u64,
-        mut shard: u8,
-        mut after: Option<String>,
+        from: (u8, Option<String>),
+        via: Via,
         source_id: &str,
         deadline: Deadline,
     ) -> Result<DisableReport, DisableError> {
+        let (mut shard, mut after) = from;
+        let mut budget = Budget::new(deadline, self.opts.margin);
         let mut report = DisableReport::new(tenant, epoch);
         if !self.still_ours(tenant, epoch).await? {
             report.outcome = DisableOutcome::Superseded;
@@ -459,17 +560,27 @@ impl Disabler {
         }
 
         // Drain: no pull lease may be live (any lease is of an older epoch: a disabled
-        // tenant's lease cannot be taken).
+        // tenant's lease cannot be taken, nor renewed).
         let mut started: Option<Instant> = None;
         loop {
             let rec = self.registry.require(tenant).await?;
-            if rec.lease.is_none_or(|l| l.until <= Utc::now()) {
+            let now = Utc::now();
+            let Some(until) = rec.lease.map(|l| l.until).filter(|u| *u > now) else {
                 break;
-            }
+            };
             let since = *started.get_or_insert_with(Instant::now);
             report.waited_ms = since.elapsed().as_millis() as u64;
-            if deadline.near(self.opts.margin + self.opts.poll_every) {
-                return self.continue_later(report, shard, after, source_id).await;
+            if !budget.can_poll(self.opts.poll_every) {
+                return match via {
+                    // Not an immediate continuation: a chain of short invocations would
+                    // spin until the lease runs out.
+                    Via::Queue => Err(DisableError::LeaseLive {
+                        after: wait_visibility(until, now),
+                    }),
+                    // The event has no message to hand back; its continuation, received
+                    // by the queue path, waits in the queue.
+                    Via::Event => self.continue_later(report, shard, after, source_id).await,
+                };
             }
             tokio::time::sleep(self.opts.poll_every).await;
         }
@@ -479,14 +590,10 @@ impl Disabler {
 
         report.streams_paused = self.pause_streams(tenant).await?;
 
-        // Every invocation sweeps at least one page before it heeds the deadline, so a
-        // chain of continuations always makes progress, however slow the store is.
-        let mut progressed = false;
         while shard < SHARDS {
-            if progressed && deadline.near(self.opts.margin) {
+            if budget.may_stop() {
                 return self.continue_later(report, shard, after, source_id).await;
             }
-            progressed = true;
             let page = self
                 .store
                 .list_keys(tenant, shard, after.as_deref(), self.opts.page_size)
@@ -517,6 +624,8 @@ impl Disabler {
                     after = None;
                 }
             }
+            // The page is written and the cursor moved: the continuation starts after it.
+            budget.unit_done();
         }
         tracing::info!(?report, "disable sweep complete");
         Ok(report)
@@ -689,6 +798,66 @@ mod tests {
         let d = Deadline::at(SystemTime::now() - Duration::from_secs(1));
         assert!(d.near(Duration::from_millis(1)));
         assert!(!Deadline::after(Duration::from_secs(60)).near(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn an_invocation_stops_only_after_one_unit_and_near_the_deadline() {
+        let margin = Duration::from_secs(20);
+        // No unit done yet: never stop, however little time is left.
+        assert!(!may_stop(0, Duration::ZERO, margin));
+        assert!(!may_stop(0, Duration::from_secs(5), margin));
+        // After a unit: stop once less than the margin is left.
+        assert!(may_stop(1, Duration::ZERO, margin));
+        assert!(may_stop(3, Duration::from_secs(19), margin));
+        assert!(!may_stop(1, Duration::from_secs(20), margin));
+        assert!(!may_stop(7, Duration::from_secs(600), margin));
+    }
+
+    #[test]
+    fn a_budget_whose_deadline_passed_allows_exactly_one_unit() {
+        let mut b = Budget::new(
+            Deadline::at(SystemTime::now() - Duration::from_secs(1)),
+            Duration::from_secs(20),
+        );
+        assert!(!b.may_stop(), "the first unit is always done");
+        b.unit_done();
+        assert!(b.may_stop());
+        assert_eq!(b.units(), 1);
+        let mut roomy = Budget::new(Deadline::after(Duration::from_secs(3600)), Duration::ZERO);
+        roomy.unit_done();
+        assert!(!roomy.may_stop());
+    }
+
+    #[test]
+    fn a_wait_polls_only_when_a_poll_fits_before_the_margin() {
+        let (margin, poll) = (Duration::from_secs(20), Duration::from_millis(500));
+        assert!(can_poll(Duration::from_secs(21), margin, poll));
+        assert!(can_poll(Duration::from_millis(20_500), margin, poll));
+        assert!(!can_poll(Duration::from_millis(20_499), margin, poll));
+        assert!(!can_poll(Duration::ZERO, margin, poll));
+        assert!(
+            !can_poll(Duration::from_secs(1), Duration::MAX, poll),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn a_waiting_message_comes_back_after_the_last_lease_ran_out() {
+        let now: DateTime<Utc> = "2026-03-01T10:00:00Z".parse().unwrap();
+        let secs = |until: DateTime<Utc>| wait_visibility(until, now).as_secs();
+        assert_eq!(secs(now + chrono::Duration::seconds(360)), 361);
+        assert_eq!(secs(now + chrono::Duration::milliseconds(1)), 2);
+        // Already expired (clock skew): soon, never at once.
+        assert_eq!(secs(now - chrono::Duration::seconds(5)), 1);
+        // Bounded by the SQS maximum visibility.
+        assert_eq!(secs(now + chrono::Duration::days(400)), 43_200);
+        let err = DisableError::LeaseLive {
+            after: Duration::from_secs(361),
+        };
+        assert!(matches!(
+            err.to_job_error(),
+            JobError::Retry { after, .. } if after == Duration::from_secs(361)
+        ));
     }
 
     #[test]

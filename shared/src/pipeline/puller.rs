@@ -14,23 +14,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
 use super::connect::{Connection, ConnectorFactory};
-use crate::connector::{ConnectorError, Cursor, RequestStats, Window, WindowPolicy};
-use crate::domain::ids::{AtsId, TenantId};
+use crate::connector::{
+    ConnectorError, Cursor, Presence, RequestStats, Window, WindowPolicy, canonical_timestamp,
+};
+use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use crate::domain::merge::ViewMode;
-use crate::domain::model::{LayerKind, Observation, ObservationScope};
+use crate::domain::model::{LayerKind, MAX_PULLED_FUTURE_SKEW, Observation, ObservationScope};
 use crate::domain::version::Change;
 use crate::jobs::{PullJob, Resume, Step, parse_job};
 use crate::lambda::{FifoMessage, JobError, send_fifo_batches};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{PageOutcome, RecordOutcome, RecordSweep, RecordWrite, SHARDS};
-use crate::tenants::{
-    Checkpoint, QuarantineEntry, RegistryError, RunCounts, StreamName, StreamState, SyncRun,
-    SyncStatus, TenantConfig, TenantRegistry, TenantState,
+use crate::store::{
+    PageOutcome, RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, StoreError,
 };
+use crate::tenants::{
+    Checkpoint, QuarantineEntry, QuarantinedInRun, RegistryError, RunCounts, StreamName,
+    StreamState, SyncRun, SyncStatus, TenantConfig, TenantRegistry, TenantState,
+};
+
+/// Invocations of a run in a row that may end without finishing one unit of work (a
+/// page, an id page, a confirmation batch) before the step is failed and reported.
+pub const MAX_STALLED_INVOCATIONS: u32 = 3;
+
+/// Records confirmed by id per connector call.
+const CONFIRM_BATCH: usize = 50;
 
 /// Tunables of the puller.
 #[derive(Debug, Clone)]
@@ -104,6 +117,118 @@ struct Run<'a> {
     conn: Connection,
     report: JobReport,
     deadline: Instant,
+    /// Units of work finished by this invocation (pages committed, id pages read,
+    /// confirmation batches, a token refresh, a re-merge page).
+    units: u32,
+}
+
+/// The ids a listing has shown (a reconciliation's, or a backfill's kept for the
+/// reconciliation of the same run), kept in S3 between invocations.
+#[derive(Debug, Default)]
+struct SeenIds {
+    /// The listing reached its last page.
+    complete: bool,
+    /// From a backfill's `updated_at` listing, not a full id listing: every record
+    /// absent from it is confirmed by id before it is tombstoned.
+    from_backfill: bool,
+    /// Pages of the listing these ids cover (checked against the backfill's checkpoint).
+    pages: u64,
+    ids: HashSet<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSeenIds {
+    complete: bool,
+    from_backfill: bool,
+    pages: u64,
+    ids: Vec<String>,
+}
+
+impl SeenIds {
+    fn stored(&self) -> StoredSeenIds {
+        let mut ids: Vec<String> = self.ids.iter().cloned().collect();
+        ids.sort();
+        StoredSeenIds {
+            complete: self.complete,
+            from_backfill: self.from_backfill,
+            pages: self.pages,
+            ids,
+        }
+    }
+
+    /// Also reads the earlier format, a bare array of ids (a listing in progress).
+    fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Any {
+            Ids(Vec<String>),
+            Stored(StoredSeenIds),
+        }
+        Ok(match serde_json::from_slice::<Any>(bytes)? {
+            Any::Ids(ids) => SeenIds {
+                ids: ids.into_iter().collect(),
+                ..SeenIds::default()
+            },
+            Any::Stored(s) => SeenIds {
+                complete: s.complete,
+                from_backfill: s.from_backfill,
+                pages: s.pages,
+                ids: s.ids.into_iter().collect(),
+            },
+        })
+    }
+}
+
+/// A wait the ATS imposes beyond this invocation: the job comes back when it ends (the
+/// message's visibility timeout), and nothing is sent to the ATS before.
+fn rate_limited(retry_at: DateTime<Utc>) -> JobError {
+    let wait = (retry_at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO)
+        .max(Duration::from_secs(1));
+    JobError::Retry {
+        reason: format!(
+            "the ATS rate limit holds until {}",
+            canonical_timestamp(&retry_at)
+        ),
+        after: wait,
+    }
+}
+
+fn store_retry(e: StoreError, after: Duration) -> JobError {
+    JobError::Retry {
+        reason: e.to_string(),
+        after,
+    }
+}
+
+fn dropped() -> StepEnd {
+    StepEnd::Stop(JobOutcome::Dropped("the tenant's epoch moved".into()))
+}
+
+fn stalled_reason() -> String {
+    format!(
+        "no progress in {MAX_STALLED_INVOCATIONS} invocations in a row: the ATS did not answer one page within an invocation"
+    )
+}
+
+/// The per-stream run metrics (EMF): quarantined records and attachments, by stream
+/// and outcome; an alarm on `AttachmentsQuarantined` reports degraded runs.
+fn emit_stream_metrics(stream: StreamName, outcome: &str, q: &QuarantinedInRun) {
+    use crate::metrics::{Metric, emit, function_name};
+    let function = function_name("puller");
+    emit(
+        &[
+            ("FunctionName", function.as_str()),
+            ("stream", stream.as_str()),
+            ("outcome", outcome),
+        ],
+        &[
+            Metric::count("RecordsQuarantined", q.records),
+            Metric::count("AttachmentsQuarantined", q.attachments),
+            Metric::count("DegradedRuns", u64::from(!q.is_empty())),
+        ],
+    );
 }
 
 fn registry_err(e: RegistryError) -> JobError {
@@ -229,6 +354,7 @@ impl Puller {
             conn,
             report: JobReport::default(),
             deadline,
+            units: 0,
         };
         let mut resume = job.resume.clone();
         for (i, step) in job.steps.iter().enumerate() {
@@ -251,6 +377,7 @@ impl Puller {
                         steps: job.steps[i..].to_vec(),
                         resume,
                         continuation: job.continuation + 1,
+                        stalled: if run.units > 0 { 0 } else { job.stalled + 1 },
                     };
                     self.send_continuation(&next).await?;
                     run.report.continuations_sent += 1;
@@ -285,6 +412,31 @@ impl Puller {
 
     fn time_left(&self, run: &Run<'_>) -> bool {
         run.deadline.saturating_duration_since(Instant::now()) > self.settings.margin
+    }
+
+    /// Whether another unit of work may start. The first unit of an invocation always
+    /// may (with most of the margin as its reserve, see [`Puller::unit_deadline`]): an
+    /// invocation that starts late still finishes one unit instead of continuing
+    /// empty-handed.
+    fn may_work(&self, run: &Run<'_>) -> bool {
+        run.units == 0 || self.time_left(run)
+    }
+
+    /// The deadline a connector call must keep: the margin before the Lambda deadline,
+    /// a quarter of it for the first unit of an invocation.
+    fn unit_deadline(&self, run: &Run<'_>) -> Instant {
+        let reserve = if run.units == 0 {
+            self.settings.margin / 4
+        } else {
+            self.settings.margin
+        };
+        run.deadline.checked_sub(reserve).unwrap_or(run.deadline)
+    }
+
+    /// Whether continuing now would make [`MAX_STALLED_INVOCATIONS`] invocations in a row
+    /// without one unit of work: the step is then failed and reported instead.
+    fn stalled_out(&self, run: &Run<'_>) -> bool {
+        run.units == 0 && run.job.stalled + 1 >= MAX_STALLED_INVOCATIONS
     }
 
     /// The fence: renew the lease under the job's epoch before any write.
@@ -346,6 +498,7 @@ impl Puller {
                     .touch(&run.job.tenant, "last_token_refresh_at", Utc::now())
                     .await
                     .map_err(registry_err)?;
+                run.units += 1;
                 Ok(StepEnd::Done)
             }
             Err(e) if e.is_retryable() => Err(JobError::Retry {
@@ -455,6 +608,25 @@ impl Puller {
                 None => return Ok(StepEnd::Done),
             },
         };
+        if !same_run {
+            st.run_quarantined = QuarantinedInRun::default();
+        }
+        // A backfill lists every record the ATS shows, so when this run reconciles the
+        // stream afterwards, the backfill's ids are that reconciliation's listing and the
+        // ATS is not listed a second time (kept in S3 like a reconciliation's ids). After
+        // a crash the kept ids may miss pages: then the reconciliation lists by itself.
+        let seen_key = Self::seen_key(&tenant, &run.job.run_id, stream);
+        let mut seen: Option<HashSet<String>> = None;
+        if st.watermark.is_none() && run.job.steps.contains(&Step::Reconcile(stream)) {
+            seen = if pages == 0 && cursor.is_none() {
+                Some(HashSet::new())
+            } else {
+                match self.load_seen(&seen_key).await? {
+                    Some(s) if s.from_backfill && s.pages == pages => Some(s.ids),
+                    _ => None,
+                }
+            };
+        }
         st.status = SyncStatus::Syncing;
         st.reason = None;
         st.last_run_id = Some(run.job.run_id.clone());
@@ -474,11 +646,18 @@ impl Puller {
         let mut counts = RunCounts::default();
         let mut restarts = 0;
         loop {
-            if !self.time_left(run) {
-                self.record_run(run, stream, "pull", started_at, "continued", &counts)
-                    .await?;
-                run.report.counts.add(&counts);
-                return Ok(StepEnd::Continue(None));
+            if !self.may_work(run) {
+                return self
+                    .continue_pull(
+                        run,
+                        st,
+                        started_at,
+                        &counts,
+                        &seen_key,
+                        seen.as_ref(),
+                        pages,
+                    )
+                    .await;
             }
             if !self.fence(run).await? {
                 run.report.counts.add(&counts);
@@ -486,24 +665,48 @@ impl Puller {
                     "the tenant's epoch moved (disable, deletion or re-enable)".into(),
                 )));
             }
-            let page_deadline = run.deadline - self.settings.margin;
-            let page = match run
+            let before = run.conn.ats.metrics();
+            let result = run
                 .conn
                 .ats
-                .list_changed(stream, &window, cursor.as_ref(), page_deadline)
-                .await
-            {
+                .list_changed(stream, &window, cursor.as_ref(), self.unit_deadline(run))
+                .await;
+            add_stats(&mut counts, &run.conn.ats.metrics().since(&before));
+            let page = match result {
                 Ok(p) => p,
                 Err(ConnectorError::Deadline { .. }) => {
-                    self.record_run(run, stream, "pull", started_at, "continued", &counts)
-                        .await?;
+                    return self
+                        .continue_pull(
+                            run,
+                            st,
+                            started_at,
+                            &counts,
+                            &seen_key,
+                            seen.as_ref(),
+                            pages,
+                        )
+                        .await;
+                }
+                Err(ConnectorError::RateLimited { retry_at, .. }) => {
                     run.report.counts.add(&counts);
-                    return Ok(StepEnd::Continue(None));
+                    self.save_seen(&seen_key, seen.as_ref(), true, pages, false)
+                        .await?;
+                    self.record_run(
+                        run,
+                        stream,
+                        "pull",
+                        started_at,
+                        &format!("rate_limited: until {}", canonical_timestamp(&retry_at)),
+                        &counts,
+                    )
+                    .await?;
+                    return Err(rate_limited(retry_at));
                 }
                 Err(ConnectorError::CursorExpired { .. })
                     if restarts < self.settings.max_cursor_restarts =>
                 {
-                    // Restart the window: re-reading committed pages writes nothing.
+                    // Restart the window: re-reading committed pages writes nothing (the
+                    // ids seen so far stay valid: they were listed).
                     restarts += 1;
                     cursor = None;
                     pages = 0;
@@ -540,13 +743,53 @@ impl Puller {
                     return self.fail_stream(run, st, e.to_string()).await;
                 }
             };
-            add_stats(&mut counts, &page.stats);
             counts.pages += 1;
             counts.records_seen += page.observations.len() as u64;
+            if let Some(ids) = seen.as_mut() {
+                if page.quarantined.iter().any(|q| q.ats_id.is_none()) {
+                    // A row without a readable id could be any stored record.
+                    seen = None;
+                } else {
+                    ids.extend(page.observations.iter().map(|o| o.ats_id.to_string()));
+                    ids.extend(page.quarantined.iter().filter_map(|q| q.ats_id.clone()));
+                }
+            }
+
+            // A far-future `updated_at` would win every later merge: quarantined.
+            let now = Utc::now();
+            let mut refused_elements: HashSet<String> = HashSet::new();
+            let mut observations = Vec::with_capacity(page.observations.len());
+            for o in page.observations {
+                let Some(t) = o.future_timestamp(now, MAX_PULLED_FUTURE_SKEW) else {
+                    observations.push(o);
+                    continue;
+                };
+                if let ObservationScope::Element { element, .. } = &o.scope
+                    && let Some(id) = element.get("id").and_then(Value::as_str)
+                {
+                    refused_elements.insert(id.to_string());
+                }
+                counts.quarantined += 1;
+                st.run_quarantined.records += 1;
+                self.quarantine(
+                    run,
+                    "pull",
+                    Some(o.ats_id.to_string()),
+                    format!(
+                        "updated_at {} is more than {} minutes ahead of eds's clock",
+                        canonical_timestamp(&t),
+                        MAX_PULLED_FUTURE_SKEW.num_minutes()
+                    ),
+                )
+                .await?;
+            }
 
             // Attachments are downloaded now: their links expire.
             let mut files: BTreeMap<String, Value> = BTreeMap::new();
             for a in &page.attachment_downloads {
+                if refused_elements.contains(a.attachment_id.as_str()) {
+                    continue;
+                }
                 match run
                     .conn
                     .attachments
@@ -564,6 +807,8 @@ impl Puller {
                     }
                     Err(e) => {
                         counts.quarantined += 1;
+                        counts.attachments_quarantined += 1;
+                        st.run_quarantined.attachments += 1;
                         self.quarantine(
                             run,
                             "attachment",
@@ -574,8 +819,7 @@ impl Puller {
                     }
                 }
             }
-            let changes: Vec<Change> = page
-                .observations
+            let changes: Vec<Change> = observations
                 .into_iter()
                 .map(|mut o| {
                     if let ObservationScope::Element { element, .. } = &mut o.scope
@@ -606,6 +850,7 @@ impl Puller {
                 match &r.outcome {
                     RecordOutcome::Rejected { error } => {
                         counts.quarantined += 1;
+                        st.run_quarantined.records += 1;
                         self.quarantine(run, "pull", Some(r.ats_id.to_string()), error.clone())
                             .await?;
                     }
@@ -621,25 +866,41 @@ impl Puller {
             }
             for q in page.quarantined {
                 counts.quarantined += 1;
+                st.run_quarantined.records += 1;
                 self.quarantine(run, "pull", q.ats_id, q.error).await?;
             }
+            run.units += 1;
             pages += 1;
             cursor = page.next;
             let now = Utc::now();
             st.updated_at = now;
             if cursor.is_none() {
+                self.save_seen(&seen_key, seen.as_ref(), true, pages, true)
+                    .await?;
                 st.watermark = Some(window.to);
                 st.checkpoint = None;
-                st.status = SyncStatus::Done;
                 st.last_success_at = Some(now);
+                let outcome = match st.run_quarantined.reason() {
+                    Some(reason) => {
+                        tracing::warn!(stream = stream.as_str(), %reason, "stream degraded");
+                        st.status = SyncStatus::Degraded;
+                        st.reason = Some(reason);
+                        "degraded"
+                    }
+                    None => {
+                        st.status = SyncStatus::Done;
+                        "done"
+                    }
+                };
                 self.registry
                     .put_stream(&tenant, &st)
                     .await
                     .map_err(registry_err)?;
                 crate::crash::point("puller.after_watermark");
-                self.record_run(run, stream, "pull", started_at, "done", &counts)
+                self.record_run(run, stream, "pull", started_at, outcome, &counts)
                     .await?;
                 crate::crash::point("puller.after_stream_run_recorded");
+                emit_stream_metrics(stream, outcome, &st.run_quarantined);
                 run.report.counts.add(&counts);
                 return Ok(StepEnd::Done);
             }
@@ -655,6 +916,45 @@ impl Puller {
                 .map_err(registry_err)?;
             crate::crash::point("puller.after_checkpoint");
         }
+    }
+
+    /// The end of an invocation inside a stream: keep the backfill's ids, record the run
+    /// as continued, and continue from the checkpoint — unless the run has made no
+    /// progress for [`MAX_STALLED_INVOCATIONS`] invocations, which fails the stream with
+    /// its reason (an ATS too slow to answer one page is reported, not continued forever).
+    #[allow(clippy::too_many_arguments)]
+    async fn continue_pull(
+        &self,
+        run: &mut Run<'_>,
+        st: StreamState,
+        started_at: DateTime<Utc>,
+        counts: &RunCounts,
+        seen_key: &str,
+        seen: Option<&HashSet<String>>,
+        pages: u64,
+    ) -> Result<StepEnd, JobError> {
+        let stream = st.stream;
+        run.report.counts.add(counts);
+        if self.stalled_out(run) {
+            // Reporting the stall is this invocation's unit: the next step starts with a
+            // fresh count in the next invocation.
+            run.units += 1;
+            let reason = stalled_reason();
+            self.record_run(
+                run,
+                stream,
+                "pull",
+                started_at,
+                &format!("failed: {reason}"),
+                counts,
+            )
+            .await?;
+            return self.fail_stream(run, st, reason).await;
+        }
+        self.save_seen(seen_key, seen, true, pages, false).await?;
+        self.record_run(run, stream, "pull", started_at, "continued", counts)
+            .await?;
+        Ok(StepEnd::Continue(None))
     }
 
     fn seen_key(tenant: &TenantId, run_id: &str, stream: StreamName) -> String {
@@ -673,85 +973,81 @@ impl Puller {
         let tenant = run.job.tenant.clone();
         let started_at = Utc::now();
         let key = Self::seen_key(&tenant, &run.job.run_id, stream);
-        let (mut seen, mut cursor): (HashSet<String>, Option<Cursor>) = match resume {
-            Some(Resume::Ids { cursor, seen_key }) if seen_key == key => (
-                self.load_seen(&key).await?,
-                Some(Cursor::from_checkpoint(cursor)),
-            ),
-            _ => (HashSet::new(), None),
-        };
         let mut counts = RunCounts::default();
+        // Where the listing stands: resumed, complete from this run's backfill, or new.
+        let (mut listing, mut cursor) = match resume {
+            Some(Resume::Ids { cursor, seen_key }) if seen_key == key => {
+                match self.load_seen(&key).await? {
+                    Some(s) => (s, Some(Cursor::from_checkpoint(cursor))),
+                    None => (SeenIds::default(), None),
+                }
+            }
+            Some(Resume::Confirm { seen_key }) if seen_key == key => {
+                match self.load_seen(&key).await? {
+                    Some(s) if s.complete => (s, None),
+                    _ => (SeenIds::default(), None),
+                }
+            }
+            _ => match self.load_seen(&key).await? {
+                Some(s) if s.complete && s.from_backfill => (s, None),
+                _ => (SeenIds::default(), None),
+            },
+        };
         let mut unreadable = 0usize;
-        loop {
-            if !self.time_left(run) {
+        while !listing.complete {
+            if !self.may_work(run) {
                 return self
-                    .continue_reconcile(run, stream, &key, &seen, cursor, started_at, &counts)
+                    .continue_reconcile(run, stream, &key, &listing, cursor, started_at, &counts)
                     .await;
             }
-            let page = match run
+            let before = run.conn.ats.metrics();
+            let result = run
                 .conn
                 .ats
-                .list_ids(stream, cursor.as_ref(), run.deadline - self.settings.margin)
-                .await
-            {
+                .list_ids(stream, cursor.as_ref(), self.unit_deadline(run))
+                .await;
+            add_stats(&mut counts, &run.conn.ats.metrics().since(&before));
+            let page = match result {
                 Ok(p) => p,
                 Err(ConnectorError::Deadline { .. }) => {
                     return self
-                        .continue_reconcile(run, stream, &key, &seen, cursor, started_at, &counts)
+                        .continue_reconcile(
+                            run, stream, &key, &listing, cursor, started_at, &counts,
+                        )
                         .await;
                 }
-                Err(ConnectorError::NeedsReauth) | Err(ConnectorError::Credentials(_)) => {
-                    let outcome = self
-                        .needs_reauth(&run.cfg, "the ATS refused the stored credentials")
-                        .await?;
-                    return Ok(StepEnd::Stop(outcome));
-                }
-                Err(ConnectorError::Unsupported(_)) => return Ok(StepEnd::Done),
-                Err(e) if e.is_retryable() => {
-                    return Err(JobError::Retry {
-                        reason: e.to_string(),
-                        after: self.settings.retry_after,
-                    });
-                }
                 Err(e) => {
-                    self.record_run(
-                        run,
-                        stream,
-                        "reconcile",
-                        started_at,
-                        &format!("failed: {e}"),
-                        &counts,
-                    )
-                    .await?;
-                    return Ok(StepEnd::Done);
+                    return self
+                        .reconcile_error(run, stream, started_at, &counts, e)
+                        .await;
                 }
             };
-            add_stats(&mut counts, &page.stats);
+            run.units += 1;
             counts.pages += 1;
             unreadable += page.quarantined.len();
-            seen.extend(page.ids.into_iter().map(|i| i.to_string()));
+            listing
+                .ids
+                .extend(page.ids.into_iter().map(|i| i.to_string()));
+            listing.pages += 1;
             cursor = page.next;
-            if cursor.is_none() {
-                break;
-            }
+            listing.complete = cursor.is_none();
         }
         // An id row we could not read might be any stored record: tombstoning on an
         // incomplete listing would delete live records, so skip this reconciliation.
         if unreadable > 0 {
-            self.record_run(
-                run,
-                stream,
-                "reconcile",
-                started_at,
-                &format!("skipped: {unreadable} unreadable id rows"),
-                &counts,
-            )
-            .await?;
-            self.delete_seen(&key).await;
-            return Ok(StepEnd::Done);
+            return self
+                .skip_reconcile(
+                    run,
+                    stream,
+                    &key,
+                    started_at,
+                    &counts,
+                    &format!("skipped: {unreadable} unreadable id rows"),
+                )
+                .await;
         }
         let entity = stream.entity();
-        let mut gone = Vec::new();
+        let mut absent = Vec::new();
         let mut stored = 0usize;
         for shard in 0..SHARDS {
             let mut start: Option<String> = None;
@@ -760,15 +1056,12 @@ impl Puller {
                     .store
                     .list_keys(&tenant, shard, start.as_deref(), 500)
                     .await
-                    .map_err(|e| JobError::Retry {
-                        reason: e.to_string(),
-                        after: self.settings.retry_after,
-                    })?;
+                    .map_err(|e| store_retry(e, self.settings.retry_after))?;
                 for k in page.keys {
                     if k.entity == entity {
                         stored += 1;
-                        if !k.tombstone && !seen.contains(k.ats_id.as_str()) {
-                            gone.push(k.ats_id);
+                        if !k.tombstone && !listing.ids.contains(k.ats_id.as_str()) {
+                            absent.push(k.ats_id);
                         }
                     }
                 }
@@ -778,42 +1071,94 @@ impl Puller {
                 }
             }
         }
-        if seen.is_empty() && stored > 0 {
+        if listing.ids.is_empty() && stored > 0 {
             // An empty listing while we hold records is more likely a permissions change
             // than a mass deletion: report it, tombstone nothing.
-            self.record_run(
-                run,
-                stream,
-                "reconcile",
-                started_at,
-                "skipped: the ATS listed no ids",
-                &counts,
-            )
-            .await?;
-            self.delete_seen(&key).await;
-            return Ok(StepEnd::Done);
+            return self
+                .skip_reconcile(
+                    run,
+                    stream,
+                    &key,
+                    started_at,
+                    &counts,
+                    "skipped: the ATS listed no ids",
+                )
+                .await;
         }
-        for chunk in gone.chunks(100) {
-            if !self.fence(run).await? {
-                return Ok(StepEnd::Stop(JobOutcome::Dropped(
-                    "the tenant's epoch moved".into(),
-                )));
+        // Absence from a full id listing proves deletion only for a record the pull had
+        // seen (the credential saw it once); a record only ever pushed may simply be
+        // invisible to the credential (private, confidential, a missing scope), and a
+        // backfill's listing stops a lag short of now. Those are confirmed by id.
+        let (mut gone, to_confirm) = if listing.from_backfill {
+            (Vec::new(), absent)
+        } else {
+            self.split_by_pull_layer(&tenant, entity, absent).await?
+        };
+        let mut i = 0;
+        while i < to_confirm.len() {
+            if !self.may_work(run) {
+                return self
+                    .continue_confirm(
+                        run,
+                        stream,
+                        &key,
+                        &mut listing,
+                        &gone,
+                        started_at,
+                        &mut counts,
+                    )
+                    .await;
             }
-            let changes = chunk
-                .iter()
-                .map(|id| tombstone(entity, id.clone()))
-                .collect();
-            let outcome = self
-                .store
-                .apply_page(&tenant, changes, Utc::now())
-                .await
-                .map_err(|e| JobError::Retry {
-                    reason: e.to_string(),
-                    after: self.settings.retry_after,
-                })?;
-            crate::crash::point("puller.after_tombstone_page");
-            counts.tombstoned += (outcome.updated + outcome.created) as u64;
-            run.report.versions_written += outcome.versions_written as u64;
+            let chunk = &to_confirm[i..(i + CONFIRM_BATCH).min(to_confirm.len())];
+            let before = run.conn.ats.metrics();
+            let result = run
+                .conn
+                .ats
+                .confirm_presence(stream, chunk, self.unit_deadline(run))
+                .await;
+            add_stats(&mut counts, &run.conn.ats.metrics().since(&before));
+            let page = match result {
+                Ok(p) if !p.checked.is_empty() => p,
+                Ok(_) | Err(ConnectorError::Deadline { .. }) => {
+                    return self
+                        .continue_confirm(
+                            run,
+                            stream,
+                            &key,
+                            &mut listing,
+                            &gone,
+                            started_at,
+                            &mut counts,
+                        )
+                        .await;
+                }
+                Err(e) => {
+                    // Keep what was confirmed so far before the error decides.
+                    if !self.tombstone(run, entity, &gone, &mut counts).await? {
+                        return Ok(dropped());
+                    }
+                    return self
+                        .reconcile_error(run, stream, started_at, &counts, e)
+                        .await;
+                }
+            };
+            run.units += 1;
+            i += page.checked.len();
+            for (id, presence) in page.checked {
+                match presence {
+                    Presence::Gone => gone.push(id),
+                    Presence::Present | Presence::NotVisible => {
+                        if presence == Presence::NotVisible {
+                            counts.not_visible += 1;
+                        }
+                        // Kept, and not asked again if this reconciliation continues.
+                        listing.ids.insert(id.to_string());
+                    }
+                }
+            }
+        }
+        if !self.tombstone(run, entity, &gone, &mut counts).await? {
+            return Ok(dropped());
         }
         self.record_run(run, stream, "reconcile", started_at, "done", &counts)
             .await?;
@@ -823,24 +1168,228 @@ impl Puller {
         Ok(StepEnd::Done)
     }
 
+    /// Splits records absent from a full listing into those the pull had seen (gone) and
+    /// those only ever pushed (to confirm by id).
+    async fn split_by_pull_layer(
+        &self,
+        tenant: &TenantId,
+        entity: EntityKind,
+        absent: Vec<AtsId>,
+    ) -> Result<(Vec<AtsId>, Vec<AtsId>), JobError> {
+        let heads: Vec<_> = futures::stream::iter(absent)
+            .map(|id| async move {
+                let key = RecordKey::new(tenant.clone(), entity, id.clone());
+                self.store.get(&key).await.map(|h| (id, h))
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let (mut gone, mut to_confirm) = (Vec::new(), Vec::new());
+        for h in heads {
+            match h.map_err(|e| store_retry(e, self.settings.retry_after))? {
+                (id, Some(head)) if head.state.layer(LayerKind::Pull).is_some() => gone.push(id),
+                (id, Some(_)) => to_confirm.push(id),
+                (_, None) => {}
+            }
+        }
+        Ok((gone, to_confirm))
+    }
+
+    /// Tombstones `ids` page by page behind the fence; `false` when the epoch moved.
+    async fn tombstone(
+        &self,
+        run: &mut Run<'_>,
+        entity: EntityKind,
+        ids: &[AtsId],
+        counts: &mut RunCounts,
+    ) -> Result<bool, JobError> {
+        for chunk in ids.chunks(100) {
+            if !self.fence(run).await? {
+                return Ok(false);
+            }
+            let changes = chunk
+                .iter()
+                .map(|id| tombstone(entity, id.clone()))
+                .collect();
+            let outcome = self
+                .store
+                .apply_page(&run.job.tenant, changes, Utc::now())
+                .await
+                .map_err(|e| store_retry(e, self.settings.retry_after))?;
+            crate::crash::point("puller.after_tombstone_page");
+            counts.tombstoned += (outcome.updated + outcome.created) as u64;
+            run.report.versions_written += outcome.versions_written as u64;
+        }
+        Ok(true)
+    }
+
+    /// A connector error in a reconciliation (listing or confirmation).
+    async fn reconcile_error(
+        &self,
+        run: &mut Run<'_>,
+        stream: StreamName,
+        started_at: DateTime<Utc>,
+        counts: &RunCounts,
+        e: ConnectorError,
+    ) -> Result<StepEnd, JobError> {
+        run.report.counts.add(counts);
+        match e {
+            ConnectorError::RateLimited { retry_at, .. } => {
+                self.record_run(
+                    run,
+                    stream,
+                    "reconcile",
+                    started_at,
+                    &format!("rate_limited: until {}", canonical_timestamp(&retry_at)),
+                    counts,
+                )
+                .await?;
+                Err(rate_limited(retry_at))
+            }
+            ConnectorError::NeedsReauth | ConnectorError::Credentials(_) => {
+                let outcome = self
+                    .needs_reauth(&run.cfg, "the ATS refused the stored credentials")
+                    .await?;
+                Ok(StepEnd::Stop(outcome))
+            }
+            ConnectorError::Unsupported(_) => Ok(StepEnd::Done),
+            e if e.is_retryable() => Err(JobError::Retry {
+                reason: e.to_string(),
+                after: self.settings.retry_after,
+            }),
+            e => {
+                self.record_run(
+                    run,
+                    stream,
+                    "reconcile",
+                    started_at,
+                    &format!("failed: {e}"),
+                    counts,
+                )
+                .await?;
+                Ok(StepEnd::Done)
+            }
+        }
+    }
+
+    async fn skip_reconcile(
+        &self,
+        run: &mut Run<'_>,
+        stream: StreamName,
+        key: &str,
+        started_at: DateTime<Utc>,
+        counts: &RunCounts,
+        outcome: &str,
+    ) -> Result<StepEnd, JobError> {
+        self.record_run(run, stream, "reconcile", started_at, outcome, counts)
+            .await?;
+        run.report.counts.add(counts);
+        self.delete_seen(key).await;
+        Ok(StepEnd::Done)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn continue_reconcile(
         &self,
         run: &mut Run<'_>,
         stream: StreamName,
         key: &str,
-        seen: &HashSet<String>,
+        listing: &SeenIds,
         cursor: Option<Cursor>,
         started_at: DateTime<Utc>,
         counts: &RunCounts,
     ) -> Result<StepEnd, JobError> {
+        if self.stalled_out(run) {
+            run.units += 1;
+            return self
+                .skip_reconcile(
+                    run,
+                    stream,
+                    key,
+                    started_at,
+                    counts,
+                    &format!("failed: {}", stalled_reason()),
+                )
+                .await;
+        }
         let Some(cursor) = cursor else {
             // Not one page read yet: start over next time.
+            run.report.counts.add(counts);
             return Ok(StepEnd::Continue(None));
         };
-        let mut ids: Vec<&String> = seen.iter().collect();
-        ids.sort();
-        let body = serde_json::to_vec(&ids).map_err(|e| JobError::Poison(e.to_string()))?;
+        self.put_seen(key, listing).await?;
+        crate::crash::point("puller.after_reconcile_state_put");
+        self.record_run(run, stream, "reconcile", started_at, "continued", counts)
+            .await?;
+        run.report.counts.add(counts);
+        Ok(StepEnd::Continue(Some(Resume::Ids {
+            cursor: cursor.as_str().to_string(),
+            seen_key: key.to_string(),
+        })))
+    }
+
+    /// The end of an invocation while records are being confirmed: tombstone what was
+    /// confirmed gone, keep the listing with the records confirmed present, continue.
+    #[allow(clippy::too_many_arguments)]
+    async fn continue_confirm(
+        &self,
+        run: &mut Run<'_>,
+        stream: StreamName,
+        key: &str,
+        listing: &mut SeenIds,
+        gone: &[AtsId],
+        started_at: DateTime<Utc>,
+        counts: &mut RunCounts,
+    ) -> Result<StepEnd, JobError> {
+        if !self.tombstone(run, stream.entity(), gone, counts).await? {
+            run.report.counts.add(counts);
+            return Ok(dropped());
+        }
+        if self.stalled_out(run) {
+            run.units += 1;
+            return self
+                .skip_reconcile(
+                    run,
+                    stream,
+                    key,
+                    started_at,
+                    counts,
+                    &format!("failed: {}", stalled_reason()),
+                )
+                .await;
+        }
+        listing.complete = true;
+        self.put_seen(key, listing).await?;
+        self.record_run(run, stream, "reconcile", started_at, "continued", counts)
+            .await?;
+        run.report.counts.add(counts);
+        Ok(StepEnd::Continue(Some(Resume::Confirm {
+            seen_key: key.to_string(),
+        })))
+    }
+
+    /// Keeps a backfill's ids for the reconciliation of the same run (nothing when the
+    /// run does not collect them).
+    async fn save_seen(
+        &self,
+        key: &str,
+        ids: Option<&HashSet<String>>,
+        from_backfill: bool,
+        pages: u64,
+        complete: bool,
+    ) -> Result<(), JobError> {
+        let Some(ids) = ids else { return Ok(()) };
+        let s = SeenIds {
+            complete,
+            from_backfill,
+            pages,
+            ids: ids.clone(),
+        };
+        self.put_seen(key, &s).await
+    }
+
+    async fn put_seen(&self, key: &str, s: &SeenIds) -> Result<(), JobError> {
+        let body = serde_json::to_vec(&s.stored()).map_err(|e| JobError::Poison(e.to_string()))?;
         self.s3
             .put_object()
             .bucket(&self.bucket)
@@ -852,28 +1401,30 @@ impl Puller {
                 reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
                 after: Duration::from_secs(10),
             })?;
-        crate::crash::point("puller.after_reconcile_state_put");
-        self.record_run(run, stream, "reconcile", started_at, "continued", counts)
-            .await?;
-        run.report.counts.add(counts);
-        Ok(StepEnd::Continue(Some(Resume::Ids {
-            cursor: cursor.as_str().to_string(),
-            seen_key: key.to_string(),
-        })))
+        Ok(())
     }
 
-    async fn load_seen(&self, key: &str) -> Result<HashSet<String>, JobError> {
-        let out = self
+    /// The ids kept under `key`; `None` when there are none.
+    async fn load_seen(&self, key: &str) -> Result<Option<SeenIds>, JobError> {
+        let out = match self
             .s3
             .get_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| JobError::Retry {
-                reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                after: Duration::from_secs(10),
-            })?;
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => {
+                return Err(JobError::Retry {
+                    reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                    after: Duration::from_secs(10),
+                });
+            }
+        };
         let bytes = out
             .body
             .collect()
@@ -883,8 +1434,8 @@ impl Puller {
                 after: Duration::from_secs(10),
             })?
             .into_bytes();
-        serde_json::from_slice::<Vec<String>>(&bytes)
-            .map(|v| v.into_iter().collect())
+        SeenIds::parse(&bytes)
+            .map(Some)
             .map_err(|e| JobError::Poison(format!("reconciliation state unreadable: {e}")))
     }
 
@@ -910,7 +1461,13 @@ impl Puller {
             _ => (0, None),
         };
         while shard < u32::from(SHARDS) {
-            if !self.time_left(run) {
+            if !self.may_work(run) {
+                if self.stalled_out(run) {
+                    return Err(JobError::Retry {
+                        reason: format!("re-merge: {}", stalled_reason()),
+                        after: self.settings.retry_after,
+                    });
+                }
                 return Ok(StepEnd::Continue(Some(Resume::Sweep { shard, after })));
             }
             if !self.fence(run).await? {
@@ -942,6 +1499,7 @@ impl Puller {
                     })?;
                 run.report.versions_written += outcome.versions_written as u64;
             }
+            run.units += 1;
             after = page.next;
             if after.is_none() {
                 shard += 1;
@@ -962,7 +1520,7 @@ impl Connection {
     }
 }
 
-fn tombstone(entity: crate::domain::ids::EntityKind, ats_id: AtsId) -> Change {
+fn tombstone(entity: EntityKind, ats_id: AtsId) -> Change {
     Change::Observe {
         layer: LayerKind::Pull,
         observation: Observation {
@@ -983,6 +1541,7 @@ fn new_stream_state(stream: StreamName, now: DateTime<Utc>) -> StreamState {
         checkpoint: None,
         last_success_at: None,
         last_run_id: None,
+        run_quarantined: QuarantinedInRun::default(),
         updated_at: now,
     }
 }

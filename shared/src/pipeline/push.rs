@@ -18,6 +18,9 @@
 //! writing nothing), or the deletion sees the lease and waits for it. The lease outlives
 //! the function timeout, so a crashed writer still blocks the deletion until it expires.
 
+mod scan;
+mod strict;
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -59,6 +62,8 @@ pub enum BodyError {
     NotObject,
     #[error("body member {0:?} is not allowed (expected only \"tenant\" and \"records\")")]
     UnknownMember(String),
+    #[error("body member {0:?} appears more than once")]
+    DuplicateMember(String),
     #[error("body member {0:?} is missing")]
     Missing(&'static str),
     #[error("body member \"tenant\" must be a string")]
@@ -76,6 +81,8 @@ pub enum BodyError {
 /// Why one pushed record is rejected (quarantined; the rest of the batch proceeds).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
+    #[error("record is not readable JSON: {0}")]
+    Json(String),
     #[error("record must be a JSON object")]
     NotObject,
     #[error("member {0:?} is not allowed")]
@@ -162,14 +169,21 @@ pub struct PushRecord {
     pub fields: Fields,
 }
 
-/// A parsed message body whose records are still unvalidated JSON.
+/// A parsed message body. Each record is parsed on its own: one that is not readable
+/// JSON (nested deeper than the parser allows, a lone surrogate, a repeated member) is
+/// an error of that record only, quarantined like any invalid record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushBody {
     pub tenant: TenantId,
-    pub records: Vec<Value>,
+    pub records: Vec<Result<Value, RecordError>>,
 }
 
 /// Parses a message body (see [`BodyError`] for what makes it poison).
+///
+/// The outer object and the `records` list are split by [`scan`] (an iterative scanner:
+/// linear time, no recursion, so no depth limit of its own), then `tenant` and each record
+/// are parsed separately by serde_json. A record's own syntax is therefore checked by the
+/// JSON parser, and only the outer structure decides whether the body is poison.
 pub fn parse_body(body: &str) -> Result<PushBody, BodyError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(BodyError::TooLarge {
@@ -177,36 +191,61 @@ pub fn parse_body(body: &str) -> Result<PushBody, BodyError> {
             max: MAX_BODY_BYTES,
         });
     }
-    let value: Value = serde_json::from_str(body).map_err(|e| {
-        // serde_json's message names a position and a category, never the content.
-        BodyError::NotJson(e.to_string())
-    })?;
-    let Value::Object(mut map) = value else {
-        return Err(BodyError::NotObject);
-    };
-    if let Some(k) = map.keys().find(|k| *k != "tenant" && *k != "records") {
-        return Err(BodyError::UnknownMember(excerpt(k)));
+    if !body.trim_start().starts_with('{') {
+        // Not an object: valid JSON of another type, or not JSON at all.
+        return Err(match serde_json::from_str::<serde::de::IgnoredAny>(body) {
+            Ok(_) => BodyError::NotObject,
+            Err(e) => BodyError::NotJson(e.to_string()),
+        });
     }
-    let tenant = match map.remove("tenant") {
+    let members = scan::object(body).map_err(BodyError::NotJson)?;
+    let mut tenant_raw = None;
+    let mut records_raw = None;
+    for (key, raw) in members {
+        let slot = match key.as_str() {
+            "tenant" => &mut tenant_raw,
+            "records" => &mut records_raw,
+            other => return Err(BodyError::UnknownMember(excerpt(other))),
+        };
+        if slot.replace(raw).is_some() {
+            return Err(BodyError::DuplicateMember(excerpt(&key)));
+        }
+    }
+    let tenant = match tenant_raw.map(serde_json::from_str::<Value>) {
         None => return Err(BodyError::Missing("tenant")),
-        Some(Value::String(s)) => TenantId::parse(s).map_err(BodyError::Tenant)?,
-        Some(_) => return Err(BodyError::TenantNotString),
+        Some(Ok(Value::String(s))) => TenantId::parse(s).map_err(BodyError::Tenant)?,
+        Some(Ok(_)) => return Err(BodyError::TenantNotString),
+        Some(Err(e)) => return Err(BodyError::NotJson(e.to_string())),
     };
-    let records = match map.remove("records") {
-        None => return Err(BodyError::Missing("records")),
-        Some(Value::Array(a)) => a,
-        Some(_) => return Err(BodyError::RecordsNotList),
+    let Some(records_raw) = records_raw else {
+        return Err(BodyError::Missing("records"));
     };
-    if records.is_empty() {
+    let Some(items) = scan::array(records_raw).map_err(BodyError::NotJson)? else {
+        return Err(BodyError::RecordsNotList);
+    };
+    if items.is_empty() {
         return Err(BodyError::Empty);
     }
-    if records.len() > MAX_RECORDS {
+    if items.len() > MAX_RECORDS {
         return Err(BodyError::TooManyRecords {
-            count: records.len(),
+            count: items.len(),
             max: MAX_RECORDS,
         });
     }
+    let records = items.into_iter().map(parse_record).collect();
     Ok(PushBody { tenant, records })
+}
+
+/// Parses one record's JSON text, refusing repeated member names at any depth (serde_json
+/// alone keeps the last one silently; a sender that repeats a member did not mean both).
+pub fn parse_record(raw: &str) -> Result<Value, RecordError> {
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let value = serde::Deserialize::deserialize(&mut de)
+        .and_then(|strict::Strict(v)| de.end().map(|()| v))
+        // serde_json's message names a position and a category (and for a repeated member
+        // its name), never a value.
+        .map_err(|e| RecordError::Json(e.to_string()))?;
+    Ok(value)
 }
 
 /// At most 64 characters of an untrusted name, for error messages.
@@ -617,6 +656,9 @@ pub struct PushReport {
     pub created: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Deletes of records eds does not hold (never pushed nor pulled): acknowledged,
+    /// nothing written.
+    pub unknown_deletes: usize,
     /// The tenant is being deleted (or vanished while we looked): nothing written.
     pub dropped: bool,
 }
@@ -738,12 +780,16 @@ impl PushIngest {
 
         let mut changes = Vec::new();
         let mut rejected = Vec::new();
-        for (i, value) in parsed.records.iter().enumerate() {
-            match validate_record(value, now) {
+        for (i, parsed) in parsed.records.iter().enumerate() {
+            let checked = parsed
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|value| validate_record(value, now));
+            match checked {
                 Ok(r) => changes.push(to_change(&r)),
                 Err(e) => rejected.push(QuarantineEntry {
                     source: QUARANTINE_SOURCE.to_owned(),
-                    ats_id: record_id_hint(value),
+                    ats_id: parsed.as_ref().ok().and_then(record_id_hint),
                     error: format!("record {i}: {e}"),
                     at: now,
                     run_id: Some(format!("push:{message_id}")),
@@ -752,6 +798,13 @@ impl PushIngest {
         }
 
         if !changes.is_empty() {
+            // Records this batch deletes: a delete of a record eds does not hold writes
+            // nothing (version::apply) and is counted as an unknown id.
+            let deletes: std::collections::HashSet<(EntityKind, AtsId)> = changes
+                .iter()
+                .filter(|c| c.cause() == crate::domain::version::Cause::PushDeleted)
+                .map(|c| (c.entity(), c.ats_id().clone()))
+                .collect();
             let lease_id = uuid::Uuid::new_v4().simple().to_string();
             let Some(_) = self
                 .registry
@@ -777,6 +830,11 @@ impl PushIngest {
                 match &r.outcome {
                     RecordOutcome::Created { .. } => report.created += 1,
                     RecordOutcome::Updated { .. } => report.updated += 1,
+                    RecordOutcome::Unchanged { version: None }
+                        if deletes.contains(&(r.entity, r.ats_id.clone())) =>
+                    {
+                        report.unknown_deletes += 1
+                    }
                     RecordOutcome::Unchanged { .. } => report.unchanged += 1,
                     RecordOutcome::Rejected { error } => rejected.push(QuarantineEntry {
                         source: QUARANTINE_SOURCE.to_owned(),
@@ -1015,6 +1073,68 @@ mod tests {
         );
         let ok = parse_body(r#"{"tenant":"acme","records":[{}]}"#).unwrap();
         assert_eq!(ok.tenant.as_str(), "acme");
+    }
+
+    #[test]
+    fn a_record_the_json_parser_refuses_fails_alone_and_its_neighbours_parse() {
+        let good = candidate(json!({"first_name": "Ada"})).to_string();
+        let deep = format!(
+            r#"{{"entity":"candidate","id":"7","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{{"custom_fields":{{"k":{}{}}}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let surrogate = r#"{"entity":"candidate","id":"8","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{"first_name":"\ud800"}}"#;
+        let repeated = r#"{"entity":"candidate","id":"9","id":"10","op":"upsert","updated_at":"2026-03-01T10:00:00Z"}"#;
+        let nested_repeat = r#"{"entity":"candidate","id":"11","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{"title":"a","title":"b"}}"#;
+        let body = format!(
+            r#"{{"tenant":"acme","records":[{good},{deep},{surrogate},{repeated},{nested_repeat},{good}]}}"#
+        );
+        let parsed = parse_body(&body).unwrap();
+        assert_eq!(parsed.records.len(), 6);
+        let err = |i: usize| match &parsed.records[i] {
+            Err(e) => e.to_string(),
+            Ok(v) => panic!("record {i} parsed: {v}"),
+        };
+        assert!(err(1).contains("recursion limit"), "{}", err(1));
+        // serde_json: "unexpected end of hex escape" (a lone surrogate before the quote).
+        assert!(
+            matches!(parsed.records[2], Err(RecordError::Json(_))),
+            "{}",
+            err(2)
+        );
+        assert!(
+            err(3).contains("member \"id\" appears more than once"),
+            "{}",
+            err(3)
+        );
+        assert!(
+            err(4).contains("member \"title\" appears more than once"),
+            "{}",
+            err(4)
+        );
+        for i in [0, 5] {
+            let v = parsed.records[i].as_ref().unwrap();
+            assert!(validate_record(v, now()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_repeated_body_member_or_a_broken_outer_structure_is_poison() {
+        assert_eq!(
+            parse_body(r#"{"tenant":"a","tenant":"b","records":[{}]}"#),
+            Err(BodyError::DuplicateMember("tenant".into()))
+        );
+        for bad in [
+            r#"{"tenant":"a","records":[{}]"#,
+            r#"{"tenant":"a","records":[{}}]}"#,
+            r#"{"tenant":"a","records":[{}]} x"#,
+            r#"{"tenant":"\ud800","records":[{}]}"#,
+        ] {
+            assert!(
+                matches!(parse_body(bad), Err(BodyError::NotJson(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -112,6 +112,7 @@ impl Scheduler {
                             steps,
                             resume: None,
                             continuation: 0,
+                            stalled: 0,
                         })
                     }
                     Claim::Skipped => None,

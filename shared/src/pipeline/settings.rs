@@ -179,9 +179,24 @@ fn interval(secs: u64) -> Result<u64, EventError> {
     }
 }
 
-/// An http(s) URL with a host and no user information (credentials never travel in
-/// URLs), without query or fragment.
+/// An https URL on a public host (never an IP literal or name of a loopback, private,
+/// link-local, CGNAT, metadata or unspecified address), with no user information
+/// (credentials never travel in URLs), without query or fragment. Under the
+/// local-testing switch (`EDS_LOCAL_TESTING=true`) plain http and loopback hosts are
+/// accepted too. The same rules hold again at connect time, after DNS resolution.
 fn check_url(member: &'static str, s: &str) -> Result<String, EventError> {
+    check_url_with(
+        member,
+        s,
+        crate::attachments::guard::deployment_allows_local_testing(),
+    )
+}
+
+fn check_url_with(
+    member: &'static str,
+    s: &str,
+    local_testing: bool,
+) -> Result<String, EventError> {
     let url = url::Url::parse(s).map_err(|_| EventError::Url {
         member,
         reason: "does not parse",
@@ -190,6 +205,12 @@ fn check_url(member: &'static str, s: &str) -> Result<String, EventError> {
         return Err(EventError::Url {
             member,
             reason: "scheme must be https (or http for local testing)",
+        });
+    }
+    if url.scheme() == "http" && !local_testing {
+        return Err(EventError::Url {
+            member,
+            reason: "scheme must be https (plain http only under EDS_LOCAL_TESTING)",
         });
     }
     if url.host_str().is_none_or(str::is_empty) {
@@ -208,6 +229,15 @@ fn check_url(member: &'static str, s: &str) -> Result<String, EventError> {
         return Err(EventError::Url {
             member,
             reason: "must not carry a query or fragment",
+        });
+    }
+    if crate::attachments::guard::ApiHostRules::new(local_testing)
+        .check_url(&url)
+        .is_err()
+    {
+        return Err(EventError::Url {
+            member,
+            reason: "host must be public (no loopback, private, link-local, CGNAT, metadata or unspecified address, no localhost)",
         });
     }
     Ok(s.to_owned())
@@ -335,7 +365,13 @@ impl CredentialCheck for TokenCheck {
         if let Some(auth_url) = &cfg.auth_url {
             let url = url::Url::parse(auth_url)
                 .map_err(|_| AuthError::BadSecret("auth_url is not a URL".into()))?;
-            services.issuer = Arc::new(TokenEndpoint::new(TokenEndpointConfig::new(url))?);
+            // The tenant's own token URL: the same host rules as at connect time (https,
+            // no internal address, also after DNS), so that the enable check never sends
+            // the client secret where a sync would not.
+            services.issuer = Arc::new(TokenEndpoint::new(TokenEndpointConfig::for_tenant(
+                url,
+                crate::attachments::guard::deployment_allows_local_testing(),
+            ))?);
         }
         TokenManager::with_cache(name, services, TokenCache::new())
             .refresh_now()
@@ -773,5 +809,50 @@ mod tests {
             parse_event(&wrong_source, "eds/tenants/"),
             Err(EventError::Source("aws.events".into()))
         );
+    }
+
+    #[test]
+    fn api_and_token_urls_must_be_https_on_a_public_host() {
+        for member in ["api_base_url", "auth_url"] {
+            for ok in [
+                "https://harvest.greenhouse.io",
+                "https://auth.greenhouse.io/token",
+                "https://8.8.8.8/v3",
+            ] {
+                assert!(check_url_with(member, ok, false).is_ok(), "{ok}");
+            }
+            for bad in [
+                "http://harvest.greenhouse.io",
+                "http://169.254.169.254/latest/meta-data",
+                "https://169.254.169.254/latest/meta-data",
+                "https://0x7f000001:8080/",
+                "https://2130706433/",
+                "https://0177.0.0.1/",
+                "https://[::1]:8080/",
+                "https://[::ffff:a9fe:a9fe]/",
+                "https://[fd00:ec2::254]/",
+                "https://localhost:22/",
+                "https://x.localhost/",
+                "https://10.1.2.3/",
+                "https://100.64.0.1/",
+                "https://0.0.0.0/",
+            ] {
+                let err = check_url_with(member, bad, false).unwrap_err().to_string();
+                assert!(
+                    err.starts_with(&format!("{member} is not a usable URL")),
+                    "{err}"
+                );
+            }
+            // Local testing: the simulator on loopback over http, nothing else internal.
+            assert!(check_url_with(member, "http://127.0.0.1:8080", true).is_ok());
+            assert!(check_url_with(member, "http://localhost:8080/token", true).is_ok());
+            for bad in [
+                "http://169.254.169.254/",
+                "http://10.0.0.1/",
+                "http://[fe80::1]/",
+            ] {
+                assert!(check_url_with(member, bad, true).is_err(), "{bad}");
+            }
+        }
     }
 }

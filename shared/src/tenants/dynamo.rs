@@ -653,18 +653,40 @@ impl TenantRegistry {
         tenant: &TenantId,
         now: DateTime<Utc>,
     ) -> Result<bool, RegistryError> {
-        if let Some(r) = self.get(tenant).await?
-            && r.lease.is_some_and(|l| l.until > now)
-        {
-            return Ok(true);
-        }
+        Ok(self.writers_live_until(tenant, now).await?.is_some())
+    }
+
+    /// When the last live writer's lease (pull or push) runs out at the latest; `None`
+    /// when no writer is live. Once the tenant is fenced no lease can be renewed or
+    /// taken, so this bounds how long a lifecycle function has to wait. A push lease
+    /// without a readable `until` is not live (as before: only `key_time` writes it).
+    pub async fn writers_live_until(
+        &self,
+        tenant: &TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, RegistryError> {
+        let mut latest = self
+            .get(tenant)
+            .await?
+            .and_then(|r| r.lease)
+            .map(|l| l.until)
+            .filter(|until| *until > now);
         let items = self
             .query_prefix(tenant, "LEASE#push#", false, None)
             .await?;
-        Ok(items.iter().any(|i| match i.get("until") {
-            Some(AttributeValue::S(u)) => u.as_str() > key_time(now).as_str(),
-            _ => false,
-        }))
+        for item in &items {
+            let until = match item.get("until") {
+                Some(AttributeValue::S(u)) => match DateTime::parse_from_rfc3339(u) {
+                    Ok(t) => t.with_timezone(&Utc),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            };
+            if until > now && latest.is_none_or(|l| until > l) {
+                latest = Some(until);
+            }
+        }
+        Ok(latest)
     }
 
     async fn query_prefix(

@@ -135,6 +135,9 @@ pub use crate::connector::Stream as StreamName;
 pub enum SyncStatus {
     Syncing,
     Done,
+    /// The stream completed, but some of its data was quarantined in this run (records
+    /// or attachments that could not be used): see the reason and the quarantine.
+    Degraded,
     Failed,
     Paused,
     NeedsReauth,
@@ -167,11 +170,40 @@ pub struct StreamState {
     pub last_success_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run_id: Option<String>,
+    /// Records and attachments quarantined by the run in `last_run_id` so far (across
+    /// its invocations): a run that completes with any is reported `degraded`.
+    #[serde(default, skip_serializing_if = "QuarantinedInRun::is_empty")]
+    pub run_quarantined: QuarantinedInRun,
     pub updated_at: DateTime<Utc>,
+}
+
+/// What one run of a stream had to quarantine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuarantinedInRun {
+    pub records: u64,
+    pub attachments: u64,
+}
+
+impl QuarantinedInRun {
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.attachments == 0
+    }
+
+    /// The operator's reason for a `degraded` stream.
+    pub fn reason(&self) -> Option<String> {
+        (!self.is_empty()).then(|| {
+            format!(
+                "completed with {} record(s) and {} attachment(s) quarantined in this run (see the tenant's quarantine)",
+                self.records, self.attachments
+            )
+        })
+    }
 }
 
 /// Counts of one sync run of one stream (item `T#{tenant}` / `RUN#{started}#{run}#{stream}`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunCounts {
     pub requests: u64,
     pub token_requests: u64,
@@ -189,6 +221,11 @@ pub struct RunCounts {
     pub rate_limit_wait_ms: u64,
     pub rate_limited_429: u64,
     pub retries: u64,
+    /// Attachments that could not be downloaded or stored (also in `quarantined`).
+    pub attachments_quarantined: u64,
+    /// Records absent from a listing that the ATS did not confirm gone (a by-id read
+    /// answered or was refused): kept, not tombstoned.
+    pub not_visible: u64,
 }
 
 impl RunCounts {
@@ -209,6 +246,8 @@ impl RunCounts {
         self.rate_limit_wait_ms += o.rate_limit_wait_ms;
         self.rate_limited_429 += o.rate_limited_429;
         self.retries += o.retries;
+        self.attachments_quarantined += o.attachments_quarantined;
+        self.not_visible += o.not_visible;
     }
 }
 

@@ -112,6 +112,19 @@ impl Stack {
         sim: &SimHandle,
         secret_json: serde_json::Value,
     ) -> anyhow::Result<TenantConfig> {
+        self.enable_greenhouse_tenant_with(tenant, sim, secret_json, |_| {})
+            .await
+    }
+
+    /// [`Stack::enable_greenhouse_tenant`] with the configuration changed by `edit`
+    /// before it is registered.
+    pub async fn enable_greenhouse_tenant_with(
+        &self,
+        tenant: &str,
+        sim: &SimHandle,
+        secret_json: serde_json::Value,
+        edit: impl FnOnce(&mut TenantConfig),
+    ) -> anyhow::Result<TenantConfig> {
         let id = TenantId::parse(tenant)?;
         let secrets = SecretsManagerStore::new(self.aws.secrets.clone());
         let name = SecretName::for_tenant(SECRET_PREFIX, &id);
@@ -125,7 +138,7 @@ impl Stack {
             .host_str()
             .unwrap_or("127.0.0.1")
             .to_string();
-        let cfg = TenantConfig {
+        let mut cfg = TenantConfig {
             tenant_id: id,
             ats_kind: AtsKind::Greenhouse,
             api_version: ApiVersion::V3,
@@ -146,6 +159,7 @@ impl Stack {
             created_at: now,
             updated_at: now,
         };
+        edit(&mut cfg);
         Ok(self.registry().enable(cfg, now).await?)
     }
 

@@ -16,7 +16,7 @@ use eds_shared::domain::model::{Fields, LayerKind, Observation, ObservationScope
 use eds_shared::domain::version::{Cause, Change};
 use eds_shared::lambda::Config;
 use eds_shared::pipeline::delete::{DeleteOutcome, Deleter};
-use eds_shared::pipeline::disable::{Deadline, DisableOutcome, Disabler, LifecycleOptions};
+use eds_shared::pipeline::disable::{Deadline, DisableOutcome, Disabler, LifecycleOptions, Via};
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::store::{RecordRead, RecordSweep, RecordWrite, SHARDS};
 use eds_shared::tenants::{
@@ -47,6 +47,21 @@ fn options() -> LifecycleOptions {
 /// A generous deadline for runs that must complete in one invocation.
 fn long() -> Deadline {
     Deadline::after(Duration::from_secs(120))
+}
+
+/// A deadline already past: the invocation does its one guaranteed unit of work (or,
+/// waiting, hands off at once). What it then does depends on no machine's speed.
+fn expired() -> Deadline {
+    Deadline::after(Duration::ZERO)
+}
+
+/// Options with one record per page: each unit of work is as small as it gets.
+fn tiny_pages() -> LifecycleOptions {
+    LifecycleOptions {
+        page_size: 1,
+        concurrency: 1,
+        ..options()
+    }
 }
 
 struct Env {
@@ -198,6 +213,7 @@ async fn seed(env: &Env, tenant: &TenantId, pushed_n: usize, pulled_n: usize) {
                     checkpoint: None,
                     last_success_at: Some(now),
                     last_run_id: Some("run-1".into()),
+                    run_quarantined: Default::default(),
                     updated_at: now,
                 },
             )
@@ -394,6 +410,113 @@ async fn receive(env: &Env, queue_url: &str) -> Value {
     serde_json::to_value(event).unwrap()
 }
 
+/// What the queue does once a handed-back message's visibility timeout has passed
+/// (fast-forwarded: made visible at once).
+async fn make_visible(env: &Env, queue_url: &str, event: &Value) {
+    for r in event["Records"].as_array().unwrap() {
+        env.stack
+            .aws
+            .sqs
+            .change_message_visibility()
+            .queue_url(queue_url)
+            .receipt_handle(r["receiptHandle"].as_str().unwrap())
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The message ids a batch response hands back to the queue.
+fn handed_back(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Visible and in-flight messages of a queue.
+async fn queue_counts(env: &Env, queue_url: &str) -> (u64, u64) {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = env
+        .stack
+        .aws
+        .sqs
+        .get_queue_attributes()
+        .queue_url(queue_url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes.unwrap_or_default();
+    let get = |k: A| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        get(A::ApproximateNumberOfMessages),
+        get(A::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Drives a lifecycle chain where every invocation's deadline has already passed: the
+/// event, then each continuation the queue holds, until the queue is empty. Returns the
+/// number of invocations (batches). `redeliver` handles that invocation's batch twice
+/// (at-least-once delivery). Stops with a panic past `cap` invocations (no progress).
+async fn expired_chain<F, Fut>(
+    env: &Env,
+    queue_url: &str,
+    first: Value,
+    cap: usize,
+    redeliver: Option<usize>,
+    handle: F,
+) -> usize
+where
+    F: Fn(Value) -> Fut,
+    Fut: std::future::Future<Output = Value>,
+{
+    let out = handle(first).await;
+    let mut invocations = 1;
+    if out["outcome"] != "continued" {
+        return invocations;
+    }
+    loop {
+        let batch = receive(env, queue_url).await;
+        if batch["Records"].as_array().unwrap().is_empty() {
+            return invocations;
+        }
+        invocations += 1;
+        assert!(
+            invocations <= cap,
+            "the chain makes progress: {invocations} invocations, at most {cap} expected"
+        );
+        let response = handle(batch.clone()).await;
+        if redeliver == Some(invocations) {
+            // The same message handled again is harmless (it may fork the chain; both
+            // branches are idempotent).
+            let again = handle(batch.clone()).await;
+            assert!(handed_back(&again).is_empty(), "{again}");
+        }
+        ack(env, queue_url, &batch, &response).await;
+    }
+}
+
+/// The most invocations a deletion needs when each does exactly one unit of work
+/// (docs/lifecycle.md, "Progress"): the fence; per shard one page per `page` records
+/// plus its last listing; one S3 round per 1000 objects plus the empty one; one registry
+/// page per `page` items plus the last one (with the secret); the verification.
+fn deletion_chain_bound(
+    records: usize,
+    objects: usize,
+    registry_items: usize,
+    page: usize,
+) -> usize {
+    1 + (records / page + SHARDS as usize)
+        + (objects.div_ceil(1000) + 1)
+        + (registry_items.div_ceil(page) + 1)
+        + 1
+}
+
 async fn ack(env: &Env, queue_url: &str, event: &Value, response: &Value) {
     let event: aws_lambda_events::event::sqs::SqsEvent =
         serde_json::from_value(event.clone()).unwrap();
@@ -541,10 +664,7 @@ mod disable {
 
         let out = env
             .disabler()
-            .handle(
-                disable_event(&a),
-                Deadline::after(Duration::from_millis(900)),
-            )
+            .handle(disable_event(&a), expired())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
@@ -582,6 +702,113 @@ mod disable {
                 .unwrap();
             assert_eq!(head.state.mode, ViewMode::PushOnly);
             assert_eq!(head.cause, Cause::Disable);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn disable_with_tiny_pages_and_no_time_left_completes_one_page_per_invocation() {
+        let env = Env::new().await;
+        let a = tid("dis-pages");
+        seed(&env, &a, 4, 10).await;
+        let disabler =
+            Disabler::from_config(&env.stack.aws, &env.config).with_options(tiny_pages());
+        // Every invocation's deadline has passed: each sweeps its one guaranteed page (of
+        // one record). At most one page per record plus each shard's last listing.
+        let bound = 10 + SHARDS as usize;
+        let invocations = expired_chain(
+            &env,
+            &env.config.disable_queue_url,
+            disable_event(&a),
+            bound,
+            None,
+            |ev| {
+                let disabler = &disabler;
+                async move { disabler.handle(ev, expired()).await.unwrap() }
+            },
+        )
+        .await;
+        eprintln!("disable of 10 records in pages of 1: {invocations} invocations (bound {bound})");
+        assert!(
+            invocations >= 10,
+            "one page per record at least ({invocations})"
+        );
+        for i in 0..10 {
+            let head = env
+                .store
+                .get(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.state.mode, ViewMode::PushOnly, "record {i}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disable_waiting_for_the_pull_lease_hands_its_message_back_instead_of_spinning() {
+        let env = Env::new().await;
+        let a = tid("dis-spin");
+        seed(&env, &a, 2, 3).await;
+        let epoch = env.registry.require(&a).await.unwrap().config.epoch;
+        let now = Utc::now();
+        assert!(
+            env.registry
+                .acquire_lease(
+                    &a,
+                    "puller-1",
+                    epoch,
+                    now + chrono::Duration::seconds(300),
+                    now
+                )
+                .await
+                .unwrap()
+        );
+        let url = env.config.disable_queue_url.clone();
+        let out = env
+            .disabler()
+            .handle(disable_event(&a), expired())
+            .await
+            .unwrap();
+        assert_eq!(out["outcome"], "continued", "{out}");
+        for round in 1..=3 {
+            let batch = receive(&env, &url).await;
+            assert_eq!(
+                batch["Records"].as_array().unwrap().len(),
+                1,
+                "round {round}"
+            );
+            assert_eq!(
+                batch["Records"][0]["attributes"]["ApproximateReceiveCount"],
+                round.to_string(),
+                "the same message each round"
+            );
+            let response = env
+                .disabler()
+                .handle(batch.clone(), expired())
+                .await
+                .unwrap();
+            assert_eq!(handed_back(&response).len(), 1, "round {round}: {response}");
+            assert_eq!(queue_counts(&env, &url).await, (0, 1), "round {round}");
+            make_visible(&env, &url, &batch).await;
+        }
+        let head = env.store.get(&env.key(&a, "0")).await.unwrap().unwrap();
+        assert_eq!(
+            head.state.mode,
+            ViewMode::Merged,
+            "nothing swept while the lease lives"
+        );
+
+        env.registry.release_lease(&a, "puller-1").await.unwrap();
+        let batch = receive(&env, &url).await;
+        let response = env.disabler().handle(batch.clone(), long()).await.unwrap();
+        ack(&env, &url, &batch, &response).await;
+        for i in 0..3 {
+            let head = env
+                .store
+                .get(&env.key(&a, &i.to_string()))
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.state.mode, ViewMode::PushOnly);
         }
     }
 
@@ -796,7 +1023,7 @@ mod delete {
         );
         let before = footprint(&env, &a, 4).await;
 
-        let short = || Deadline::after(Duration::from_millis(900));
+        let short = expired;
         let out = env
             .deleter()
             .handle(delete_event(&a, "req-w"), short())
@@ -828,7 +1055,9 @@ mod delete {
                 .is_none()
         );
 
-        // The puller stops; the push batch is still being written: wait again.
+        // The puller stops; the push batch is still being written: wait again, and with
+        // no time to poll, the message goes back to the queue until the push lease runs
+        // out (no new continuation: a chain of short invocations would spin).
         env.registry.release_lease(&a, "puller-1").await.unwrap();
         let batch = receive(&env, &env.config.delete_queue_url).await;
         let body: Value =
@@ -836,20 +1065,47 @@ mod delete {
         assert_eq!(body["kind"], "delete");
         assert_eq!(body["phase"], "wait_writers");
         let response = env.deleter().handle(batch.clone(), short()).await.unwrap();
-        ack(&env, &env.config.delete_queue_url, &batch, &response).await;
+        assert_eq!(
+            handed_back(&response),
+            vec![
+                batch["Records"][0]["messageId"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            ]
+        );
+        eds_shared::pipeline::local::delete_succeeded(
+            &env.stack.aws.sqs,
+            &env.config.delete_queue_url,
+            &serde_json::from_value(batch.clone()).unwrap(),
+            &serde_json::from_value(response).unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            queue_counts(&env, &env.config.delete_queue_url).await,
+            (0, 1),
+            "the one message waits, invisible; nothing new was sent"
+        );
         assert_eq!(footprint(&env, &a, 4).await, before);
         assert!(env.registry.receipt(&a, "req-w").await.unwrap().is_none());
 
-        // The push writer finishes; the next continuation completes the deletion.
+        // The push writer finishes; once the visibility timeout passed, the same
+        // message completes the deletion.
         env.registry
             .release_push_lease(&a, "batch-7")
             .await
             .unwrap();
+        make_visible(&env, &env.config.delete_queue_url, &batch).await;
         let batch = receive(&env, &env.config.delete_queue_url).await;
         assert_eq!(
             batch["Records"].as_array().unwrap().len(),
             1,
-            "one continuation per wait"
+            "one message per wait"
+        );
+        assert_eq!(
+            batch["Records"][0]["attributes"]["ApproximateReceiveCount"],
+            "2"
         );
         let response = env.deleter().handle(batch.clone(), long()).await.unwrap();
         ack(&env, &env.config.delete_queue_url, &batch, &response).await;
@@ -864,59 +1120,139 @@ mod delete {
         let env = Env::new().await;
         let a = tid("del-pages");
         seed(&env, &a, 12, 12).await;
-        // One record per page and an invocation that only has time for a few pages:
-        // the deletion is carried by a chain of continuations, each one idempotent.
-        let deleter = Deleter::new(&env.stack.aws, &env.config).with_options(LifecycleOptions {
-            page_size: 1,
-            poll_every: Duration::from_millis(20),
-            margin: Duration::from_millis(300),
-            concurrency: 1,
-        });
-        let mut out = deleter
-            .handle(
-                delete_event(&a, "req-p"),
-                Deadline::after(Duration::from_millis(350)),
-            )
-            .await
-            .unwrap();
-        let mut invocations = 1;
-        while out["outcome"] != "completed" {
-            assert!(invocations < 200, "the chain makes progress");
-            let batch = receive(&env, &env.config.delete_queue_url).await;
-            if batch["Records"].as_array().unwrap().is_empty() {
-                out = match env.registry.receipt(&a, "req-p").await.unwrap() {
-                    Some(_) => json!({"outcome": "completed"}),
-                    None => panic!("the chain ended without a receipt"),
-                };
-                continue;
-            }
-            let response = deleter
-                .handle(batch.clone(), Deadline::after(Duration::from_millis(500)))
-                .await
-                .unwrap();
-            if invocations == 2 {
-                // At-least-once delivery: the same message handled again is harmless
-                // (it may fork the chain; both branches are idempotent).
-                let again = deleter
-                    .handle(batch.clone(), Deadline::after(Duration::from_millis(500)))
-                    .await
-                    .unwrap();
-                assert!(
-                    again["batchItemFailures"].as_array().unwrap().is_empty(),
-                    "{again}"
-                );
-            }
-            ack(&env, &env.config.delete_queue_url, &batch, &response).await;
-            invocations += 1;
-        }
+        let before = footprint(&env, &a, 12).await;
+        let registry_items = before.tenant_items - 1; // all but CONFIG
+        let bound = deletion_chain_bound(12, before.objects, registry_items, 1);
+        // One record per page and a deadline already past on every invocation: each
+        // invocation does its one guaranteed unit, so the deletion is carried by a
+        // chain of continuations whose length depends on the pages, not on the clock.
+        let deleter = Deleter::new(&env.stack.aws, &env.config).with_options(tiny_pages());
+        let invocations = expired_chain(
+            &env,
+            &env.config.delete_queue_url,
+            delete_event(&a, "req-p"),
+            bound,
+            None,
+            |ev| {
+                let deleter = &deleter;
+                async move { deleter.handle(ev, expired()).await.unwrap() }
+            },
+        )
+        .await;
+        eprintln!(
+            "deletion of 12 records in pages of 1: {invocations} invocations (bound {bound})"
+        );
+        // At least one invocation per record page, per registry page, for the fence and
+        // the verification; at most the bound.
         assert!(
-            invocations > 2,
-            "the deletion really was split ({invocations})"
+            invocations >= 12 + registry_items + 2,
+            "the deletion really was split into its units ({invocations})"
         );
         assert!(footprint(&env, &a, 12).await.is_empty());
         let receipt = env.registry.receipt(&a, "req-p").await.unwrap().unwrap();
         assert!(receipt.verified_empty);
-        assert!(receipt.counts["records"] <= 12);
+        assert_eq!(receipt.counts["records"], 12);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_redelivered_deletion_continuation_is_harmless() {
+        let env = Env::new().await;
+        let a = tid("del-redeliver");
+        seed(&env, &a, 6, 6).await;
+        let before = footprint(&env, &a, 6).await;
+        let bound = deletion_chain_bound(6, before.objects, before.tenant_items - 1, 1);
+        let deleter = Deleter::new(&env.stack.aws, &env.config).with_options(tiny_pages());
+        // The second invocation's message is handled twice: the chain may fork in two,
+        // each branch at most as long as the chain.
+        let invocations = expired_chain(
+            &env,
+            &env.config.delete_queue_url,
+            delete_event(&a, "req-r"),
+            2 * bound,
+            Some(2),
+            |ev| {
+                let deleter = &deleter;
+                async move { deleter.handle(ev, expired()).await.unwrap() }
+            },
+        )
+        .await;
+        assert!(
+            invocations > 2,
+            "the deletion really was split ({invocations})"
+        );
+        assert!(footprint(&env, &a, 6).await.is_empty());
+        let receipt = env.registry.receipt(&a, "req-r").await.unwrap().unwrap();
+        assert!(receipt.verified_empty);
+        assert!(receipt.counts["records"] <= 6);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_deletion_waiting_for_writers_hands_its_message_back_instead_of_spinning() {
+        let env = Env::new().await;
+        let a = tid("del-spin");
+        seed(&env, &a, 2, 2).await;
+        let epoch = env.registry.require(&a).await.unwrap().config.epoch;
+        let now = Utc::now();
+        let until = now + chrono::Duration::seconds(300);
+        assert!(
+            env.registry
+                .acquire_lease(&a, "puller-1", epoch, until, now)
+                .await
+                .unwrap()
+        );
+        let before = footprint(&env, &a, 2).await;
+        let url = env.config.delete_queue_url.clone();
+        // Every invocation starts with no time left. The event has no message to hand
+        // back: it continues once.
+        let out = env
+            .deleter()
+            .handle(delete_event(&a, "req-s"), expired())
+            .await
+            .unwrap();
+        assert_eq!(out["outcome"], "continued", "{out}");
+        // The continuation waits in the queue (invisible) instead of sending another.
+        for round in 1..=3 {
+            let batch = receive(&env, &url).await;
+            assert_eq!(
+                batch["Records"].as_array().unwrap().len(),
+                1,
+                "round {round}"
+            );
+            assert_eq!(
+                batch["Records"][0]["attributes"]["ApproximateReceiveCount"],
+                round.to_string(),
+                "the same message each round"
+            );
+            let response = env
+                .deleter()
+                .handle(batch.clone(), expired())
+                .await
+                .unwrap();
+            assert_eq!(handed_back(&response).len(), 1, "round {round}: {response}");
+            assert_eq!(queue_counts(&env, &url).await, (0, 1), "round {round}");
+            // (Time passes: the visibility timeout runs out.)
+            make_visible(&env, &url, &batch).await;
+        }
+        assert_eq!(
+            footprint(&env, &a, 2).await,
+            before,
+            "nothing deleted while writers live"
+        );
+
+        // The lease runs out (the puller released it): the same message completes.
+        env.registry.release_lease(&a, "puller-1").await.unwrap();
+        let batch = receive(&env, &url).await;
+        let response = env.deleter().handle(batch.clone(), long()).await.unwrap();
+        ack(&env, &url, &batch, &response).await;
+        assert!(footprint(&env, &a, 2).await.is_empty());
+        assert!(
+            env.registry
+                .receipt(&a, "req-s")
+                .await
+                .unwrap()
+                .unwrap()
+                .verified_empty
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1205,11 +1541,12 @@ mod races {
                 request_id: format!("req-{seed}"),
                 requested_at: Utc::now(),
                 phase: Default::default(),
+                shard: 0,
                 counts: BTreeMap::new(),
             };
             let report = env
                 .deleter()
-                .run(job, &format!("seed-{seed}"), long())
+                .run(job, &format!("seed-{seed}"), Via::Event, long())
                 .await
                 .unwrap();
             assert_eq!(report.outcome, DeleteOutcome::Completed, "seed {seed}");

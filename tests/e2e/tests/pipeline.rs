@@ -283,12 +283,35 @@ mod pull {
             &diffs[..diffs.len().min(5)]
         );
 
-        // Requests: ⌈N/500⌉ pages per stream (plus the reconciliation listings) and one token.
+        // Requests: ⌈N/500⌉ pages per stream and one token. The first reconciliation
+        // uses the backfill's listing: no stream is listed a second time, and with no
+        // pushed record nothing is confirmed by id.
         let stats = sim.stats();
-        let candidates = scenario.truth.candidates.len() as u64;
-        assert!(
-            stats.endpoint_total("/v3/candidates") <= 2 * candidates.div_ceil(500),
-            "{stats:?}"
+        let t = &scenario.truth;
+        for (endpoint, n) in [
+            ("GET /v3/candidates", t.candidates.len()),
+            ("GET /v3/applications", t.applications.len()),
+            ("GET /v3/jobs", t.jobs.len()),
+            ("GET /v3/attachments", t.attachments.len()),
+        ] {
+            assert_eq!(
+                stats.endpoint_total(endpoint),
+                (n as u64).div_ceil(500).max(1),
+                "{endpoint}: {stats:?}"
+            );
+        }
+        assert_eq!(
+            stats.total_requests,
+            stats.token_requests + report.counts.requests
+        );
+        assert_eq!(stats.token_requests, 1, "{stats:?}");
+        let runs = stack.registry().runs(&tenant, 50).await.unwrap();
+        assert_eq!(
+            runs.iter()
+                .filter(|r| r.kind == "reconcile" && r.outcome == "done")
+                .count(),
+            3,
+            "the first run reconciles every stream: {runs:?}"
         );
 
         // An unchanged incremental run: one request per stream, zero writes.
@@ -792,5 +815,334 @@ mod one_version_per_sync {
         assert_eq!(report.versions_written, 0, "{:?}", report.counts);
         assert_eq!(versions_by_record(&stack).await, versions);
         eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+    }
+}
+
+/// The pull distrusts the ATS (issue P): absence is no proof of deletion, timestamps from
+/// the future are refused, a run that lost data says so, a stalled ATS is reported.
+mod distrust {
+    use chrono::{DateTime, Duration, Utc};
+    use eds_e2e::Stack;
+    use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+    use eds_shared::domain::model::{Fields, LayerKind, Observation, ObservationScope};
+    use eds_shared::domain::version::{Cause, Change};
+    use eds_shared::pipeline::puller::{MAX_STALLED_INVOCATIONS, PullerSettings};
+    use eds_shared::store::{RecordRead, RecordWrite};
+    use eds_shared::tenants::{StreamName, SyncStatus, TenantConfig};
+    use greenhouse_sim::{
+        ALL_SCOPES, Entity, Faults, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator,
+    };
+    use serde_json::{Value, json};
+
+    fn scenario(seed: u64, candidates: usize) -> Scenario {
+        Scenario::generate(&ScenarioSpec {
+            seed,
+            candidates,
+            jobs: 3,
+            now: Utc::now() - Duration::minutes(30),
+            ..ScenarioSpec::default()
+        })
+    }
+
+    async fn tenant(
+        stack: &Stack,
+        name: &str,
+        sc: &Scenario,
+        config: SimConfig,
+        edit: impl FnOnce(&mut TenantConfig),
+    ) -> (SimHandle, TenantId) {
+        let sim = Simulator::start(config, sc.truth.clone()).await.unwrap();
+        sim.add_oauth_client("distrust-client", "distrust-secret-5e1f", ALL_SCOPES);
+        let cfg = stack
+            .enable_greenhouse_tenant_with(
+                name,
+                &sim,
+                json!({"kind": "client_credentials", "client_id": "distrust-client",
+                       "client_secret": "distrust-secret-5e1f"}),
+                edit,
+            )
+            .await
+            .unwrap();
+        (sim, cfg.tenant_id)
+    }
+
+    fn push(id: u64, title: &str, at: DateTime<Utc>) -> Change {
+        let mut fields = Fields::new();
+        fields.insert("first_name".into(), json!("Pushed"));
+        fields.insert("title".into(), json!(title));
+        Change::Observe {
+            layer: LayerKind::Push,
+            observation: Observation {
+                entity: EntityKind::Candidate,
+                ats_id: AtsId::from_u64(id),
+                ats_updated_at: Some(at),
+                scope: ObservationScope::Record { fields },
+            },
+        }
+    }
+
+    fn key(t: &TenantId, id: u64) -> RecordKey {
+        RecordKey::new(t.clone(), EntityKind::Candidate, AtsId::from_u64(id))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_only_pushed_is_tombstoned_only_when_the_ats_says_it_is_gone() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(31, 20);
+        let (sim, t) = tenant(&stack, "only-pushed", &sc, SimConfig::default(), |_| {}).await;
+        let ids = sim.mutate().ids(Entity::Candidate);
+        let (listed, hidden, gone) = (ids[0], ids[1], 99_000_001);
+        // The credential cannot see `hidden` (a private candidate): no listing shows it
+        // and a read by id is refused; `gone` does not exist in the ATS at all.
+        sim.mutate().hide(Entity::Candidate, hidden);
+        let at = Utc::now() - Duration::days(30);
+        let store = stack.store();
+        store
+            .apply_page(
+                &t,
+                vec![
+                    push(listed, "a", at),
+                    push(hidden, "b", at),
+                    push(gone, "c", at),
+                ],
+                Utc::now(),
+            )
+            .await
+            .unwrap();
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        let report = stack.sync(&puller, Utc::now()).await.unwrap();
+
+        let head = |id| {
+            let store = store.clone();
+            let k = key(&t, id);
+            async move { store.get(&k).await.unwrap().unwrap() }
+        };
+        let g = head(gone).await;
+        assert!(g.view.deleted.is_some(), "the ATS answered 404: tombstoned");
+        assert_eq!(g.cause, Cause::AtsDeleted);
+        let h = head(hidden).await;
+        assert!(h.view.deleted.is_none(), "absence alone is no proof: kept");
+        assert_eq!(h.view.fields["title"], json!("b"));
+        let l = head(listed).await;
+        assert!(l.view.deleted.is_none());
+        assert!(
+            l.state.layer(LayerKind::Pull).is_some(),
+            "merged with the pull"
+        );
+
+        let stats = sim.stats();
+        assert_eq!(stats.count("GET /v3/candidates/{id}", 404), 1, "{stats:?}");
+        assert_eq!(stats.count("GET /v3/candidates/{id}", 403), 1, "{stats:?}");
+        assert_eq!(stats.endpoint_total("GET /v3/candidates"), 1, "listed once");
+        let runs = stack.registry().runs(&t, 50).await.unwrap();
+        let rec = runs
+            .iter()
+            .find(|r| r.kind == "reconcile" && r.stream == StreamName::Candidates)
+            .expect("a candidates reconciliation");
+        assert_eq!(rec.outcome, "done");
+        assert_eq!(rec.counts.tombstoned, 1, "{rec:?}");
+        assert_eq!(rec.counts.not_visible, 1, "{rec:?}");
+        assert_eq!(report.counts.not_visible, 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_far_future_updated_at_from_the_ats_is_quarantined_and_a_later_push_still_wins() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(32, 6);
+        let (sim, t) = tenant(&stack, "future-ts", &sc, SimConfig::default(), |_| {}).await;
+        let id = sim.mutate().ids(Entity::Candidate)[0];
+        let mut v = sim.mutate().get(Entity::Candidate, id).unwrap();
+        v["updated_at"] = json!("9999-12-31T23:59:59.000Z");
+        v["title"] = json!("Frozen");
+        // Listed by an ordinary window, but its payload claims the year 9999.
+        sim.mutate()
+            .put_lying(Entity::Candidate, v, Utc::now() - Duration::minutes(20))
+            .unwrap();
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        let report = stack.sync(&puller, Utc::now()).await.unwrap();
+        assert!(report.counts.quarantined >= 1, "{:?}", report.counts);
+        let q = stack.registry().quarantine(&t).await.unwrap();
+        assert!(
+            q.iter()
+                .any(|e| e.ats_id.as_deref() == Some(id.to_string().as_str())
+                    && e.error.contains("9999-12-31")
+                    && e.error.contains("ahead of eds's clock")),
+            "{q:?}"
+        );
+        let streams = stack.registry().streams(&t).await.unwrap();
+        let cands = streams
+            .iter()
+            .find(|s| s.stream == StreamName::Candidates)
+            .unwrap();
+        assert_eq!(cands.status, SyncStatus::Degraded, "{cands:?}");
+        // A valid push made now wins: nothing from the future was stored to beat it.
+        let store = stack.store();
+        store
+            .apply_page(&t, vec![push(id, "Pushed now", Utc::now())], Utc::now())
+            .await
+            .unwrap();
+        let head = store.get(&key(&t, id)).await.unwrap().unwrap();
+        assert_eq!(head.view.fields["title"], json!("Pushed now"));
+        let pulled = head.state.layer(LayerKind::Pull);
+        assert!(
+            pulled.is_none_or(|l| l.fields.get("title") != Some(&json!("Frozen"))),
+            "{pulled:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_run_whose_attachments_are_quarantined_is_degraded_not_done() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(33, 8);
+        assert!(!sc.truth.attachments.is_empty());
+        // The simulator's file host (loopback) is not allowed for this tenant.
+        let (_sim, t) = tenant(&stack, "no-files", &sc, SimConfig::default(), |c| {
+            c.attachment_hosts.clear();
+            c.allow_loopback_attachments = false;
+        })
+        .await;
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        let report = stack.sync(&puller, Utc::now()).await.unwrap();
+        let n = sc.truth.attachments.len() as u64;
+        assert_eq!(
+            report.counts.attachments_quarantined, n,
+            "{:?}",
+            report.counts
+        );
+        let streams = stack.registry().streams(&t).await.unwrap();
+        let files = streams
+            .iter()
+            .find(|s| s.stream == StreamName::Attachments)
+            .unwrap();
+        assert_eq!(files.status, SyncStatus::Degraded);
+        let reason = files.reason.clone().unwrap_or_default();
+        assert!(
+            reason.contains(&format!("{n} attachment(s) quarantined")),
+            "{reason}"
+        );
+        for s in streams
+            .iter()
+            .filter(|s| s.stream != StreamName::Attachments)
+        {
+            assert_eq!(s.status, SyncStatus::Done, "{s:?}");
+        }
+        let runs = stack.registry().runs(&t, 50).await.unwrap();
+        assert!(
+            runs.iter()
+                .any(|r| r.stream == StreamName::Attachments && r.outcome == "degraded"),
+            "{runs:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ats_too_slow_for_one_page_is_reported_after_a_bounded_number_of_invocations() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(34, 4);
+        // Every API answer takes 3 s; every invocation has well under that. (A slower
+        // machine only makes each invocation shorter still: the test does not depend on
+        // its speed.)
+        let config = SimConfig {
+            faults: Faults {
+                latency: Some((
+                    std::time::Duration::from_secs(3),
+                    std::time::Duration::from_secs(3),
+                )),
+                ..Faults::default()
+            },
+            ..SimConfig::default()
+        };
+        let (_sim, t) = tenant(&stack, "slow-ats", &sc, config, |_| {}).await;
+        let settings = PullerSettings {
+            margin: std::time::Duration::from_millis(400),
+            ..PullerSettings::default()
+        };
+        let puller = stack.puller(settings).unwrap();
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        let steps = 4 + 3; // four pulls, three reconciliations
+        let bound = MAX_STALLED_INVOCATIONS as usize * steps + 1;
+        let (_, invocations) = stack
+            .drain_pull_queue(&puller, std::time::Duration::from_millis(900), 10 * bound)
+            .await
+            .unwrap();
+        assert!(
+            invocations <= bound,
+            "{invocations} invocations for {steps} stalled steps"
+        );
+        let streams = stack.registry().streams(&t).await.unwrap();
+        assert_eq!(streams.len(), 4);
+        for s in &streams {
+            assert_eq!(s.status, SyncStatus::Failed, "{s:?}");
+            let reason = s.reason.clone().unwrap_or_default();
+            assert!(reason.contains("no progress"), "{reason}");
+        }
+        let runs: Vec<Value> = stack
+            .registry()
+            .runs(&t, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| json!(r.outcome))
+            .collect();
+        assert!(
+            runs.iter().any(|o| o
+                .as_str()
+                .is_some_and(|o| o.starts_with("failed: no progress"))),
+            "{runs:?}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retry_after_beyond_the_invocation_waits_in_the_queue_not_in_a_loop() {
+        let stack = Stack::new().await.unwrap();
+        let sc = scenario(35, 4);
+        // Every API request is answered 429 with `Retry-After: 3600`.
+        let config = SimConfig {
+            hostile: greenhouse_sim::Hostile {
+                retry_after: Some("3600".into()),
+                ..Default::default()
+            },
+            ..SimConfig::default()
+        };
+        let (sim, t) = tenant(&stack, "hour-wait", &sc, config, |_| {}).await;
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        let before = Utc::now();
+        let (_, invocations) = stack
+            .drain_pull_queue(&puller, std::time::Duration::from_secs(300), 50)
+            .await
+            .unwrap();
+        // One invocation, one request; the job waits out the hour invisible in the queue
+        // (its visibility timeout), so nothing more reaches the ATS in that hour.
+        assert_eq!(invocations, 1);
+        let stats = sim.stats();
+        assert_eq!(stats.total_requests - stats.token_requests, 1, "{stats:?}");
+        let attrs = stack
+            .aws
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&stack.config.pull_queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let attr = |n: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs
+                .attributes()
+                .and_then(|a| a.get(&n))
+                .cloned()
+                .unwrap_or_default()
+        };
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        assert_eq!(attr(A::ApproximateNumberOfMessages), "0");
+        assert_eq!(attr(A::ApproximateNumberOfMessagesNotVisible), "1");
+        let runs = stack.registry().runs(&t, 10).await.unwrap();
+        let run = runs
+            .iter()
+            .find(|r| r.outcome.starts_with("rate_limited: until "))
+            .expect("the run says until when");
+        let until: DateTime<Utc> = run.outcome["rate_limited: until ".len()..].parse().unwrap();
+        assert!(until >= before + Duration::minutes(59), "{until}");
+        assert_eq!(run.counts.requests, 1);
+        assert_eq!(run.counts.rate_limited_429, 1);
     }
 }

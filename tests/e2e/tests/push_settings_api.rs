@@ -414,6 +414,134 @@ async fn an_invalid_record_is_quarantined_with_its_reason_and_the_rest_applied()
 }
 
 #[tokio::test]
+async fn a_record_the_json_parser_refuses_is_quarantined_alone_and_its_batch_applied() {
+    let e = env().await;
+    let t = tenant_name("raw");
+    e.enable(&t).await;
+    let good = |id: &str| candidate(id, "2026-03-01T10:00:00Z", json!({"first_name": "A"}));
+    // Deeper than serde_json's recursion limit (128), a lone surrogate, a repeated member
+    // (at the top of the record and inside its fields).
+    let deep = format!(
+        r#"{{"entity":"candidate","id":"2","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{{"custom_fields":{{"k":{}{}}}}}}}"#,
+        "[".repeat(300),
+        "]".repeat(300)
+    );
+    let surrogate = r#"{"entity":"candidate","id":"3","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{"first_name":"\ud800"}}"#;
+    let repeated = r#"{"entity":"candidate","id":"4","op":"upsert","updated_at":"2026-03-01T10:00:00Z","fields":{"first_name":"A","first_name":"B"}}"#;
+    let body = format!(
+        r#"{{"tenant":"{t}","records":[{},{deep},{surrogate},{repeated},{}]}}"#,
+        good("1"),
+        good("5")
+    );
+    let resp = e
+        .push
+        .handle_event(
+            &sqs_event(&[body]),
+            &e.stack.aws.sqs,
+            &e.stack.config.pull_queue_url,
+        )
+        .await;
+    assert!(
+        resp.batch_item_failures.is_empty(),
+        "the message is not poison"
+    );
+    let mut q = e
+        .registry
+        .quarantine(&TenantId::parse(t.as_str()).unwrap())
+        .await
+        .unwrap();
+    q.sort_by(|a, b| a.error.cmp(&b.error));
+    let errors: Vec<&str> = q.iter().map(|x| x.error.as_str()).collect();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[0].starts_with("record 1: record is not readable JSON: recursion limit"));
+    assert!(errors[1].starts_with("record 2: record is not readable JSON:"));
+    assert!(
+        errors[2].starts_with(
+            "record 3: record is not readable JSON: member \"first_name\" appears more than once"
+        ),
+        "{errors:?}"
+    );
+    assert!(
+        q.iter().all(|x| x.ats_id.is_none()),
+        "no id read from an unreadable record"
+    );
+    for (id, status) in [("1", 200), ("2", 404), ("3", 404), ("4", 404), ("5", 200)] {
+        assert_eq!(
+            e.get(&format!("/tenants/{t}/records/candidate/{id}"), "")
+                .await
+                .0,
+            status,
+            "candidate {id}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_delete_of_an_id_never_pushed_writes_nothing_and_is_counted() {
+    let e = env().await;
+    let t = tenant_name("ghost");
+    e.enable(&t).await;
+    let (records_before, _) = e.counts().await;
+    let report = e
+        .push_records(
+            &t,
+            json!([{"entity": "job", "id": "404", "op": "delete", "updated_at": "2026-03-01T10:00:00Z"}]),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.unknown_deletes, 1);
+    assert_eq!(
+        (report.created, report.updated, report.quarantined),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        e.get(&format!("/tenants/{t}/records/job/404"), "").await.0,
+        404,
+        "no tombstone of a record that never existed"
+    );
+    assert_eq!(e.counts().await.0, records_before, "nothing written");
+    // A record that exists is still deleted by the same message shape.
+    e.push_records(
+        &t,
+        json!([{"entity": "job", "id": "7", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z", "fields": {"name": "x"}}]),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
+    let report = e
+        .push_records(
+            &t,
+            json!([{"entity": "job", "id": "7", "op": "delete", "updated_at": "2026-03-02T10:00:00Z"}]),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.updated, report.unknown_deletes), (1, 0));
+    let (_, rec) = e.get(&format!("/tenants/{t}/records/job/7"), "").await;
+    assert_eq!(rec["cause"], json!("push_deleted"));
+}
+
+#[tokio::test]
+async fn an_empty_requisition_id_is_free_text_and_the_job_is_stored() {
+    let e = env().await;
+    let t = tenant_name("req");
+    e.enable(&t).await;
+    let report = e
+        .push_records(
+            &t,
+            json!([{"entity": "job", "id": "8", "op": "upsert", "updated_at": "2026-03-01T10:00:00Z",
+                    "fields": {"name": "x", "requisition_id": ""}}]),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((report.created, report.quarantined), (1, 0));
+    let (_, rec) = e.get(&format!("/tenants/{t}/records/job/8"), "").await;
+    assert_eq!(rec["view"]["fields"]["requisition_id"], json!(""));
+}
+
+#[tokio::test]
 async fn push_to_a_deleting_tenant_writes_nothing_and_unknown_tenants_are_poison() {
     let e = env().await;
     let t = tenant_name("gone");

@@ -1083,6 +1083,13 @@ mod storm {
         let reason = apps.reason.clone().unwrap_or_default();
         assert!(reason.contains("applications"), "{reason}");
         assert!(reason.contains("forbidden (403)"), "{reason}");
+        // The failed call's request is counted (it was 0: a failed call reported nothing).
+        let runs = stack.registry().runs(&t, 50).await.unwrap();
+        let failed = runs
+            .iter()
+            .find(|r| r.stream == StreamName::Applications && r.outcome.starts_with("failed"))
+            .expect("the applications run");
+        assert_eq!(failed.counts.requests, 1, "{failed:?}");
         for st in streams
             .iter()
             .filter(|s| s.stream != StreamName::Applications)
@@ -1291,6 +1298,7 @@ mod races {
                 steps: plan_run(&cfg, now),
                 resume: None,
                 continuation: 0,
+                stalled: 0,
             }
         };
         let long = || tokio::time::Instant::now() + Duration::from_secs(120);
@@ -1498,6 +1506,7 @@ mod isolation {
             steps: vec![Step::Pull(StreamName::Candidates)],
             resume: None,
             continuation: 0,
+            stalled: 0,
         };
         let (outcome, report) = puller.handle_job(&crafted, long()).await.unwrap();
         assert!(matches!(outcome, JobOutcome::Dropped(_)), "{outcome:?}");

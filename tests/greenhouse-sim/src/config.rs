@@ -51,6 +51,25 @@ pub struct Faults {
     pub cursor_expiry_rate: f64,
 }
 
+/// A deliberately hostile (or badly broken) ATS on the API surfaces, after
+/// authentication: for tests of what the client does with answers no real Greenhouse
+/// should give. `Default`: off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hostile {
+    /// Every API request is answered 429 with this `Retry-After` value, verbatim
+    /// (`"1e20"`, `"999999"`, an HTTP date, garbage).
+    pub retry_after: Option<String>,
+    /// Every API request is answered 200 with a JSON array of this many synthetic rows,
+    /// generated while it is sent (chunked, no `Content-Length`), so that a page of any
+    /// size is served without being held in memory.
+    pub page_rows: Option<u64>,
+    /// Approximate size of one synthetic row in bytes (0: 1,000).
+    pub row_bytes: u32,
+    /// Send every API response body (not `page_rows` pages) at this many bytes per
+    /// second.
+    pub drip_bytes_per_sec: Option<u64>,
+}
+
 /// Everything configurable. `Default`: limits off, no faults, Greenhouse's documented
 /// lifetimes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +94,7 @@ pub struct SimConfig {
     /// Lifetime of signed attachment URLs in simulated time.
     pub attachment_url_ttl: Duration,
     pub faults: Faults,
+    pub hostile: Hostile,
     /// API + token listener port (0 = any free port).
     pub api_port: u16,
     /// Storage listener port (0 = any free port).
@@ -98,6 +118,7 @@ impl Default for SimConfig {
             cursor_ttl: None,
             attachment_url_ttl: Duration::from_secs(7 * 24 * 3600),
             faults: Faults::default(),
+            hostile: Hostile::default(),
             api_port: 0,
             storage_port: 0,
         }

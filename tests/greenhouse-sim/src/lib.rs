@@ -26,7 +26,7 @@ mod store;
 
 pub use canonical::{Difference, ExpectedRecord, canonical_view, compare_view};
 pub use clock::SimClock;
-pub use config::{Burst429, ExpiryStyle, Faults, RateClock, SimConfig};
+pub use config::{Burst429, ExpiryStyle, Faults, Hostile, RateClock, SimConfig};
 pub use files::{attachment_bytes, attachment_sha256, attachment_size};
 pub use model::{ALL_SCOPES, AtsData, Entity, Records};
 pub use scenario::{

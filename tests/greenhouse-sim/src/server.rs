@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{AuthState, Principal, TokenError};
 use crate::clock::SimClock;
-use crate::config::{ExpiryStyle, Faults, RateClock, SimConfig};
+use crate::config::{ExpiryStyle, Faults, Hostile, RateClock, SimConfig};
 use crate::files::{attachment_bytes, attachment_sha256, sign};
 use crate::model::{AtsData, Entity, millis, parse_ts, ts};
 use crate::store::{Bounds, Filters, Row, Store, StoreError};
@@ -395,11 +395,12 @@ impl Shared {
         headers: &HeaderMap,
         f: impl FnOnce(&Shared) -> Out,
     ) -> Response {
-        let (limit, window, faults) = {
+        let (limit, window, faults, hostile) = {
             let c = read(&self.cfg);
+            let h = c.hostile.clone();
             match surface {
-                Surface::V3 => (c.rate_limit_v3, c.rate_window_v3, c.faults.clone()),
-                Surface::V1 => (c.rate_limit_v1, c.rate_window_v1, c.faults.clone()),
+                Surface::V3 => (c.rate_limit_v3, c.rate_window_v3, c.faults.clone(), h),
+                Surface::V1 => (c.rate_limit_v1, c.rate_window_v1, c.faults.clone(), h),
             }
         };
         let tag = if surface == Surface::V3 { "v3" } else { "v1" };
@@ -442,6 +443,14 @@ impl Shared {
                 Out::message(403, "Forbidden", &["The acting user is not a Site Admin"]),
             );
         }
+        if let Some(ra) = &hostile.retry_after {
+            let mut out = Out::message(429, "Rate limit exceeded", &[]);
+            out.extra.push((header::RETRY_AFTER, ra.clone()));
+            return self.finish(endpoint, Some(&rate), out);
+        }
+        if let Some(rows) = hostile.page_rows {
+            return self.hostile_page(endpoint, &rate, rows, &hostile);
+        }
         let (fault, delay) = self.draw_fault(&faults);
         if let Some(d) = delay {
             tokio::time::sleep(d).await;
@@ -473,7 +482,58 @@ impl Shared {
         if matches!(fault, Fault::Malformed) && out.status == 200 {
             out.body.truncate(out.body.len() / 2);
         }
-        self.finish(endpoint, Some(&rate), out)
+        match hostile.drip_bytes_per_sec {
+            Some(rate_bps) => {
+                let body = std::mem::take(&mut out.body);
+                let mut resp = self.finish(endpoint, Some(&rate), out);
+                *resp.body_mut() = drip(body, rate_bps);
+                resp
+            }
+            None => self.finish(endpoint, Some(&rate), out),
+        }
+    }
+
+    /// A 200 whose body is a JSON array of `rows` synthetic rows of about
+    /// `hostile.row_bytes` each, generated chunk by chunk while it is sent (not dripped).
+    fn hostile_page(&self, endpoint: &str, rate: &Rate, rows: u64, hostile: &Hostile) -> Response {
+        let row_bytes = if hostile.row_bytes == 0 {
+            1000
+        } else {
+            hostile.row_bytes as usize
+        };
+        let out = Out::json(200, json!([]));
+        let mut resp = self.finish(endpoint, Some(rate), out);
+        const ROWS_PER_CHUNK: u64 = 64;
+        let chunks = futures::stream::unfold(0u64, move |next| async move {
+            if next > rows {
+                return None;
+            }
+            let mut chunk = Vec::with_capacity((ROWS_PER_CHUNK as usize) * (row_bytes + 2));
+            if next == 0 {
+                chunk.push(b'[');
+            }
+            let end = (next + ROWS_PER_CHUNK).min(rows);
+            for id in next..end {
+                if id > 0 {
+                    chunk.push(b',');
+                }
+                let head = format!(
+                    r#"{{"id":{},"first_name":"Hostile","last_name":"Row {id}","updated_at":"2026-01-01T00:00:00.000Z","padding":""#,
+                    id + 1
+                );
+                chunk.extend_from_slice(head.as_bytes());
+                let pad = row_bytes.saturating_sub(head.len() + 2);
+                chunk.resize(chunk.len() + pad, b'x');
+                chunk.extend_from_slice(b"\"}");
+            }
+            if end == rows {
+                chunk.push(b']');
+                return Some((Ok::<_, std::io::Error>(chunk), rows + 1));
+            }
+            Some((Ok(chunk), end))
+        });
+        *resp.body_mut() = Body::from_stream(chunks);
+        resp
     }
 
     fn draw_fault(&self, f: &Faults) -> (Fault, Option<Duration>) {
@@ -630,6 +690,12 @@ impl Shared {
             return Out::not_found();
         };
         let store = read(&self.store);
+        if store.hidden.contains(&(e, id)) {
+            return Out::json(
+                403,
+                json!({"message": "Forbidden", "errors": ["You do not have access to this record."]}),
+            );
+        }
         let Some(row) = store.table(e).get(&id) else {
             return Out::not_found();
         };
@@ -976,6 +1042,23 @@ impl Shared {
         );
         resp
     }
+}
+
+/// `body` sent `bytes_per_sec` bytes at a time, one piece per second (the first at once).
+fn drip(body: Vec<u8>, bytes_per_sec: u64) -> Body {
+    let step = usize::try_from(bytes_per_sec.max(1)).unwrap_or(usize::MAX);
+    let pieces = futures::stream::unfold((body, 0usize), move |(body, at)| async move {
+        if at >= body.len() {
+            return None;
+        }
+        if at > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let end = at.saturating_add(step).min(body.len());
+        let piece = body[at..end].to_vec();
+        Some((Ok::<_, std::io::Error>(piece), (body, end)))
+    });
+    Body::from_stream(pieces)
 }
 
 impl Out {
@@ -1450,6 +1533,25 @@ impl Mutator {
 
     /// Inserts (or replaces) a record. Without an `id` it gets one above every existing
     /// id; missing `created_at` / `updated_at` are set to now.
+    /// Hides a record from this ATS's credential: it stays in the ATS, but listings
+    /// leave it out and a read by id answers 403 (as for a private candidate the acting
+    /// user may not see).
+    pub fn hide(&self, e: Entity, id: u64) {
+        write(&self.shared.store).hidden.insert((e, id));
+    }
+
+    /// Stores `value` exactly as given (its own `updated_at`, however wrong) while the
+    /// `updated_at` filters see `listed_at`: a hostile ATS whose payload disagrees with its
+    /// index, e.g. a far-future `updated_at` returned by an ordinary window.
+    pub fn put_lying(
+        &self,
+        e: Entity,
+        value: Value,
+        listed_at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        write(&self.shared.store).put_value_listed_at(e, &value, listed_at.timestamp_millis())
+    }
+
     pub fn insert(&self, e: Entity, mut value: Value) -> Result<u64, StoreError> {
         let now = self.now_ts();
         let mut store = write(&self.shared.store);

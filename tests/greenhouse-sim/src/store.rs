@@ -143,6 +143,9 @@ impl Filters {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     pub tables: [BTreeMap<u64, Row>; 4],
+    /// Records that exist but the credential cannot see (e.g. private candidates for a
+    /// user without access): left out of every listing, refused (403) by id.
+    pub hidden: std::collections::BTreeSet<(Entity, u64)>,
 }
 
 impl Store {
@@ -187,7 +190,7 @@ impl Store {
             None => Box::new(t.range(..before).rev().map(|(i, r)| (*i, r))),
         };
         for (id, row) in iter {
-            if !f.matches(row) {
+            if !f.matches(row) || self.hidden.contains(&(e, id)) {
                 continue;
             }
             if out.len() == per_page {
@@ -217,6 +220,20 @@ impl Store {
 
     pub fn put_value(&mut self, e: Entity, v: &Value) -> Result<u64, StoreError> {
         let (id, row) = Row::from_value(v)?;
+        self.table_mut(e).insert(id, row);
+        Ok(id)
+    }
+
+    /// Stores `v` as given while the `updated_at` filters see `listed_updated_ms`: a
+    /// hostile ATS whose payload disagrees with its own index.
+    pub fn put_value_listed_at(
+        &mut self,
+        e: Entity,
+        v: &Value,
+        listed_updated_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let (id, mut row) = Row::from_value(v)?;
+        row.updated = listed_updated_ms;
         self.table_mut(e).insert(id, row);
         Ok(id)
     }

@@ -15,10 +15,16 @@ use url::Url;
 
 use super::http::{ApiClient, RequestKind, next_link};
 use super::{ConnectorError, Cursor, RequestStats};
+use crate::attachments::guard::ApiHostRules;
 
 pub use super::http::RetryPolicy;
 pub use v1::GreenhouseV1;
 pub use v3::GreenhouseV3;
+
+/// The hosts Greenhouse serves attachment files from (signed links on its S3 storage,
+/// e.g. `prod-heroku.s3.amazonaws.com`): every tenant may download from these; a tenant's
+/// `attachment_hosts` adds to them.
+pub const ATTACHMENT_HOSTS: &[&str] = &["s3.amazonaws.com"];
 
 /// Greenhouse's maximum page size (v1 and v3).
 pub const MAX_PER_PAGE: u32 = 500;
@@ -31,14 +37,30 @@ pub struct GreenhouseConfig {
     /// 1..=500.
     pub per_page: u32,
     pub retry: RetryPolicy,
+    /// The bar a tenant's base URL must meet, also after DNS resolution; `None` only
+    /// for a URL eds chose itself (tests against the local simulator).
+    pub host_rules: Option<ApiHostRules>,
 }
 
 impl GreenhouseConfig {
+    /// A client of a URL eds chose itself; a tenant's URL goes through
+    /// [`GreenhouseConfig::for_tenant`].
     pub fn new(base_url: Url) -> Self {
         Self {
             base_url,
             per_page: MAX_PER_PAGE,
             retry: RetryPolicy::default(),
+            host_rules: None,
+        }
+    }
+
+    /// A client of a tenant's configured base URL: https on a public host only (plain
+    /// http and loopback too when `local_testing`, i.e. `EDS_LOCAL_TESTING`), checked
+    /// now and on every DNS answer.
+    pub fn for_tenant(base_url: Url, local_testing: bool) -> Self {
+        Self {
+            host_rules: Some(ApiHostRules::new(local_testing)),
+            ..Self::new(base_url)
         }
     }
 
@@ -90,7 +112,11 @@ pub(crate) async fn fetch_rows(
     let endpoint = super::http::endpoint_of(&url);
     let mut stats = RequestStats::default();
     let resp = api.get(url.clone(), kind, deadline, &mut stats).await?;
-    let rows = match serde_json::from_slice::<Value>(&resp.body) {
+    let parsed = serde_json::from_slice::<Value>(&resp.body);
+    // The raw body (up to the body limit) is not kept beside its parsed form.
+    let headers = resp.headers;
+    drop(resp.body);
+    let rows = match parsed {
         Ok(Value::Array(rows)) => rows,
         Ok(other) => {
             return Err(ConnectorError::Malformed {
@@ -117,7 +143,7 @@ pub(crate) async fn fetch_rows(
             });
         }
     };
-    let next = match next_link(&resp.headers) {
+    let next = match next_link(&headers) {
         None => None,
         Some(target) => {
             // Relative links are resolved against the request; absolute ones are used

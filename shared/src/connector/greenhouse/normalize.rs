@@ -79,6 +79,19 @@ fn id_string(v: &Value) -> Result<String, String> {
     }
 }
 
+/// Free text that Greenhouse may send as a number (`requisition_id`): kept as typed,
+/// an empty or blank string included; it is not a record id and never converted as one.
+fn text(v: &Value) -> Result<Value, String> {
+    match v {
+        Value::Null | Value::String(_) => Ok(v.clone()),
+        Value::Number(n) => Ok(Value::String(n.to_string())),
+        other => Err(format!(
+            "expected string, number or null, got {}",
+            type_name(other)
+        )),
+    }
+}
+
 fn id(v: &Value) -> Result<Value, String> {
     match v {
         Value::Null => Ok(Value::Null),
@@ -215,7 +228,7 @@ const V3_APPLICATION: &[Mapping] = &[
 
 const V3_JOB: &[Mapping] = &[
     ("name", "name", string),
-    ("requisition_id", "requisition_id", id),
+    ("requisition_id", "requisition_id", text),
     ("status", "status", string),
     ("confidential", "confidential", boolean),
     ("department_id", "department_id", id),
@@ -639,7 +652,7 @@ pub fn v1_application(v: &Value) -> Result<Observation, RecordError> {
 
 const V1_JOB: &[Mapping] = &[
     ("name", "name", string),
-    ("requisition_id", "requisition_id", id),
+    ("requisition_id", "requisition_id", text),
     ("status", "status", string),
     ("confidential", "confidential", boolean),
     ("department_id", "department_id", id),
@@ -848,6 +861,21 @@ mod tests {
         for k in f.keys() {
             assert!(EntityKind::Application.is_known_field(k), "{k}");
         }
+    }
+
+    #[test]
+    fn a_requisition_id_is_free_text_kept_as_typed_even_when_empty() {
+        let job = |req: Value| {
+            json!({"id": 5, "name": "x", "requisition_id": req,
+                   "updated_at": "2026-01-01T00:00:00Z"})
+        };
+        for req in [json!(""), json!("  "), json!(" REQ 7/b "), Value::Null] {
+            let o = v3_job(&job(req.clone())).unwrap();
+            assert_eq!(fields(&o)["requisition_id"], req);
+            let o = v1_job(&job(req.clone())).unwrap();
+            assert_eq!(fields(&o)["requisition_id"], req);
+        }
+        assert!(v3_job(&job(json!({"a": 1}))).is_err());
     }
 
     #[test]

@@ -48,7 +48,13 @@ impl GreenhouseV1 {
     ) -> Result<Self, ConnectorError> {
         config.validate()?;
         Ok(Self {
-            api: ApiClient::new(config.base_url, tokens, limiter, config.retry)?,
+            api: ApiClient::new(
+                config.base_url,
+                tokens,
+                limiter,
+                config.retry,
+                config.host_rules,
+            )?,
             per_page: config.per_page,
         })
     }

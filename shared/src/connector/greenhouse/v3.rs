@@ -16,10 +16,10 @@ use url::Url;
 use super::normalize::{self, best_effort_id};
 use super::{GreenhouseConfig, fetch_rows};
 use crate::auth::AccessTokens;
-use crate::connector::http::ApiClient;
+use crate::connector::http::{ApiClient, RequestKind};
 use crate::connector::{
-    AtsConnector, ConnectorError, Cursor, IdPage, Page, Quarantined, RateLimiter, RequestStats,
-    Stream, Window, canonical_timestamp,
+    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Quarantined,
+    RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
 };
 use crate::domain::ids::AtsId;
 
@@ -57,7 +57,13 @@ impl GreenhouseV3 {
     ) -> Result<Self, ConnectorError> {
         config.validate()?;
         Ok(Self {
-            api: ApiClient::new(config.base_url, tokens, limiter, config.retry)?,
+            api: ApiClient::new(
+                config.base_url,
+                tokens,
+                limiter,
+                config.retry,
+                config.host_rules,
+            )?,
             per_page: config.per_page,
         })
     }
@@ -183,6 +189,34 @@ impl AtsConnector for GreenhouseV3 {
             next: raw.next,
             stats: raw.stats,
         })
+    }
+
+    async fn confirm_presence(
+        &self,
+        stream: Stream,
+        ids: &[AtsId],
+        deadline: Instant,
+    ) -> Result<PresencePage, ConnectorError> {
+        let mut out = PresencePage::default();
+        for id in ids {
+            let mut url = self.api.url(resource(stream))?;
+            url.path_segments_mut()
+                .map_err(|_| ConnectorError::Config("base URL cannot have a path".into()))?
+                .push(id.as_str());
+            let answer = self
+                .api
+                .get(url, RequestKind::Initial, deadline, &mut out.stats)
+                .await;
+            let presence = match answer {
+                Ok(_) => Presence::Present,
+                Err(ConnectorError::BadRequest { status: 404, .. }) => Presence::Gone,
+                Err(ConnectorError::Forbidden { .. }) => Presence::NotVisible,
+                Err(ConnectorError::Deadline { .. }) if !out.checked.is_empty() => break,
+                Err(e) => return Err(e),
+            };
+            out.checked.push((id.clone(), presence));
+        }
+        Ok(out)
     }
 
     fn metrics(&self) -> RequestStats {
