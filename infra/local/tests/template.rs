@@ -103,6 +103,9 @@ const SDK_OPERATIONS: &[(&str, &[&str])] = &[
 const DATA_SERVICES: &[&str] = &["dynamodb", "sqs", "s3", "secretsmanager", "events"];
 
 /// Variables the code reads that the template must never set.
+/// Set by the Lambda runtime in every function (reserved: a template may not set them).
+const LAMBDA_RUNTIME_VARS: &[&str] = &["AWS_LAMBDA_FUNCTION_NAME"];
+
 const LOCAL_ONLY_VARS: &[&str] = &["EDS_LOCAL_TESTING"];
 
 // ------------------------------------------------------------------ source analysis
@@ -880,7 +883,9 @@ fn every_environment_variable_the_code_reads_is_set_and_local_switches_never_are
             "{crate_dir}: the analysis sees Config::from_env"
         );
         for var in &needs.env {
-            if LOCAL_ONLY_VARS.contains(&var.as_str()) {
+            if LOCAL_ONLY_VARS.contains(&var.as_str())
+                || LAMBDA_RUNTIME_VARS.contains(&var.as_str())
+            {
                 continue;
             }
             assert!(
