@@ -520,10 +520,11 @@ async fn page_reports_backfills_corrections_and_skips_bad_records() {
     ];
     let out = fx.store.apply_page(&fx.tenant, pull, t(10)).await.unwrap();
     assert_eq!((out.created, out.updated, out.rejected), (1, 1, 1));
+    // A record nobody pushed (id 3) backfills nothing: there was no pushed gap to fill.
     assert_eq!(
         (out.backfilled, out.corrected),
-        (2, 1),
-        "company and new record's first_name; title"
+        (1, 1),
+        "company backfilled; title corrected"
     );
     assert!(
         matches!(&out.records[1].outcome, RecordOutcome::Rejected { error } if error.contains("bound"))
