@@ -837,7 +837,7 @@ impl Puller {
                 .collect();
             let outcome = self
                 .store
-                .apply_run_page(&tenant, &run.job.run_id, changes, Utc::now())
+                .apply_page(&tenant, changes, Utc::now())
                 .await
                 .map_err(|e| JobError::Retry {
                     reason: e.to_string(),
