@@ -63,6 +63,11 @@ pub struct PullJob {
     /// answer one page is reported instead of being continued forever.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub stalled: u32,
+    /// A continuation sent because the ATS's rate limit held past the invocation's
+    /// deadline: the job sends no request before this time (the limiter's block carried
+    /// into the next invocation, which may run in another container).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -143,6 +148,7 @@ mod tests {
             resume: None,
             continuation,
             stalled: 0,
+            not_before: None,
         }
     }
 

@@ -120,6 +120,9 @@ struct Run<'a> {
     /// Units of work finished by this invocation (pages committed, id pages read,
     /// confirmation batches, a token refresh, a re-merge page).
     units: u32,
+    /// Set when the ATS's rate limit outlasts this invocation after it made progress:
+    /// the continuation carries it (see [`PullJob::not_before`]).
+    not_before: Option<DateTime<Utc>>,
 }
 
 /// The ids a listing has shown (a reconciliation's, or a backfill's kept for the
@@ -193,6 +196,19 @@ fn rate_limited(retry_at: DateTime<Utc>) -> JobError {
         ),
         after: wait,
     }
+}
+
+/// A rate limit that outlasts the invocation. After progress, the job continues in a
+/// new message that waits for `retry_at` ([`PullJob::not_before`]): the work done stays
+/// done and the received message is not retried, so a run that meets the limit at the
+/// end of many invocations never exhausts its receive count. Without progress, the
+/// message itself waits (its visibility): one invocation and one request per wait.
+fn rate_limited_end(run: &mut Run<'_>, retry_at: DateTime<Utc>) -> Result<StepEnd, JobError> {
+    if run.units == 0 {
+        return Err(rate_limited(retry_at));
+    }
+    run.not_before = Some(retry_at);
+    Ok(StepEnd::Continue(None))
 }
 
 fn store_retry(e: StoreError, after: Duration) -> JobError {
@@ -300,6 +316,7 @@ impl Puller {
             tracing::info!(%why, "job dropped");
             return Ok((JobOutcome::Dropped(why), JobReport::default()));
         }
+        self.wait_not_before(job, deadline).await?;
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let now = Utc::now();
         if !self
@@ -322,6 +339,27 @@ impl Puller {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
         }
         result
+    }
+
+    /// A continuation sent under the ATS's rate limit starts no earlier than the limit's
+    /// end: a wait that fits this invocation (keeping the margin) is slept here, a longer
+    /// one goes back to the queue as the message's visibility, before any request.
+    async fn wait_not_before(&self, job: &PullJob, deadline: Instant) -> Result<(), JobError> {
+        let Some(at) = job.not_before else {
+            return Ok(());
+        };
+        let Ok(wait) = (at - Utc::now()).to_std() else {
+            return Ok(());
+        };
+        if Instant::now() + wait + self.settings.margin < deadline {
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "waiting out the ATS rate limit"
+            );
+            tokio::time::sleep(wait).await;
+            return Ok(());
+        }
+        Err(rate_limited(at))
     }
 
     async fn run_steps(
@@ -355,6 +393,7 @@ impl Puller {
             report: JobReport::default(),
             deadline,
             units: 0,
+            not_before: None,
         };
         let mut resume = job.resume.clone();
         for (i, step) in job.steps.iter().enumerate() {
@@ -378,6 +417,7 @@ impl Puller {
                         resume,
                         continuation: job.continuation + 1,
                         stalled: if run.units > 0 { 0 } else { job.stalled + 1 },
+                        not_before: run.not_before,
                     };
                     self.send_continuation(&next).await?;
                     run.report.continuations_sent += 1;
@@ -700,7 +740,7 @@ impl Puller {
                         &counts,
                     )
                     .await?;
-                    return Err(rate_limited(retry_at));
+                    return rate_limited_end(run, retry_at);
                 }
                 Err(ConnectorError::CursorExpired { .. })
                     if restarts < self.settings.max_cursor_restarts =>
@@ -837,7 +877,7 @@ impl Puller {
                 .collect();
             let outcome = self
                 .store
-                .apply_page(&tenant, changes, Utc::now())
+                .apply_run_page(&tenant, &run.job.run_id, changes, Utc::now())
                 .await
                 .map_err(|e| JobError::Retry {
                     reason: e.to_string(),
@@ -1016,6 +1056,14 @@ impl Puller {
                         )
                         .await;
                 }
+                Err(ConnectorError::RateLimited { retry_at, .. }) if run.units > 0 => {
+                    run.not_before = Some(retry_at);
+                    return self
+                        .continue_reconcile(
+                            run, stream, &key, &listing, cursor, started_at, &counts,
+                        )
+                        .await;
+                }
                 Err(e) => {
                     return self
                         .reconcile_error(run, stream, started_at, &counts, e)
@@ -1119,6 +1167,20 @@ impl Puller {
             add_stats(&mut counts, &run.conn.ats.metrics().since(&before));
             let page = match result {
                 Ok(p) if !p.checked.is_empty() => p,
+                Err(ConnectorError::RateLimited { retry_at, .. }) if run.units > 0 => {
+                    run.not_before = Some(retry_at);
+                    return self
+                        .continue_confirm(
+                            run,
+                            stream,
+                            &key,
+                            &mut listing,
+                            &gone,
+                            started_at,
+                            &mut counts,
+                        )
+                        .await;
+                }
                 Ok(_) | Err(ConnectorError::Deadline { .. }) => {
                     return self
                         .continue_confirm(

@@ -113,6 +113,7 @@ impl Scheduler {
                             resume: None,
                             continuation: 0,
                             stalled: 0,
+                            not_before: None,
                         })
                     }
                     Claim::Skipped => None,

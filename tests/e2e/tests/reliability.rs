@@ -1108,6 +1108,72 @@ mod storm {
         );
         eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
     }
+
+    /// P item 3, after progress: a rate limit that outlasts the invocation at the end of
+    /// each of many invocations. Each invocation commits a page and continues in a new
+    /// message that waits for the limit; the received message is not retried, so the run
+    /// completes instead of exhausting its receive count (5) into the dead-letter queue.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rate_limit_at_the_end_of_every_invocation_continues_and_never_dead_letters() {
+        let stack = Stack::new().await.unwrap();
+        let scen = scenario(12, 30);
+        // One request per credential per second: after one page, the next waits ~1 s.
+        let sim = simulator(
+            &scen,
+            SimConfig {
+                rate_limit_v3: 1,
+                rate_window_v3: Duration::from_secs(1),
+                ..SimConfig::default()
+            },
+        )
+        .await;
+        let t = tenant("limited");
+        client_credentials_tenant(&stack, &sim, &t).await;
+        let puller = puller(&stack, 5);
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        // An invocation of 1.5 s: a continuation's wait for the limit (at most the
+        // window) fits, the wait after its one page does not.
+        let driven = drive(
+            &stack,
+            &puller,
+            &Plan::record(),
+            &t,
+            Duration::from_millis(1500),
+        )
+        .await;
+        let stats = sim.stats();
+        eprintln!("rate-limited: {driven:?}; {stats:?}");
+        let pages = stats.total_requests - stats.token_requests;
+        assert!(
+            pages >= 10,
+            "enough pages to exhaust a receive count: {stats:?}"
+        );
+        assert!(
+            driven.invocations >= 6,
+            "more invocations than one message may be received: {driven:?}"
+        );
+        for st in stack.registry().streams(&t).await.unwrap() {
+            assert_eq!(
+                st.status,
+                SyncStatus::Done,
+                "{:?}: {:?}",
+                st.stream,
+                st.reason
+            );
+        }
+        let dlq = stack.local.refs["PullDeadLetterQueue"].clone();
+        assert_eq!(
+            queue_depth(&stack, &dlq).await,
+            0,
+            "a job was dead-lettered"
+        );
+        let runs = stack.registry().runs(&t, 100).await.unwrap();
+        assert!(
+            runs.iter()
+                .any(|r| r.outcome.starts_with("rate_limited: until ")),
+            "the waits are recorded"
+        );
+    }
 }
 
 // ------------------------------------------------------------------ races
@@ -1299,6 +1365,7 @@ mod races {
                 resume: None,
                 continuation: 0,
                 stalled: 0,
+                not_before: None,
             }
         };
         let long = || tokio::time::Instant::now() + Duration::from_secs(120);
@@ -1507,6 +1574,7 @@ mod isolation {
             resume: None,
             continuation: 0,
             stalled: 0,
+            not_before: None,
         };
         let (outcome, report) = puller.handle_job(&crafted, long()).await.unwrap();
         assert!(matches!(outcome, JobOutcome::Dropped(_)), "{outcome:?}");
