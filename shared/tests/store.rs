@@ -13,7 +13,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::merge::{DeletedBy, ViewMode};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope, Provenance};
-use eds_shared::domain::version::{Cause, Change, apply};
+use eds_shared::domain::version::{Cause, Change, apply, apply_in_run};
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::store::{
     RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, record_pk, shard_of,
@@ -1180,4 +1180,139 @@ async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_aw
     let mut items = items_of(&fx, &key).await;
     items.retain(|sk| sk != "HEAD");
     assert_eq!(items.len() as u64, head.version, "no orphan left behind");
+}
+
+/// D23 without transactions: a writer read the run's version, the run amended it, and
+/// the writer crashed after putting its version item (built on the content the amend
+/// replaced). That orphan is never committed; the next writer replaces it, and no
+/// version follows amended-away content.
+#[tokio::test]
+async fn an_orphan_built_on_content_an_amend_replaced_is_replaced_not_committed() {
+    let fx = fixture("stale-orphan").await;
+    let key = fx.key(EntityKind::Candidate, "5");
+    let pulled = record(
+        EntityKind::Candidate,
+        "5",
+        LayerKind::Pull,
+        json!({"title": "Dev"}),
+        0,
+    );
+    fx.store
+        .apply_run_page(&fx.tenant, "run-1", vec![pulled], t(10))
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    let push = record(
+        EntityKind::Candidate,
+        "5",
+        LayerKind::Push,
+        json!({"first_name": "Ada"}),
+        1,
+    );
+    let stale = apply(Some(&v1), &push, t(15)).unwrap().unwrap().version;
+    fx.store
+        .apply_run_page(&fx.tenant, "run-1", vec![attachment("5", "cv")], t(20))
+        .await
+        .unwrap();
+    let amended = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!((amended.version, amended.amends), (1, 1));
+    let mut item = DynamoStore::encode_item(&key, &stale, false).unwrap();
+    item.insert(
+        "base_hash".into(),
+        AttributeValue::S(v1.content_hash.to_string()),
+    );
+    fx.client
+        .put_item()
+        .table_name(fx.store.table())
+        .set_item(Some(item))
+        .send()
+        .await
+        .unwrap();
+
+    // The push is redelivered: it builds on the amended version, replacing the orphan.
+    let page = fx
+        .store
+        .apply_page(&fx.tenant, vec![push], t(30))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            page.records[0].outcome,
+            RecordOutcome::Updated { from: 1, to: 2, .. }
+        ),
+        "{:?}",
+        page.records[0].outcome
+    );
+    let history = fx.store.history(&key).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].version, amended);
+    let v2 = &history[1].version;
+    assert_ne!(
+        v2.content_hash, stale.content_hash,
+        "the orphan was replaced"
+    );
+    assert_eq!(v2.view.fields["first_name"], json!("Ada"));
+    assert_eq!(attachment_ids(v2), ["cv"], "the amend's attachment is kept");
+    assert_eq!(fx.store.get(&key).await.unwrap().as_ref(), Some(v2));
+}
+
+/// An invocation that died between an amend's two puts left the head amended and the
+/// version item's copy as it was: the head is the commit, so history and as-of reads
+/// show the amended content, and the next version follows it.
+#[tokio::test]
+async fn an_amend_whose_copy_was_lost_is_read_from_the_head_and_followed() {
+    let fx = fixture("amend-copy").await;
+    let key = fx.key(EntityKind::Candidate, "6");
+    fx.store
+        .apply_run_page(
+            &fx.tenant,
+            "run-1",
+            vec![record(
+                EntityKind::Candidate,
+                "6",
+                LayerKind::Pull,
+                json!({"title": "Dev"}),
+                0,
+            )],
+            t(10),
+        )
+        .await
+        .unwrap();
+    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    let amended = apply_in_run(Some(&v1), &attachment("6", "cv"), t(20), Some("run-1"))
+        .unwrap()
+        .unwrap()
+        .version;
+    assert_eq!((amended.version, amended.amends), (1, 1));
+    // The state the crash left: the head amended, `V#1` still the first copy.
+    fx.client
+        .put_item()
+        .table_name(fx.store.table())
+        .set_item(Some(
+            DynamoStore::encode_item(&key, &amended, true).unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let history = fx.store.history(&key).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].version, amended);
+    assert_eq!(
+        fx.store.as_of(&key, t(30)).await.unwrap().as_ref(),
+        Some(&amended)
+    );
+    let push = record(
+        EntityKind::Candidate,
+        "6",
+        LayerKind::Push,
+        json!({"first_name": "Ada"}),
+        1,
+    );
+    fx.store
+        .apply_page(&fx.tenant, vec![push], t(40))
+        .await
+        .unwrap();
+    let head = fx.store.get(&key).await.unwrap().unwrap();
+    assert_eq!(head.version, 2);
+    assert_eq!(attachment_ids(&head), ["cv"]);
 }

@@ -58,12 +58,14 @@ const SDK_OPERATIONS: &[(&str, &[&str])] = &[
     ("batch_get_item", &["dynamodb:BatchGetItem"]),
     ("batch_write_item", &["dynamodb:BatchWriteItem"]),
     ("transact_get_items", &["dynamodb:GetItem"]),
-    // The code's one kind of transaction (the record store's amend and guarded put, D23)
-    // holds puts and condition checks only; a transaction with updates or deletes must add
-    // their actions here.
     (
         "transact_write_items",
-        &["dynamodb:PutItem", "dynamodb:ConditionCheckItem"],
+        &[
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+        ],
     ),
     ("send_message", &["sqs:SendMessage"]),
     ("send_message_batch", &["sqs:SendMessage"]),

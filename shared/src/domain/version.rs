@@ -135,6 +135,15 @@ pub struct Version {
     /// version written before runs were recorded). Not content: not in the hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// How many times its run amended this version (0: as first written). Orders the
+    /// copies of one version number: the store never replaces a copy by an older one.
+    /// Not content: not in the hash.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub amends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Version {
@@ -423,6 +432,7 @@ pub fn apply(
             state,
             view,
             run: None,
+            amends: 0,
         },
         report,
     }))
@@ -451,6 +461,7 @@ pub fn apply_in_run(
     {
         next.version.version = b.version;
         next.version.valid_from = b.valid_from;
+        next.version.amends = b.amends + 1;
     }
     Ok(Some(next))
 }

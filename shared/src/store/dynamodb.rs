@@ -14,11 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, DeleteRequest, KeysAndAttributes, TransactWriteItem,
-    WriteRequest,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, WriteRequest};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use rand::Rng;
@@ -66,6 +62,23 @@ struct StoredItem {
     /// The pull run that wrote the version (absent: not a pull run's write).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     run_id: Option<String>,
+    /// Version items: the hash of the content this version was computed from (absent
+    /// for a first version and for items written before amends existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    base_hash: Option<ContentHash>,
+    /// [`Version::amends`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    amends: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A head re-read after a conflict, with the base of a stale orphan above it.
+struct Settled {
+    head: Option<Version>,
+    stale_above: Option<ContentHash>,
 }
 
 /// The index projection of a head item.
@@ -135,10 +148,15 @@ impl DynamoStore {
     /// The stored form of `v` as the record's head (`head = true`) or as its version
     /// item. Public for operator tools and for tests that simulate a crashed writer.
     pub fn encode_item(key: &RecordKey, v: &Version, head: bool) -> Result<Item, StoreError> {
-        Self::to_item(key, v, head)
+        Self::to_item(key, v, head, None)
     }
 
-    fn to_item(key: &RecordKey, v: &Version, head: bool) -> Result<Item, StoreError> {
+    fn to_item(
+        key: &RecordKey,
+        v: &Version,
+        head: bool,
+        base: Option<&ContentHash>,
+    ) -> Result<Item, StoreError> {
         let encode = |what: &str, r: serde_json::Result<String>| {
             r.map_err(|e| StoreError::Malformed {
                 what: format!("{key} {what}"),
@@ -174,6 +192,8 @@ impl DynamoStore {
             state,
             view,
             run_id: v.run.clone(),
+            base_hash: base.copied(),
+            amends: v.amends,
         };
         serde_dynamo::to_item(stored).map_err(|e| StoreError::Malformed {
             what: key.to_string(),
@@ -205,6 +225,7 @@ impl DynamoStore {
             state,
             view,
             run: stored.run_id,
+            amends: stored.amends,
         })
     }
 
@@ -232,7 +253,8 @@ impl DynamoStore {
         &self,
         item: Item,
         condition: &str,
-        expected: Option<u64>,
+        names: &[(&str, &str)],
+        values: Vec<(&str, AttributeValue)>,
         n: &Counter,
     ) -> Result<Put, StoreError> {
         n.write();
@@ -242,10 +264,11 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression(condition);
-        if let Some(v) = expected {
-            req = req
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":v", AttributeValue::N(v.to_string()));
+        for (k, v) in names {
+            req = req.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
         }
         match req.send().await {
             Ok(_) => Ok(Put::Done),
@@ -259,44 +282,96 @@ impl DynamoStore {
         }
     }
 
-    /// Moves the head from `expected` (None: no head yet) to `to`.
+    /// Moves the head from `expected` (None: no head yet) to `to`, conditioned on the
+    /// head still holding `expected`'s number *and* content (an amend keeps the number).
     async fn put_head(
         &self,
         key: &RecordKey,
         to: &Version,
-        expected: Option<u64>,
+        expected: Option<&Version>,
         n: &Counter,
     ) -> Result<Put, StoreError> {
-        let item = Self::to_item(key, to, true)?;
+        let item = Self::to_item(key, to, true, None)?;
         match expected {
             None => {
-                self.put_conditional(item, "attribute_not_exists(pk)", None, n)
+                self.put_conditional(item, "attribute_not_exists(pk)", &[], vec![], n)
                     .await
             }
-            Some(v) => self.put_conditional(item, "#v = :v", Some(v), n).await,
+            Some(h) => {
+                self.put_conditional(
+                    item,
+                    "#v = :v AND #h = :h",
+                    &[("#v", "version"), ("#h", "content_hash")],
+                    vec![
+                        (":v", AttributeValue::N(h.version.to_string())),
+                        (":h", AttributeValue::S(h.content_hash.to_string())),
+                    ],
+                    n,
+                )
+                .await
+            }
         }
     }
 
-    /// Reads the head and rolls it forward over orphan versions a crashed writer left
-    /// behind (versions written whose head update never happened).
-    async fn settle_head(
+    /// A version item with the hash of the content it was computed from.
+    async fn get_version_item(
         &self,
         key: &RecordKey,
+        version: u64,
         n: &Counter,
-    ) -> Result<Option<Version>, StoreError> {
+    ) -> Result<Option<(Version, Option<ContentHash>)>, StoreError> {
+        n.read();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::key_item(record_pk(key), version_sk(version))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let base =
+            match item.get("base_hash") {
+                Some(AttributeValue::S(s)) => Some(ContentHash::try_from(s.clone()).map_err(
+                    |e| StoreError::Malformed {
+                        what: format!("{key} base_hash"),
+                        message: e.to_string(),
+                    },
+                )?),
+                _ => None,
+            };
+        Ok(Some((Self::from_item(item)?, base)))
+    }
+
+    /// Reads the head and rolls it forward over orphan versions a crashed writer left
+    /// behind (versions written whose head update never happened). An orphan computed
+    /// from content the head no longer has (the head was amended since) is never
+    /// committed: its base is returned as stale, and the next writer replaces it.
+    async fn settle_head(&self, key: &RecordKey, n: &Counter) -> Result<Settled, StoreError> {
         let pk = record_pk(key);
         let mut head = self.get_item(pk.clone(), HEAD_SK.to_owned(), n).await?;
         // Bounded: each round either advances the head by one version or re-reads it.
         for _ in 0..64 {
             let next = head.as_ref().map_or(1, |h| h.version + 1);
-            let Some(orphan) = self.get_item(pk.clone(), version_sk(next), n).await? else {
-                return Ok(head);
+            let Some((orphan, base)) = self.get_version_item(key, next, n).await? else {
+                return Ok(Settled {
+                    head,
+                    stale_above: None,
+                });
             };
-            tracing::info!(record = %key, version = next, "rolling head forward onto orphan version");
-            match self
-                .put_head(key, &orphan, head.as_ref().map(|h| h.version), n)
-                .await?
+            if let (Some(b), Some(h)) = (&base, &head)
+                && *b != h.content_hash
             {
+                return Ok(Settled {
+                    head,
+                    stale_above: base,
+                });
+            }
+            tracing::info!(record = %key, version = next, "rolling head forward onto orphan version");
+            match self.put_head(key, &orphan, head.as_ref(), n).await? {
                 Put::Done => head = Some(orphan),
                 Put::ConditionFailed => {
                     head = self.get_item(pk.clone(), HEAD_SK.to_owned(), n).await?
@@ -323,6 +398,8 @@ impl DynamoStore {
         n: &Counter,
     ) -> Result<RecordOutcome, StoreError> {
         let initial = head.as_ref().map(|h| h.version);
+        // The base of a stale orphan above the head, once a re-read has found one.
+        let mut stale_above: Option<ContentHash> = None;
         // The newest version item this call managed to put, with its report: if a
         // concurrent writer then rolled the head onto it, it is committed and ours.
         let mut ours: Option<(u64, MergeReport)> = None;
@@ -377,7 +454,12 @@ impl DynamoStore {
             }
             if done && !pending.is_empty() {
                 let base = amended.as_ref().or(head.as_ref());
-                let (all, written) = self.write_versions(key, base, &pending, n).await?;
+                let stale = if amended.is_some() {
+                    None
+                } else {
+                    stale_above.as_ref()
+                };
+                let (all, written) = self.write_versions(key, base, &pending, stale, n).await?;
                 if let Some(last) = written.checked_sub(1).and_then(|i| pending.get(i)) {
                     ours = Some((last.version, report.clone()));
                 }
@@ -394,7 +476,9 @@ impl DynamoStore {
                 rng.random_range(5..25u64) * u64::from(attempt)
             };
             tokio::time::sleep(Duration::from_millis(pause)).await;
-            head = self.settle_head(key, n).await?;
+            let settled = self.settle_head(key, n).await?;
+            head = settled.head;
+            stale_above = settled.stale_above;
         }
         Err(StoreError::Contention {
             key: key.to_string(),
@@ -402,27 +486,38 @@ impl DynamoStore {
         })
     }
 
-    /// Version items first (never overwriting one), then the head, conditioned on the
-    /// version the change was computed from (`base`). Returns whether everything was
-    /// written and how many version items were put. A version built on one that a pull
-    /// run may still amend is put together with a check that its base is unchanged (one
-    /// transaction), so that no version ever follows content that was amended away.
+    /// Version items first (never overwriting a live one), then the head, conditioned on
+    /// the version and content the change was computed from (`base`). Each version item
+    /// records the hash of the content it follows, so that an orphan left above a head
+    /// that was amended since is recognised as stale; `stale` is such an orphan's base,
+    /// found by a re-read: the slot above the head may then be replaced. Returns whether
+    /// everything was written and how many version items were put.
     async fn write_versions(
         &self,
         key: &RecordKey,
         base: Option<&Version>,
         pending: &[Version],
+        stale: Option<&ContentHash>,
         n: &Counter,
     ) -> Result<(bool, usize), StoreError> {
         let mut below = base;
         for (i, v) in pending.iter().enumerate() {
-            let item = Self::to_item(key, v, false)?;
-            let put = match below.filter(|b| b.may_be_amended()) {
+            let item = Self::to_item(key, v, false, below.map(|b| &b.content_hash))?;
+            let put = match stale.filter(|_| i == 0) {
                 None => {
-                    self.put_conditional(item, "attribute_not_exists(pk)", None, n)
+                    self.put_conditional(item, "attribute_not_exists(pk)", &[], vec![], n)
                         .await?
                 }
-                Some(b) => self.put_on_unamended(key, item, b, n).await?,
+                Some(s) => {
+                    self.put_conditional(
+                        item,
+                        "attribute_not_exists(pk) OR #b = :b",
+                        &[("#b", "base_hash")],
+                        vec![(":b", AttributeValue::S(s.to_string()))],
+                        n,
+                    )
+                    .await?
+                }
             };
             if let Put::ConditionFailed = put {
                 return Ok((false, i));
@@ -433,54 +528,18 @@ impl DynamoStore {
         let Some(last) = pending.last() else {
             return Ok((true, 0));
         };
-        let moved = self.put_head(key, last, base.map(|h| h.version), n).await?;
+        let moved = self.put_head(key, last, base, n).await?;
         crate::crash::point("store.after_head_update");
         Ok((matches!(moved, Put::Done), pending.len()))
     }
 
-    /// Puts the version item `item` (the version after `base`), in one transaction with
-    /// a check that `base`'s version item still has the content it was computed from.
-    async fn put_on_unamended(
-        &self,
-        key: &RecordKey,
-        item: Item,
-        base: &Version,
-        n: &Counter,
-    ) -> Result<Put, StoreError> {
-        let put = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| build_error("TransactWriteItems", e))?;
-        let check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_item(
-                record_pk(key),
-                version_sk(base.version),
-            )))
-            .condition_expression("#h = :h")
-            .expression_attribute_names("#h", "content_hash")
-            .expression_attribute_values(":h", AttributeValue::S(base.content_hash.to_string()))
-            .build()
-            .map_err(|e| build_error("TransactWriteItems", e))?;
-        self.transact(
-            vec![
-                TransactWriteItem::builder().put(put).build(),
-                TransactWriteItem::builder().condition_check(check).build(),
-            ],
-            n,
-        )
-        .await
-    }
-
     /// Amends the head's version `head` (written by the same pull run) to `to` (same
-    /// number and `valid_from`, new content): the version item and the head in one
-    /// transaction, conditioned on both still holding `head`'s content and on no version
-    /// above it existing (not even a crashed writer's orphan, which was computed from
-    /// the content being replaced). Versions written by a push, a sweep or an earlier run
-    /// are never amended: the caller decides from the head, the conditions make sure it
-    /// is still that head.
+    /// number and `valid_from`, new content), with single-item conditional writes (D23):
+    /// the head first, conditioned on still holding `head`'s number, content and run —
+    /// the commit — then the version item's copy, which never replaces a newer amend.
+    /// An orphan above the head built on its current content (a crashed writer's) is
+    /// committed and followed instead (`ConditionFailed`: the caller re-reads). A writer
+    /// that built on the content being replaced fails its head condition and redoes.
     async fn amend(
         &self,
         key: &RecordKey,
@@ -494,101 +553,42 @@ impl DynamoStore {
                 message: "an amend must keep the version number and name its run".into(),
             });
         };
-        let pk = record_pk(key);
-        let hash = AttributeValue::S(head.content_hash.to_string());
-        let build = |e| build_error("TransactWriteItems", e);
-        let above = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_item(
-                pk.clone(),
-                version_sk(head.version + 1),
-            )))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(build)?;
-        let version = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::to_item(key, to, false)?))
-            .condition_expression("#h = :h AND #r = :r")
-            .expression_attribute_names("#h", "content_hash")
-            .expression_attribute_names("#r", "run_id")
-            .expression_attribute_values(":h", hash.clone())
-            .expression_attribute_values(":r", AttributeValue::S(run.to_owned()))
-            .build()
-            .map_err(build)?;
-        let head_item = aws_sdk_dynamodb::types::Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(Self::to_item(key, to, true)?))
-            .condition_expression("#v = :v AND #h = :h")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#h", "content_hash")
-            .expression_attribute_values(":v", AttributeValue::N(head.version.to_string()))
-            .expression_attribute_values(":h", hash)
-            .build()
-            .map_err(build)?;
-        let out = self
-            .transact(
+        if let Some((_, base)) = self.get_version_item(key, head.version + 1, n).await?
+            && base.is_none_or(|b| b == head.content_hash)
+        {
+            return Ok(Put::ConditionFailed);
+        }
+        let moved = self
+            .put_conditional(
+                Self::to_item(key, to, true, None)?,
+                "#v = :v AND #h = :h AND #r = :r",
+                &[("#v", "version"), ("#h", "content_hash"), ("#r", "run_id")],
                 vec![
-                    TransactWriteItem::builder().condition_check(above).build(),
-                    TransactWriteItem::builder().put(version).build(),
-                    TransactWriteItem::builder().put(head_item).build(),
+                    (":v", AttributeValue::N(head.version.to_string())),
+                    (":h", AttributeValue::S(head.content_hash.to_string())),
+                    (":r", AttributeValue::S(run.to_owned())),
                 ],
                 n,
             )
             .await?;
-        crate::crash::point("store.after_amend");
-        Ok(out)
-    }
-
-    /// Sends one TransactWriteItems; a transaction cancelled by a failed condition or a
-    /// conflicting transaction is an outcome (the caller re-reads and redoes), any other
-    /// cancellation reason an error.
-    async fn transact(
-        &self,
-        items: Vec<TransactWriteItem>,
-        n: &Counter,
-    ) -> Result<Put, StoreError> {
-        n.write();
-        let err = match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => return Ok(Put::Done),
-            Err(e) => e,
-        };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(c)) =
-            err.as_service_error()
-        {
-            let codes: Vec<&str> = c
-                .cancellation_reasons()
-                .iter()
-                .filter_map(|r| r.code())
-                .filter(|code| *code != "None")
-                .collect();
-            if codes
-                .iter()
-                .all(|code| matches!(*code, "ConditionalCheckFailed" | "TransactionConflict"))
-            {
-                return Ok(Put::ConditionFailed);
-            }
-            return Err(StoreError::Dynamo {
-                op: "TransactWriteItems",
-                message: format!("transaction cancelled: {}", codes.join(", ")),
-                retryable: codes.iter().all(|code| {
-                    matches!(
-                        *code,
-                        "ConditionalCheckFailed"
-                            | "TransactionConflict"
-                            | "ThrottlingError"
-                            | "ProvisionedThroughputExceeded"
-                    )
-                }),
-            });
+        if let Put::ConditionFailed = moved {
+            return Ok(moved);
         }
-        Err(sdk_error("TransactWriteItems", err))
+        crate::crash::point("store.after_amend");
+        // The copy: lost only if this invocation dies right here (the head holds the
+        // content; history reads the head for its own version).
+        self.put_conditional(
+            Self::to_item(key, to, false, None)?,
+            "#r = :r AND (attribute_not_exists(#a) OR #a < :a)",
+            &[("#r", "run_id"), ("#a", "amends")],
+            vec![
+                (":r", AttributeValue::S(run.to_owned())),
+                (":a", AttributeValue::N(to.amends.to_string())),
+            ],
+            n,
+        )
+        .await?;
+        Ok(Put::Done)
     }
 
     /// Consistent batch read of heads, 100 keys per request.
@@ -884,7 +884,7 @@ impl RecordRead for DynamoStore {
         let pk = record_pk(key);
         let mut versions = Vec::new();
         let mut start: Option<Item> = None;
-        let mut head_version = 0;
+        let mut head: Option<Version> = None;
         loop {
             n.read();
             let page = self
@@ -903,7 +903,7 @@ impl RecordRead for DynamoStore {
                     matches!(item.get("sk"), Some(AttributeValue::S(sk)) if sk == HEAD_SK);
                 let v = Self::from_item(item.clone())?;
                 if is_head {
-                    head_version = v.version;
+                    head = Some(v);
                 } else {
                     versions.push(v);
                 }
@@ -913,8 +913,12 @@ impl RecordRead for DynamoStore {
                 _ => break,
             }
         }
-        // Versions above the head are orphans of a crashed writer: not committed yet.
-        versions.retain(|v| v.version <= head_version);
+        // Versions above the head are orphans of a crashed writer: not committed yet. The
+        // head is the commit of its own version: an amend whose copy was lost to a crash
+        // is read from it.
+        let head_version = head.as_ref().map_or(0, |h| h.version);
+        versions.retain(|v| v.version < head_version);
+        versions.extend(head);
         versions.sort_by_key(|v| v.version);
         let valid_to: Vec<Option<DateTime<Utc>>> = versions
             .iter()
@@ -950,6 +954,7 @@ impl RecordRead for DynamoStore {
             .max();
         match valid {
             None => Ok(None),
+            Some(v) if v == head => self.get_item(record_pk(key), HEAD_SK.to_owned(), &n).await,
             Some(v) => self.get_item(record_pk(key), version_sk(v), &n).await,
         }
     }

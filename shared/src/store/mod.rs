@@ -18,11 +18,14 @@
 //!
 //! One exception to "a version is written once": a pull run writes at most one version
 //! per record ([`RecordWrite::apply_run_page`]); its later changes to the same record
-//! (the attachments stream after the candidates stream) *amend* the version it wrote:
-//! version item and head in one transaction, conditioned on both still holding the
-//! content being amended and on no version above it. A version put on top of a version
-//! that a run may amend checks, in the same transaction, that its base is unchanged.
-//! Versions of a push, a sweep or an earlier run are never rewritten.
+//! (the attachments stream after the candidates stream) *amend* the version it wrote,
+//! with single-item conditional writes, no transaction (D23): the head first (the
+//! commit), conditioned on its number, content hash and run, then the version item's
+//! copy, which never replaces a copy with more amends. Every head move is conditioned
+//! on the content hash as well as the number, and every version item records the hash
+//! of the content it follows (`base_hash`): an orphan computed from content an amend
+//! replaced is never rolled forward, and the next writer replaces it. Versions of a
+//! push, a sweep or an earlier run are never rewritten.
 
 pub mod dynamodb;
 
