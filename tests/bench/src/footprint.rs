@@ -87,12 +87,40 @@ fn function_env(stack: &Stack) -> Vec<(String, String)> {
     env
 }
 
-/// Parent side of the RSS figure: one tenant with one 500-candidate page, the job
-/// claimed by the scheduler and narrowed to the candidates stream, run by the child.
-pub async fn puller_rss(stack: &Stack, sims: &Handle, exe: &Path) -> anyhow::Result<Figure> {
+/// The page the RSS child reads.
+#[derive(Debug, Clone, Copy)]
+pub enum RssPage {
+    /// One page of 500 candidates.
+    Records500,
+    /// A hostile page of this many synthetic rows of about 1 kB, streamed (chunked, no
+    /// `Content-Length`): the puller must refuse it at its body limit (issue P item 1).
+    Hostile(u64),
+}
+
+/// Parent side of the RSS figures: one tenant, the job claimed by the scheduler and
+/// narrowed to the candidates stream, run by the child.
+pub async fn puller_rss(
+    stack: &Stack,
+    sims: &Handle,
+    exe: &Path,
+    page: RssPage,
+) -> anyhow::Result<Figure> {
     let sc = scenario(500, 303);
-    let sim = start_sim(sims, greenhouse_sim::SimConfig::default(), &sc).await?;
-    enable(stack, "bench-rss", &sim, true).await?;
+    let (config, tenant) = match page {
+        RssPage::Records500 => (greenhouse_sim::SimConfig::default(), "bench-rss"),
+        RssPage::Hostile(rows) => (
+            greenhouse_sim::SimConfig {
+                hostile: greenhouse_sim::Hostile {
+                    page_rows: Some(rows),
+                    ..Default::default()
+                },
+                ..greenhouse_sim::SimConfig::default()
+            },
+            "bench-rss-hostile",
+        ),
+    };
+    let sim = start_sim(sims, config, &sc).await?;
+    enable(stack, tenant, &sim, true).await?;
     stack.scheduler().run(Utc::now()).await?;
     let ev = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0)
         .await
@@ -117,6 +145,22 @@ pub async fn puller_rss(stack: &Stack, sims: &Handle, exe: &Path) -> anyhow::Res
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let r: ChildReport = serde_json::from_str(line.lines().last().unwrap_or_default())?;
+    if let RssPage::Hostile(rows) = page {
+        return Ok(Figure::new(
+            6,
+            "puller.peak_rss_hostile_page",
+            "puller peak RSS, one job against a hostile page of any size",
+            r.hwm_kb as f64 / 1024.0,
+            "MB",
+            Goal::AtMost(128.0),
+            RSS_CMD,
+            format!(
+                "VmHWM of the child (release) whose candidates page is {rows} synthetic rows of about 1 kB (about {} MB, chunked): refused at the 8 MiB body limit, the stream fails; {:.1} MB after init",
+                rows / 1000,
+                r.hwm_after_init_kb as f64 / 1024.0,
+            ),
+        ));
+    }
     Ok(Figure::new(
         6,
         "puller.peak_rss_500_record_page",

@@ -148,9 +148,16 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
         if args.wants("footprint") {
             let exe = std::env::current_exe()?;
             let mut figs = Vec::new();
-            match footprint::puller_rss(&stack, &sims, &exe).await {
-                Ok(f) => figs.push(f),
-                Err(e) => env.notes.push(format!("puller RSS failed: {e:#}")),
+            for page in [
+                footprint::RssPage::Records500,
+                footprint::RssPage::Hostile(300_000),
+            ] {
+                match footprint::puller_rss(&stack, &sims, &exe, page).await {
+                    Ok(f) => figs.push(f),
+                    Err(e) => env
+                        .notes
+                        .push(format!("puller RSS ({page:?}) failed: {e:#}")),
+                }
             }
             let (f, missing) = footprint::init_times(&stack, &args.release_dir);
             figs.extend(f);
