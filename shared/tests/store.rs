@@ -1037,26 +1037,32 @@ async fn versions_of_an_earlier_run_or_of_a_push_are_never_amended() {
     assert!(!history[5].version.view.fields.contains_key("attachments"));
 }
 
-#[tokio::test]
-async fn an_orphan_above_a_runs_version_is_committed_and_followed_not_amended_away() {
-    let fx = fixture("amend-orphan").await;
-    let key = fx.key(EntityKind::Candidate, "9");
+/// Candidate `id` written by the pull run "run-1" ({"title": "Dev"} at t(10)): its key
+/// and version 1.
+async fn written_by_run_1(
+    fx: &Fixture,
+    id: &str,
+) -> (RecordKey, eds_shared::domain::version::Version) {
+    let key = fx.key(EntityKind::Candidate, id);
+    let pulled = record(
+        EntityKind::Candidate,
+        id,
+        LayerKind::Pull,
+        json!({"title": "Dev"}),
+        0,
+    );
     fx.store
-        .apply_run_page(
-            &fx.tenant,
-            "run-1",
-            vec![record(
-                EntityKind::Candidate,
-                "9",
-                LayerKind::Pull,
-                json!({"title": "Dev"}),
-                0,
-            )],
-            t(10),
-        )
+        .apply_run_page(&fx.tenant, "run-1", vec![pulled], t(10))
         .await
         .unwrap();
     let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    (key, v1)
+}
+
+#[tokio::test]
+async fn an_orphan_above_a_runs_version_is_committed_and_followed_not_amended_away() {
+    let fx = fixture("amend-orphan").await;
+    let (key, v1) = written_by_run_1(&fx, "9").await;
     // A push computed version 2 from version 1, put it and crashed before the head.
     let push = record(
         EntityKind::Candidate,
@@ -1189,19 +1195,7 @@ async fn writers_racing_a_runs_amends_lose_no_update_and_never_follow_amended_aw
 #[tokio::test]
 async fn an_orphan_built_on_content_an_amend_replaced_is_replaced_not_committed() {
     let fx = fixture("stale-orphan").await;
-    let key = fx.key(EntityKind::Candidate, "5");
-    let pulled = record(
-        EntityKind::Candidate,
-        "5",
-        LayerKind::Pull,
-        json!({"title": "Dev"}),
-        0,
-    );
-    fx.store
-        .apply_run_page(&fx.tenant, "run-1", vec![pulled], t(10))
-        .await
-        .unwrap();
-    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    let (key, v1) = written_by_run_1(&fx, "5").await;
     let push = record(
         EntityKind::Candidate,
         "5",
@@ -1262,23 +1256,7 @@ async fn an_orphan_built_on_content_an_amend_replaced_is_replaced_not_committed(
 #[tokio::test]
 async fn an_amend_whose_copy_was_lost_is_read_from_the_head_and_followed() {
     let fx = fixture("amend-copy").await;
-    let key = fx.key(EntityKind::Candidate, "6");
-    fx.store
-        .apply_run_page(
-            &fx.tenant,
-            "run-1",
-            vec![record(
-                EntityKind::Candidate,
-                "6",
-                LayerKind::Pull,
-                json!({"title": "Dev"}),
-                0,
-            )],
-            t(10),
-        )
-        .await
-        .unwrap();
-    let v1 = fx.store.get(&key).await.unwrap().unwrap();
+    let (key, v1) = written_by_run_1(&fx, "6").await;
     let amended = apply_in_run(Some(&v1), &attachment("6", "cv"), t(20), Some("run-1"))
         .unwrap()
         .unwrap()

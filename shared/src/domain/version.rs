@@ -152,12 +152,6 @@ impl Version {
     pub fn is_amendable_by(&self, run: &str) -> bool {
         self.cause == Cause::Pull && self.run.as_deref() == Some(run)
     }
-
-    /// Whether some pull run could still amend this version (the store guards writes
-    /// built on such a version against a concurrent amend).
-    pub fn may_be_amended(&self) -> bool {
-        self.cause == Cause::Pull && self.run.is_some()
-    }
 }
 
 /// The record's current version, as read from the store.

@@ -235,6 +235,19 @@ impl DynamoStore {
         sk: String,
         n: &Counter,
     ) -> Result<Option<Version>, StoreError> {
+        self.get_raw(pk, sk, n)
+            .await?
+            .map(Self::from_item)
+            .transpose()
+    }
+
+    /// One item as stored (consistent read).
+    async fn get_raw(
+        &self,
+        pk: String,
+        sk: String,
+        n: &Counter,
+    ) -> Result<Option<Item>, StoreError> {
         n.read();
         let out = self
             .client
@@ -245,7 +258,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        out.item.map(Self::from_item).transpose()
+        Ok(out.item)
     }
 
     /// Puts an item under a condition; a failed condition is an outcome, not an error.
@@ -320,17 +333,7 @@ impl DynamoStore {
         version: u64,
         n: &Counter,
     ) -> Result<Option<(Version, Option<ContentHash>)>, StoreError> {
-        n.read();
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::key_item(record_pk(key), version_sk(version))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get_raw(record_pk(key), version_sk(version), n).await? else {
             return Ok(None);
         };
         let base =

@@ -145,36 +145,45 @@ pub async fn puller_rss(
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let r: ChildReport = serde_json::from_str(line.lines().last().unwrap_or_default())?;
-    if let RssPage::Hostile(rows) = page {
-        return Ok(Figure::new(
-            6,
-            "puller.peak_rss_hostile_page",
-            "puller peak RSS, one job against a hostile page of any size",
-            r.hwm_kb as f64 / 1024.0,
-            "MB",
-            Goal::AtMost(128.0),
-            RSS_CMD,
+    let after_init = r.hwm_after_init_kb as f64 / 1024.0;
+    let (id, title, goal, detail) = match page {
+        RssPage::Records500 => (
+            "puller.peak_rss_500_record_page",
+            "puller peak RSS, one job of one 500-record page",
+            64.0,
             format!(
-                "VmHWM of the child (release) whose candidates page is {rows} synthetic rows of about 1 kB (about {} MB, chunked): refused at the 8 MiB body limit, the stream fails; {:.1} MB after init",
-                rows / 1000,
-                r.hwm_after_init_kb as f64 / 1024.0,
+                "VmHWM of a child process built like functions/puller (release); {after_init:.1} MB after init, {} records in {} page(s); the child is eds-bench, so its code pages are larger than the puller's",
+                r.records, r.pages
             ),
-        ));
-    }
+        ),
+        RssPage::Hostile(rows) => {
+            // The page must have been refused (at the body limit), not read.
+            if r.pages > 0 {
+                anyhow::bail!(
+                    "the hostile page of {rows} rows was read ({} pages)",
+                    r.pages
+                );
+            }
+            (
+                "puller.peak_rss_hostile_page",
+                "puller peak RSS, one job against a hostile page of any size",
+                128.0,
+                format!(
+                    "VmHWM of the child (release) whose candidates page is {rows} synthetic rows of about 1 kB (about {} MB, chunked), refused at the body limit (0 pages read); {after_init:.1} MB after init",
+                    rows / 1000
+                ),
+            )
+        }
+    };
     Ok(Figure::new(
         6,
-        "puller.peak_rss_500_record_page",
-        "puller peak RSS, one job of one 500-record page",
+        id,
+        title,
         r.hwm_kb as f64 / 1024.0,
         "MB",
-        Goal::AtMost(64.0),
+        Goal::AtMost(goal),
         RSS_CMD,
-        format!(
-            "VmHWM of a child process built like functions/puller (release); {:.1} MB after init, {} records in {} page(s); the child is eds-bench, so its code pages are larger than the puller's",
-            r.hwm_after_init_kb as f64 / 1024.0,
-            r.records,
-            r.pages
-        ),
+        detail,
     ))
 }
 
