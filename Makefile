@@ -73,9 +73,34 @@ bench: emulator
 	$(WITH_EMULATOR) target/release/eds-bench run $(BENCH_ARGS)
 	target/release/eds-bench report
 
-## sam-build: the release build of every function with cargo-lambda, as `sam deploy` ships it (offline)
+## sam-build: every function built as `sam build` lays it out (.aws-sam/build), offline.
+## The template's functions use `BuildMethod: makefile` (D26): SAM runs `make build-<Function>`
+## below once per function; the first compiles every function binary in ONE cargo invocation
+## (shared dependencies, linked in parallel), the others find them built and copy theirs.
+## SAM_PROFILE=release (the default, what `sam deploy` ships): `cargo lambda build --release`,
+## linked for Lambda's glibc with zig. SAM_PROFILE=debug (the SAM CLI tests): a plain host
+## `cargo build`, run in the local base image built from this host (sam-base-image.sh).
+SAM_PROFILE ?= release
+SAM_BUILD_ARGS := --build-in-source --template-file infra/template.yaml
 sam-build: venv
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam build -t infra/template.yaml
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" SAM_PROFILE=$(SAM_PROFILE) $(VENV)/bin/sam build $(SAM_BUILD_ARGS)
+
+# The template's function -> its binary; infra/local/tests/template.rs checks this list
+# against the template (every function, its BuildProperties.Binary, BuildMethod makefile).
+SAM_FUNCTIONS := SchedulerFunction=scheduler PullerFunction=puller PushIngestFunction=push-ingest \
+  SettingsFunction=settings DisableFunction=disable DeleteFunction=delete RecordsApiFunction=records-api
+sam_bin = $(patsubst $(1)=%,%,$(filter $(1)=%,$(SAM_FUNCTIONS)))
+SAM_TARGETS := $(foreach f,$(SAM_FUNCTIONS),build-$(firstword $(subst =, ,$(f))))
+.PHONY: sam-binaries $(SAM_TARGETS)
+sam-binaries:
+ifeq ($(SAM_PROFILE),debug)
+	cargo build --locked --quiet $(addprefix --bin ,$(FUNCTION_BINS))
+else
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --locked --quiet --release $(addprefix --bin ,$(FUNCTION_BINS))
+endif
+$(SAM_TARGETS): build-%: sam-binaries
+	@test -n "$${ARTIFACTS_DIR:-}" || { echo "$@ is run by sam build (make sam-build), which sets ARTIFACTS_DIR"; exit 1; }
+	cp $(if $(filter debug,$(SAM_PROFILE)),target/debug/$(call sam_bin,$*),target/lambda/$(call sam_bin,$*)/bootstrap) "$$ARTIFACTS_DIR/bootstrap"
 
 ## deploy: guided deployment to the AWS account of your current credentials (docs/deploy.md)
 deploy: sam-build

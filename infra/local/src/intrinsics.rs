@@ -18,6 +18,8 @@ pub struct Scope {
     pub refs: BTreeMap<String, String>,
     /// `!GetAtt Resource.Attribute` values.
     pub attrs: BTreeMap<String, String>,
+    /// The template's `Conditions`, unevaluated (`!If` evaluates the one it names).
+    pub conditions: BTreeMap<String, Value>,
 }
 
 fn shape(msg: impl Into<String>) -> TemplateError {
@@ -84,10 +86,32 @@ impl Scope {
         let tag = t.tag.to_string();
         let tag = tag.trim_start_matches('!');
         match tag {
+            // `AWS::NoValue` removes the property it is the value of: Null here, and the
+            // caller drops it (see `provision`'s environment).
+            "Ref" if t.value.as_str() == Some("AWS::NoValue") => Ok(Value::Null),
             "Ref" => {
                 let name = t.value.as_str().ok_or_else(|| shape("!Ref takes a name"))?;
                 Ok(Value::String(self.lookup_ref(name)?))
             }
+            "If" => match &t.value {
+                Value::Sequence(s) if s.len() == 3 => {
+                    let name = s[0]
+                        .as_str()
+                        .ok_or_else(|| shape("!If takes a condition name"))?;
+                    let cond = self
+                        .conditions
+                        .get(name)
+                        .ok_or_else(|| shape(format!("!If {name}: no such condition")))?;
+                    match self.eval(cond)? {
+                        Value::Bool(true) => self.eval(&s[1]),
+                        Value::Bool(false) => self.eval(&s[2]),
+                        other => Err(shape(format!(
+                            "condition {name} is {other:?}, not a boolean"
+                        ))),
+                    }
+                }
+                _ => Err(shape("!If takes [condition, then, else]")),
+            },
             "GetAtt" => {
                 let name = match &t.value {
                     Value::String(s) => s.clone(),
@@ -178,6 +202,22 @@ mod tests {
         assert_eq!(s.string(&v).unwrap(), "http://q");
         let v: Value = serde_yaml::from_str("!Not [!Equals [!Ref Stage, '']]").unwrap();
         assert_eq!(s.eval(&v).unwrap(), Value::Bool(true));
+    }
+
+    #[test]
+    fn if_picks_the_branch_of_its_condition_and_no_value_is_null() {
+        let mut s = scope();
+        s.params.insert("Url".into(), String::new());
+        s.conditions.insert(
+            "HasUrl".into(),
+            serde_yaml::from_str("!Not [!Equals [!Ref Url, \"\"]]").unwrap(),
+        );
+        let v: Value = serde_yaml::from_str("!If [HasUrl, !Ref Url, !Ref AWS::NoValue]").unwrap();
+        assert_eq!(s.eval(&v).unwrap(), Value::Null);
+        s.params.insert("Url".into(), "http://10.0.0.1:4566".into());
+        assert_eq!(s.string(&v).unwrap(), "http://10.0.0.1:4566");
+        let unknown: Value = serde_yaml::from_str("!If [Nope, a, b]").unwrap();
+        assert!(s.eval(&unknown).is_err());
     }
 
     #[test]

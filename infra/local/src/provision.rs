@@ -90,6 +90,13 @@ pub async fn provision(
         }
     }
     scope.params.insert("Stage".into(), stage.to_string());
+    if let Some(serde_yaml::Value::Mapping(cs)) = template.raw.get("Conditions") {
+        for (k, v) in cs {
+            if let Some(name) = k.as_str() {
+                scope.conditions.insert(name.to_string(), v.clone());
+            }
+        }
+    }
     scope
         .params
         .insert("AWS::AccountId".into(), LOCAL_ACCOUNT_ID.into());
@@ -195,7 +202,10 @@ pub async fn provision(
 
     let mut env = BTreeMap::new();
     for (k, v) in template.global_env() {
-        env.insert(k, scope.string(&v)?);
+        // A variable whose value is `AWS::NoValue` (the sam-local-only ones) is absent.
+        if scope.eval(&v)? != serde_yaml::Value::Null {
+            env.insert(k, scope.string(&v)?);
+        }
     }
     Ok(LocalStack {
         stage: stage.to_string(),

@@ -106,7 +106,11 @@ const DATA_SERVICES: &[&str] = &["dynamodb", "sqs", "s3", "secretsmanager", "eve
 /// Set by the Lambda runtime in every function (reserved: a template may not set them).
 const LAMBDA_RUNTIME_VARS: &[&str] = &["AWS_LAMBDA_FUNCTION_NAME"];
 
-const LOCAL_ONLY_VARS: &[&str] = &["EDS_LOCAL_TESTING"];
+const LOCAL_ONLY_VARS: &[&str] = &[
+    "EDS_LOCAL_TESTING",
+    "EDS_LOCAL_TESTING_ADDRS",
+    "AWS_ENDPOINT_URL",
+];
 
 // ------------------------------------------------------------------ source analysis
 
@@ -802,12 +806,36 @@ fn every_function_crate_is_a_template_function_with_the_build_layout_sam_needs()
     );
     let declared = t.of_kind("AWS::Serverless::Function").count();
     assert_eq!(declared, FUNCTIONS.len(), "no function without a crate");
+    let makefile = std::fs::read_to_string(root.join("Makefile")).expect("Makefile");
+    let makefile_functions: BTreeSet<String> = makefile
+        .split("SAM_FUNCTIONS :=")
+        .nth(1)
+        .expect("SAM_FUNCTIONS in the Makefile")
+        .lines()
+        .take_while(|l| !l.trim().is_empty() && !l.starts_with("sam_bin"))
+        .flat_map(|l| {
+            l.trim_end_matches('\\')
+                .split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        makefile_functions.len(),
+        FUNCTIONS.len(),
+        "{makefile_functions:?}"
+    );
     for (logical, crate_dir) in FUNCTIONS {
         let f = function(&t, logical);
         assert_eq!(
             f.metadata["BuildMethod"].as_str(),
-            Some("rust-cargolambda"),
+            Some("makefile"),
             "{logical}"
+        );
+        // SAM runs `make build-<logical>`; the Makefile maps it to this binary (D26).
+        assert!(
+            makefile_functions.contains(&format!("{logical}={crate_dir}")),
+            "the Makefile's SAM_FUNCTIONS maps {logical} to {crate_dir}: {makefile_functions:?}"
         );
         assert_eq!(
             f.metadata["BuildProperties"]["Binary"].as_str(),
@@ -895,11 +923,36 @@ fn every_environment_variable_the_code_reads_is_set_and_local_switches_never_are
         }
         for var in LOCAL_ONLY_VARS {
             assert!(
-                !set.contains(*var),
+                !env_keys(&f.properties).contains(*var),
                 "{logical} must not set {var}: local tests only"
             );
         }
     }
+    // The SAM CLI passes a function only the variables its template declares, so the
+    // local-only ones are declared in Globals (D26), each as
+    // `!If [IsLocalStack, <value>, !Ref AWS::NoValue]`: absent unless LocalEndpointUrl,
+    // empty by default, is given.
+    let vars = &t.globals_function["Environment"]["Variables"];
+    for var in LOCAL_ONLY_VARS {
+        let Value::Tagged(tagged) = &vars[*var] else {
+            panic!(
+                "Globals declares {var} as an !If on IsLocalStack, got {:?}",
+                vars[*var]
+            );
+        };
+        assert_eq!(tagged.tag.to_string(), "!If", "{var}");
+        assert_eq!(tagged.value[0].as_str(), Some("IsLocalStack"), "{var}");
+        let Value::Tagged(else_branch) = &tagged.value[2] else {
+            panic!("{var}: the else branch is !Ref AWS::NoValue");
+        };
+        assert_eq!(else_branch.value.as_str(), Some("AWS::NoValue"), "{var}");
+    }
+    assert_eq!(t.parameters["LocalEndpointUrl"].as_str(), Some(""));
+    let cond = serde_yaml::to_string(&t.raw["Conditions"]["IsLocalStack"]).expect("yaml");
+    assert!(
+        cond.contains("LocalEndpointUrl") && cond.contains("!Not") && cond.contains("!Equals"),
+        "IsLocalStack is `LocalEndpointUrl is not empty`: {cond}"
+    );
 }
 
 #[test]
