@@ -8,6 +8,9 @@
 # in one checkout never stop each other's emulator.
 #
 #   infra/local/scripts/with-emulator.sh cargo test --workspace
+#
+# EDS_EMULATOR_HOST (default 127.0.0.1) is the address it listens on; the SAM CLI tests
+# set the Docker bridge gateway, which both this host and the Lambda containers reach.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
@@ -42,9 +45,10 @@ for f in "$state"/moto.*.pid; do
   fi
 done
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+host="${EDS_EMULATOR_HOST:-127.0.0.1}"
+port="$(python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$host")"
 log="$state/moto.$$.log"
-"$root/.venv/bin/moto_server" -H 127.0.0.1 -p "$port" > "$log" 2>&1 &
+"$root/.venv/bin/moto_server" -H "$host" -p "$port" > "$log" 2>&1 &
 moto_pid=$!
 pidfile="$state/moto.$$.pid"
 echo "$$ $moto_pid" > "$pidfile"
@@ -57,7 +61,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$port/moto-api/" > /dev/null 2>&1; then break; fi
+  if curl -fsS "http://$host:$port/moto-api/" > /dev/null 2>&1; then break; fi
   if ! kill -0 "$moto_pid" 2>/dev/null; then
     echo "the AWS emulator failed to start; its log:" >&2
     cat "$log" >&2
@@ -66,7 +70,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_ENDPOINT_URL="http://$host:$port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
 echo "AWS emulator: $AWS_ENDPOINT_URL (pid $moto_pid)" >&2

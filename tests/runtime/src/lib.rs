@@ -21,6 +21,8 @@ use std::time::Duration;
 use eds_local::{LocalStack, Template, provision, sdk_config_from_env, template_path};
 use serde_yaml::Value as Yaml;
 
+pub mod sam;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("building the function binaries failed: {0}")]
@@ -31,6 +33,8 @@ pub enum RuntimeError {
     Template(String),
     #[error("the runtime interface emulator: {0}")]
     Emulator(String),
+    #[error("the SAM CLI: {0}")]
+    Sam(String),
     #[error("invoking {function}: {detail} (function log: {log})")]
     Invoke {
         function: String,
@@ -114,15 +118,31 @@ fn free_port() -> Result<u16, RuntimeError> {
         .map_err(|e| RuntimeError::Emulator(format!("no free port: {e}")))
 }
 
+/// How a function is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The binary under the runtime interface emulator, on this host, on loopback.
+    Rie,
+    /// `sam local invoke <Function>` on the built template (`.aws-sam/build`), one
+    /// container per invocation, as a user of the project runs it (sam.rs).
+    SamInvoke,
+}
+
 /// One isolated copy of the deployment (unique stage) and the template.
 pub struct Harness {
     pub stack: LocalStack,
     pub template: Template,
     pub sdk: aws_config::SdkConfig,
+    pub backend: Backend,
 }
 
 impl Harness {
     pub async fn new() -> Result<Self, RuntimeError> {
+        Self::on(Backend::Rie).await
+    }
+
+    /// A harness whose functions run on `backend`.
+    pub async fn on(backend: Backend) -> Result<Self, RuntimeError> {
         let sdk = sdk_config_from_env().await.map_err(RuntimeError::Stack)?;
         let template =
             Template::load(&template_path()).map_err(|e| RuntimeError::Template(e.to_string()))?;
@@ -134,6 +154,7 @@ impl Harness {
             stack,
             template,
             sdk,
+            backend,
         })
     }
 
@@ -209,6 +230,9 @@ impl Harness {
         logical: &str,
         overrides: &[(&str, &str)],
     ) -> Result<Lambda, RuntimeError> {
+        if self.backend == Backend::SamInvoke {
+            return sam::prepare(self, logical, overrides);
+        }
         let binary_name = template_binaries(&self.template)
             .remove(logical)
             .ok_or_else(|| RuntimeError::Template(format!("{logical} has no Binary")))?;
@@ -268,11 +292,15 @@ impl Harness {
             .spawn()
             .map_err(|e| RuntimeError::Emulator(format!("{}: {e}", emulator.display())))?;
         let lambda = Lambda {
-            child,
+            run: Run::Rie {
+                child,
+                url: format!(
+                    "http://127.0.0.1:{api_port}/2015-03-31/functions/function/invocations"
+                ),
+                client: reqwest::Client::new(),
+            },
             name: binary_name,
-            url: format!("http://127.0.0.1:{api_port}/2015-03-31/functions/function/invocations"),
             log,
-            client: reqwest::Client::new(),
         };
         let addr = SocketAddr::from(([127, 0, 0, 1], api_port));
         for _ in 0..100 {
@@ -288,13 +316,21 @@ impl Harness {
     }
 }
 
-/// A function running under the emulator; stopped when dropped.
+/// A function ready to invoke: running under the emulator (stopped when dropped), or
+/// invoked by `sam local invoke` each time.
 pub struct Lambda {
-    child: Child,
+    run: Run,
     pub name: String,
-    url: String,
     pub log: PathBuf,
-    client: reqwest::Client,
+}
+
+enum Run {
+    Rie {
+        child: Child,
+        url: String,
+        client: reqwest::Client,
+    },
+    Sam(sam::Invoke),
 }
 
 impl Lambda {
@@ -309,9 +345,12 @@ impl Lambda {
             detail,
             log: self.log.display().to_string(),
         };
-        let resp = self
-            .client
-            .post(&self.url)
+        let (url, client) = match &self.run {
+            Run::Rie { url, client, .. } => (url, client),
+            Run::Sam(invoke) => return invoke.invoke(event, &self.log).await.map_err(fail),
+        };
+        let resp = client
+            .post(url)
             .json(event)
             .timeout(Duration::from_secs(900))
             .send()
@@ -333,14 +372,17 @@ impl Lambda {
 
 impl Drop for Lambda {
     fn drop(&mut self) {
+        let Run::Rie { child, .. } = &mut self.run else {
+            return;
+        };
         // The emulator and the function binary it started share a process group.
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg("--")
-            .arg(format!("-{}", self.child.id()))
+            .arg(format!("-{}", child.id()))
             .stderr(Stdio::null())
             .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
