@@ -105,6 +105,14 @@ sam-test-build: venv
 	infra/local/scripts/sam-base-image.sh
 	$(MAKE) --no-print-directory sam-build SAM_PROFILE=debug
 
+## sam-local: the SAM CLI's `sam local start-lambda` (the Lambda Invoke API on
+## 127.0.0.1:3001, SAM_LOCAL_PORT to change) for every function, on the local stack:
+## the offline base image, the debug sam build, moto and the Greenhouse simulator on the
+## Docker bridge, stage `local` provisioned, the --env-vars file written
+## (.local/sam-local/env.json). Ctrl-C stops everything it started (docs/deploy.md).
+sam-local: sam-test-build
+	EDS_EMULATOR_HOST=$(SAM_GATEWAY) $(WITH_EMULATOR) infra/local/scripts/sam-local.sh $(SAM_GATEWAY)
+
 # The template's function -> its binary; infra/local/tests/template.rs checks this list
 # against the template (every function, its BuildProperties.Binary, BuildMethod makefile).
 SAM_FUNCTIONS := SchedulerFunction=scheduler PullerFunction=puller PushIngestFunction=push-ingest \

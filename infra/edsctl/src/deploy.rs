@@ -198,3 +198,47 @@ mod tests {
         assert!(!valid_stage("seventeen-chars-x"));
     }
 }
+
+/// Provisions `stage` in the local emulator and writes the SAM CLI's `--env-vars` file
+/// to `out`: every template function's environment in that stage, plus
+/// `AWS_ENDPOINT_URL` and `extra`. Returns how many functions it holds.
+pub async fn write_sam_env(
+    stage: &str,
+    out: &std::path::Path,
+    extra: &[(String, String)],
+) -> Result<usize, CliError> {
+    let Some(url) = std::env::var("AWS_ENDPOINT_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+    else {
+        return Err(CliError::Usage(
+            "sam-env writes the environment of a local stage: set AWS_ENDPOINT_URL (run under infra/local/scripts/with-emulator.sh)".into(),
+        ));
+    };
+    if !valid_stage(stage) {
+        return Err(CliError::Usage(format!(
+            "stage {stage:?} is not valid: use 1 to 16 characters of a-z, 0-9 and -"
+        )));
+    }
+    let sdk = sdk_config_from_env().await.map_err(CliError::Usage)?;
+    let template = Template::load(&template_path())
+        .map_err(|e| CliError::Usage(format!("the SAM template could not be read: {e}")))?;
+    let local = provision(&sdk, &template, stage)
+        .await
+        .map_err(|e| CliError::from_aws_text(&e.to_string(), Some(&url)))?;
+    let mut all = std::collections::BTreeMap::new();
+    for f in template.of_kind("AWS::Serverless::Function") {
+        let mut env = local
+            .function_env(&template, &f.logical_id)
+            .map_err(CliError::Usage)?;
+        env.insert("AWS_ENDPOINT_URL".into(), url.clone());
+        for (k, v) in extra {
+            env.insert(k.clone(), v.clone());
+        }
+        all.insert(f.logical_id.clone(), env);
+    }
+    let text = serde_json::to_string_pretty(&all)
+        .map_err(|e| CliError::Usage(format!("the env-vars file: {e}")))?;
+    std::fs::write(out, text).map_err(|e| CliError::Usage(format!("{}: {e}", out.display())))?;
+    Ok(all.len())
+}

@@ -121,6 +121,20 @@ enum Command {
         pushes the snapshot, runs a sync with progress, prints what the pull backfilled and corrected, shows \
         one record's provenance and history, disables the pull and shows the same record push-only. \
         Needs EDS_LOCAL_TESTING=true (resumes are downloaded from the simulator on 127.0.0.1). `make demo` runs it.")]
+    /// Provision a stage in the local emulator and write the `sam local --env-vars` file for every function.
+    #[command(
+        long_about = "Provision a stage in the local emulator and write the SAM CLI's --env-vars file.\n\n\
+        Creates the template's tables, queues, bucket and bus for --stage (default `local`) in the emulator at \
+        AWS_ENDPOINT_URL, then writes OUT: for every function of the template, its environment in that stage \
+        plus AWS_ENDPOINT_URL and each --set NAME=VALUE (SAM applies only names the template declares). \
+        `make sam-local` runs it."
+    )]
+    SamEnv {
+        out: std::path::PathBuf,
+        /// Another variable for every function (repeatable), e.g. --set EDS_LOCAL_TESTING=true.
+        #[arg(long = "set", value_parser = parse_assignment)]
+        set: Vec<(String, String)>,
+    },
     Demo {
         #[arg(long, default_value_t = 2000)]
         candidates: usize,
@@ -241,9 +255,25 @@ fn print_kv(v: &Value) {
     }
 }
 
+fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
 async fn run(cli: Cli) -> Result<(), CliError> {
     let json = cli.json;
     match cli.command {
+        Command::SamEnv { out, set } => {
+            let stage = cli.stage.unwrap_or_else(|| "local".into());
+            let written = deploy::write_sam_env(&stage, &out, &set).await?;
+            outln!(
+                "{}: --env-vars for {written} functions (stage {stage})",
+                out.display()
+            );
+            Ok(())
+        }
         Command::Demo {
             candidates,
             jobs,

@@ -83,28 +83,11 @@ pub async fn provision(
     template: &Template,
     stage: &str,
 ) -> Result<LocalStack, ProvisionError> {
-    let mut scope = Scope::default();
-    for (k, v) in &template.parameters {
-        if let Some(s) = scalar(v) {
-            scope.params.insert(k.clone(), s);
-        }
-    }
-    scope.params.insert("Stage".into(), stage.to_string());
-    if let Some(serde_yaml::Value::Mapping(cs)) = template.raw.get("Conditions") {
-        for (k, v) in cs {
-            if let Some(name) = k.as_str() {
-                scope.conditions.insert(name.to_string(), v.clone());
-            }
-        }
-    }
-    scope
-        .params
-        .insert("AWS::AccountId".into(), LOCAL_ACCOUNT_ID.into());
     let region = sdk
         .region()
         .map(|r| r.to_string())
         .unwrap_or_else(|| LOCAL_REGION.to_string());
-    scope.params.insert("AWS::Region".into(), region.clone());
+    let mut scope = base_scope(template, stage, &region);
 
     let ddb = aws_sdk_dynamodb::Client::new(sdk);
     let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -213,6 +196,70 @@ pub async fn provision(
         attrs: scope.attrs,
         env,
     })
+}
+
+/// Parameters (defaults, `Stage`, pseudo parameters) and conditions of `template`.
+fn base_scope(template: &Template, stage: &str, region: &str) -> Scope {
+    let mut scope = Scope::default();
+    for (k, v) in &template.parameters {
+        if let Some(s) = scalar(v) {
+            scope.params.insert(k.clone(), s);
+        }
+    }
+    scope.params.insert("Stage".into(), stage.to_string());
+    if let Some(Value::Mapping(cs)) = template.raw.get("Conditions") {
+        for (k, v) in cs {
+            if let Some(name) = k.as_str() {
+                scope.conditions.insert(name.to_string(), v.clone());
+            }
+        }
+    }
+    scope
+        .params
+        .insert("AWS::AccountId".into(), LOCAL_ACCOUNT_ID.into());
+    scope
+        .params
+        .insert("AWS::Region".into(), region.to_string());
+    scope
+}
+
+impl LocalStack {
+    /// The environment `template` gives function `logical` in this stack: the globals
+    /// (as provisioned) plus the function's own variables, evaluated (a variable whose
+    /// value is `AWS::NoValue` is absent).
+    pub fn function_env(
+        &self,
+        template: &Template,
+        logical: &str,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let f = template
+            .resources
+            .get(logical)
+            .filter(|r| r.kind == "AWS::Serverless::Function")
+            .ok_or_else(|| format!("no function {logical}"))?;
+        let mut scope = base_scope(template, &self.stage, LOCAL_REGION);
+        scope.refs = self.refs.clone();
+        scope.attrs = self.attrs.clone();
+        let mut env = self.env.clone();
+        let own = f
+            .properties
+            .get("Environment")
+            .and_then(|e| e.get("Variables"))
+            .and_then(Value::as_mapping);
+        for (k, v) in own.into_iter().flatten() {
+            let key = k.as_str().ok_or("a variable name is not a string")?;
+            let value = scope.eval(v).map_err(|e| format!("{logical} {key}: {e}"))?;
+            if value != Value::Null {
+                env.insert(
+                    key.to_string(),
+                    scope
+                        .string(&value)
+                        .map_err(|e| format!("{logical} {key}: {e}"))?,
+                );
+            }
+        }
+        Ok(env)
+    }
 }
 
 fn scalar(v: &Value) -> Option<String> {

@@ -109,7 +109,12 @@ impl HostPolicy {
     pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), GuardError> {
         match forbidden_reason(ip) {
             None => Ok(()),
-            Some("loopback") if self.allow_loopback_for_local_testing => Ok(()),
+            Some(why)
+                if self.allow_loopback_for_local_testing
+                    && allowed_under_local_testing(ip, why, local_testing_addrs()) =>
+            {
+                Ok(())
+            }
             Some(why) => Err(GuardError::ForbiddenAddress {
                 host: host.to_string(),
                 ip,
@@ -151,9 +156,30 @@ impl HostPolicy {
     }
 }
 
-/// `EDS_LOCAL_TESTING=true`: set by the local stack only, never in the SAM template.
+/// `EDS_LOCAL_TESTING=true`: set by the local stack only; the template declares it for
+/// `sam local` alone, absent from every deployment (D26).
 pub fn deployment_allows_local_testing() -> bool {
     std::env::var("EDS_LOCAL_TESTING").is_ok_and(|v| v == "true")
+}
+
+/// `EDS_LOCAL_TESTING_ADDRS`: comma-separated addresses (the Docker bridge gateway the
+/// simulators listen on for `sam local`), read once; unparsable entries are ignored.
+fn local_testing_addrs() -> &'static [IpAddr] {
+    static ADDRS: std::sync::OnceLock<Vec<IpAddr>> = std::sync::OnceLock::new();
+    ADDRS.get_or_init(|| {
+        std::env::var("EDS_LOCAL_TESTING_ADDRS")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect()
+    })
+}
+
+/// Under the local-testing switch: whether `ip`, refused by [`forbidden_reason`] for
+/// `why`, may be reached anyway. Loopback may; a private address only if `listed`
+/// names it exactly (never a range); link-local, metadata and the rest never.
+pub fn allowed_under_local_testing(ip: IpAddr, why: &str, listed: &[IpAddr]) -> bool {
+    why == "loopback" || (why == "private" && listed.contains(&ip))
 }
 
 /// The bar the ATS API base URL and the OAuth token URL must meet (they come from tenant
@@ -211,7 +237,12 @@ impl ApiHostRules {
     pub fn check_ip(&self, ip: IpAddr) -> Result<(), String> {
         match forbidden_reason(ip) {
             None => Ok(()),
-            Some("loopback") if self.local_testing => Ok(()),
+            Some(why)
+                if self.local_testing
+                    && allowed_under_local_testing(ip, why, local_testing_addrs()) =>
+            {
+                Ok(())
+            }
             Some(why) => Err(format!("host is or resolves to {ip}, a {why} address")),
         }
     }
@@ -330,6 +361,20 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_testing_allows_loopback_and_only_the_listed_private_addresses() {
+        let gw: IpAddr = "172.17.0.1".parse().unwrap();
+        let other: IpAddr = "172.17.0.2".parse().unwrap();
+        let meta: IpAddr = "169.254.169.254".parse().unwrap();
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let reason = |ip| forbidden_reason(ip).unwrap();
+        assert!(allowed_under_local_testing(lo, reason(lo), &[]));
+        assert!(allowed_under_local_testing(gw, reason(gw), &[gw]));
+        assert!(!allowed_under_local_testing(other, reason(other), &[gw]));
+        assert!(!allowed_under_local_testing(gw, reason(gw), &[]));
+        assert!(!allowed_under_local_testing(meta, reason(meta), &[meta]));
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -99,6 +99,9 @@ pub struct SimConfig {
     pub api_port: u16,
     /// Storage listener port (0 = any free port).
     pub storage_port: u16,
+    /// The address both listeners bind (127.0.0.1; the Docker bridge gateway for the
+    /// SAM CLI tests, whose functions run in containers).
+    pub bind_host: std::net::IpAddr,
 }
 
 impl Default for SimConfig {
@@ -121,6 +124,7 @@ impl Default for SimConfig {
             hostile: Hostile::default(),
             api_port: 0,
             storage_port: 0,
+            bind_host: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
         }
     }
 }

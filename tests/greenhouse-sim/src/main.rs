@@ -15,6 +15,9 @@ struct Args {
     /// API + token listener port (0 = any free port).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// The address both listeners bind (the Docker bridge gateway for `make sam-local`).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: std::net::IpAddr,
     /// Attachment storage listener port (0 = any free port).
     #[arg(long, default_value_t = 0)]
     storage_port: u16,
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = SimConfig {
         api_port: args.port,
         storage_port: args.storage_port,
+        bind_host: args.host,
         rate_limit_v3: args.rate_limit,
         rate_limit_v1: args.rate_limit_v1,
         ..Default::default()

@@ -1144,11 +1144,12 @@ async fn h_not_found(State(s): S) -> Response {
 pub struct Simulator;
 
 impl Simulator {
-    /// Binds the API listener and the storage listener on 127.0.0.1 (ports from the
-    /// config, 0 = any) and serves `data` until the handle is shut down or dropped.
+    /// Binds the API listener and the storage listener on `cfg.bind_host` (127.0.0.1
+    /// by default; ports from the config, 0 = any) and serves `data` until the handle is
+    /// shut down or dropped.
     pub async fn start(cfg: SimConfig, data: AtsData) -> anyhow::Result<SimHandle> {
-        let api = tokio::net::TcpListener::bind(("127.0.0.1", cfg.api_port)).await?;
-        let storage = tokio::net::TcpListener::bind(("127.0.0.1", cfg.storage_port)).await?;
+        let api = tokio::net::TcpListener::bind((cfg.bind_host, cfg.api_port)).await?;
+        let storage = tokio::net::TcpListener::bind((cfg.bind_host, cfg.storage_port)).await?;
         let (api_addr, storage_addr) = (api.local_addr()?, storage.local_addr()?);
         let secret: [u8; 32] = rand::random();
         let store = Store::from_data(&data)?;

@@ -111,7 +111,7 @@ pub fn function_binaries() -> Result<PathBuf, RuntimeError> {
         .map_err(RuntimeError::Build)
 }
 
-fn free_port() -> Result<u16, RuntimeError> {
+pub(crate) fn free_port() -> Result<u16, RuntimeError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -166,47 +166,12 @@ impl Harness {
             .ok_or_else(|| RuntimeError::Template(format!("no function {logical}")))
     }
 
-    /// The environment the template gives `logical`: the globals (as provisioned) plus
-    /// the function's own variables (literals, `!Ref` of a parameter or a resource).
+    /// The environment the template gives `logical` in this stack
+    /// ([`LocalStack::function_env`]).
     pub fn function_env(&self, logical: &str) -> Result<BTreeMap<String, String>, RuntimeError> {
-        let f = self.function(logical)?;
-        let mut env = self.stack.env.clone();
-        let own = f
-            .properties
-            .get("Environment")
-            .and_then(|e| e.get("Variables"))
-            .and_then(Yaml::as_mapping);
-        for (k, v) in own.into_iter().flatten() {
-            let key = k
-                .as_str()
-                .ok_or_else(|| RuntimeError::Template("variable name".into()))?;
-            env.insert(key.to_string(), self.resolve(v)?);
-        }
-        Ok(env)
-    }
-
-    fn resolve(&self, v: &Yaml) -> Result<String, RuntimeError> {
-        match v {
-            Yaml::String(s) => Ok(s.clone()),
-            Yaml::Number(n) => Ok(n.to_string()),
-            Yaml::Bool(b) => Ok(b.to_string()),
-            Yaml::Tagged(t) if t.tag == "Ref" => {
-                let name = t.value.as_str().unwrap_or_default();
-                if let Some(r) = self.stack.refs.get(name) {
-                    return Ok(r.clone());
-                }
-                match self.template.parameters.get(name) {
-                    Some(Yaml::String(s)) => Ok(s.clone()),
-                    Some(Yaml::Number(n)) => Ok(n.to_string()),
-                    _ => Err(RuntimeError::Template(format!(
-                        "!Ref {name} has no local value"
-                    ))),
-                }
-            }
-            other => Err(RuntimeError::Template(format!(
-                "function variable {other:?} is not supported by the runtime tests"
-            ))),
-        }
+        self.stack
+            .function_env(&self.template, logical)
+            .map_err(RuntimeError::Template)
     }
 
     /// The function's timeout in seconds (its own, else the global one).

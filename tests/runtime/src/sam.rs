@@ -231,3 +231,96 @@ impl Invoke {
         }
     }
 }
+
+/// `sam local start-lambda` on the built template: the Lambda Invoke API on a loopback
+/// port, every function in a warm container (`--warm-containers EAGER`), the environment
+/// of this harness's stage plus `extra`. Stopped (SIGINT, so SAM removes its
+/// containers) when dropped.
+pub struct StartLambda {
+    child: tokio::process::Child,
+    /// The endpoint for the SDK's Lambda client.
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl StartLambda {
+    pub async fn start(h: &Harness, extra: &[(&str, &str)]) -> Result<Self, RuntimeError> {
+        require_docker()?;
+        let template = built_template()?;
+        let functions: Vec<String> = crate::template_binaries(&h.template).into_keys().collect();
+        let names: Vec<&str> = functions.iter().map(String::as_str).collect();
+        let dir = repo_root().join("target/runtime-logs");
+        std::fs::create_dir_all(&dir).map_err(|e| RuntimeError::Sam(e.to_string()))?;
+        let env_file = dir.join(format!("{}-start-lambda.env.json", h.stack.stage));
+        write_env_vars(h, &names, extra, &[], &env_file)?;
+        let log = dir.join(format!("{}-start-lambda.log", h.stack.stage));
+        let out = std::fs::File::create(&log).map_err(|e| RuntimeError::Sam(e.to_string()))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| RuntimeError::Sam(e.to_string()))?;
+        let port = crate::free_port()?;
+        let mut cmd = sam_command()?;
+        cmd.arg("local")
+            .arg("start-lambda")
+            .arg("--template-file")
+            .arg(&template)
+            .arg("--env-vars")
+            .arg(&env_file)
+            .arg("--skip-pull-image")
+            .arg("--warm-containers")
+            .arg("EAGER")
+            .arg("--host")
+            .arg("127.0.0.1")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--layer-cache-basedir")
+            .arg(repo_root().join(".local/sam-layers"))
+            .stdout(out)
+            .stderr(err);
+        let child = cmd
+            .spawn()
+            .map_err(|e| RuntimeError::Sam(format!("{}: {e}", sam_path().display())))?;
+        let me = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        // EAGER starts the seven containers before SAM listens.
+        for _ in 0..600 {
+            if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok() {
+                return Ok(me);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Err(RuntimeError::Sam(format!(
+            "sam local start-lambda is not listening on {addr} after 2 minutes (log: {})",
+            me.log.display()
+        )))
+    }
+
+    /// What SAM and the functions logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for StartLambda {
+    fn drop(&mut self) {
+        let Some(pid) = self.child.id() else {
+            return;
+        };
+        // SIGINT: SAM stops and removes its warm containers; SIGKILL would leave them.
+        let _ = std::process::Command::new("kill")
+            .arg("-INT")
+            .arg(pid.to_string())
+            .status();
+        for _ in 0..150 {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.start_kill();
+    }
+}
