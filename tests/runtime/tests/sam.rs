@@ -175,7 +175,10 @@ mod start_lambda {
         .await
         .expect("simulator");
         sim.add_oauth_client("eds-client", "client-secret-value", ALL_SCOPES);
-        let secret_name = format!("{}acme", h.stack.env["SECRET_PREFIX"]);
+        // Secrets are not per stage: a prefix of this test's own (the settings case on the
+        // same emulator stores eds/tenants/acme).
+        let prefix = format!("eds/{}/tenants/", h.stack.stage);
+        let secret_name = format!("{prefix}acme");
         aws_sdk_secretsmanager::Client::new(&h.sdk)
             .create_secret()
             .name(&secret_name)
@@ -191,6 +194,7 @@ mod start_lambda {
         let sl = StartLambda::start(
             &h,
             &[
+                ("SECRET_PREFIX", prefix.as_str()),
                 ("EDS_LOCAL_TESTING", "true"),
                 ("EDS_LOCAL_TESTING_ADDRS", gw.as_str()),
                 ("GREENHOUSE_TOKEN_URL", token_url.as_str()),
