@@ -184,21 +184,6 @@ pub fn valid_stage(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stages_follow_the_template_pattern() {
-        assert!(valid_stage("demo"));
-        assert!(valid_stage("e2e-01"));
-        assert!(!valid_stage(""));
-        assert!(!valid_stage("Demo"));
-        assert!(!valid_stage("a_b"));
-        assert!(!valid_stage("seventeen-chars-x"));
-    }
-}
-
 /// Provisions `stage` in the local emulator and writes the SAM CLI's `--env-vars` file
 /// to `out`: every template function's environment in that stage, plus
 /// `AWS_ENDPOINT_URL` and `extra`. Returns how many functions it holds.
@@ -241,4 +226,19 @@ pub async fn write_sam_env(
         .map_err(|e| CliError::Usage(format!("the env-vars file: {e}")))?;
     std::fs::write(out, text).map_err(|e| CliError::Usage(format!("{}: {e}", out.display())))?;
     Ok(all.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stages_follow_the_template_pattern() {
+        assert!(valid_stage("demo"));
+        assert!(valid_stage("e2e-01"));
+        assert!(!valid_stage(""));
+        assert!(!valid_stage("Demo"));
+        assert!(!valid_stage("a_b"));
+        assert!(!valid_stage("seventeen-chars-x"));
+    }
 }

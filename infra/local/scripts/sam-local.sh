@@ -20,7 +20,17 @@ cargo build --locked -q -p edsctl -p greenhouse-sim
 rm -f "$state/simulator.json"
 target/debug/greenhouse-sim --host "$gw" --out "$state/simulator.json" > "$state/simulator.log" 2>&1 &
 sim=$!
-trap 'kill "$sim" 2>/dev/null || true' EXIT
+# On the way out: the simulator, and any warm container SAM left behind (it does not always
+# remove them all); ours carry SAM's label and this stage's table name.
+cleanup() {
+  kill "$sim" 2>/dev/null || true
+  for id in $(docker ps -aq --filter label=sam.cli.container.type=lambda); do
+    if docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$id" | grep -qx 'RECORDS_TABLE=eds-local-records'; then
+      docker rm -f "$id" > /dev/null
+    fi
+  done
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do [ -s "$state/simulator.json" ] && break; sleep 0.1; done
 [ -s "$state/simulator.json" ] || { echo "the simulator did not start; its log:" >&2; cat "$state/simulator.log" >&2; exit 1; }
 token_url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["token_url"])' "$state/simulator.json")"

@@ -238,6 +238,8 @@ impl Invoke {
 /// containers) when dropped.
 pub struct StartLambda {
     child: tokio::process::Child,
+    /// `RECORDS_TABLE=<this stage's table>`: how this run's containers are told apart.
+    marker: String,
     /// The endpoint for the SDK's Lambda client.
     pub url: String,
     pub log: PathBuf,
@@ -282,6 +284,7 @@ impl StartLambda {
             .map_err(|e| RuntimeError::Sam(format!("{}: {e}", sam_path().display())))?;
         let me = Self {
             child,
+            marker: format!("RECORDS_TABLE={}", h.stack.env["RECORDS_TABLE"]),
             url: format!("http://127.0.0.1:{port}"),
             log,
         };
@@ -315,12 +318,48 @@ impl Drop for StartLambda {
             .arg("-INT")
             .arg(pid.to_string())
             .status();
-        for _ in 0..150 {
+        for _ in 0..300 {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.start_kill();
+        // SAM does not always remove every warm container when it stops: remove what is
+        // left of this run's (SAM labels its containers; the stage's table tells ours).
+        remove_containers(&self.marker);
+    }
+}
+
+fn remove_containers(marker: &str) {
+    let Ok(out) = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            "label=sam.cli.container.type=lambda",
+        ])
+        .output()
+    else {
+        return;
+    };
+    for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+        let env = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{range .Config.Env}}{{println .}}{{end}}",
+                id,
+            ])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
+            .unwrap_or_default();
+        if env.lines().any(|l| l == marker) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
