@@ -20,13 +20,14 @@ use eds_shared::attachments::{
 };
 use eds_shared::auth::{AccessTokens, AuthError};
 use eds_shared::credentials::{
-    Clock, DEFAULT_SECRET_PREFIX, DynamoRefreshLock, Grant, RefreshOutcome, SecretName,
-    SecretStore, SecretsManagerStore, TenantSecret, TokenCache, TokenEndpoint, TokenEndpointConfig,
-    TokenGrant, TokenManager, TokenManagerConfig, TokenServices,
+    Clock, DEFAULT_SECRET_PREFIX, DynamoRefreshLock, Grant, RefreshLock, RefreshOutcome,
+    SecretName, SecretStore, SecretsManagerStore, TenantSecret, TokenCache, TokenEndpoint,
+    TokenEndpointConfig, TokenGrant, TokenManager, TokenManagerConfig, TokenServices,
 };
 use eds_shared::domain::ids::TenantId;
 use greenhouse_sim::{
-    ALL_SCOPES, ExpiryStyle, Scenario, ScenarioSpec, SimClock, SimConfig, SimHandle, Simulator,
+    ALL_SCOPES, ExpiryStyle, RateClock, Scenario, ScenarioSpec, SimClock, SimConfig, SimHandle,
+    Simulator,
 };
 
 /// The simulated Greenhouse lives in simulated time: token expiries and leases follow it.
@@ -444,6 +445,41 @@ async fn two_containers_refreshing_concurrently_hit_the_token_endpoint_once() {
     env.finish().await;
 }
 
+/// The lease is a conditional put; DynamoDB makes it atomic, and so must the emulator
+/// (moto's own server does not: `infra/local/scripts/moto_server.py`). Without that, two
+/// containers asking at once both "hold" the lease and one spends a rotated refresh token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_refresh_lease_has_one_holder_when_many_containers_ask_at_once() {
+    let conf = aws().await;
+    let table = create_table(&conf).await;
+    let lock = Arc::new(DynamoRefreshLock::new(
+        aws_sdk_dynamodb::Client::new(&conf),
+        table,
+    ));
+    // One tenant, one lease item: each round starts after the previous lease ended, so
+    // every round is a race among equals for an expired lease.
+    let tenant = TenantId::parse(unique("lease")).unwrap();
+    let start = chrono::Utc::now();
+    for round in 0..50 {
+        let now = start + chrono::Duration::seconds(61 * round);
+        let tries = (0..8).map(|i| {
+            let (lock, tenant) = (lock.clone(), tenant.clone());
+            tokio::spawn(async move {
+                lock.try_acquire(&tenant, &format!("owner{i}"), now, Duration::from_secs(60))
+                    .await
+            })
+        });
+        let mut holders = 0;
+        for t in futures::future::join_all(tries).await {
+            holders += usize::from(t.unwrap().unwrap());
+        }
+        assert_eq!(
+            holders, 1,
+            "round {round}: {holders} containers hold the lease"
+        );
+    }
+}
+
 #[tokio::test]
 async fn revoked_or_reused_refresh_token_is_invalid_grant() {
     let env = Env::start(SimConfig::default()).await;
@@ -516,7 +552,19 @@ async fn api_key_is_sent_as_basic_auth_accepted_by_v1() {
 
 #[tokio::test]
 async fn token_endpoint_rate_limit_is_a_transient_error_not_a_long_wait() {
-    let env = Env::start(SimConfig::default()).await;
+    // The token window is fixed and 60 s long. On the wall clock the two requests below
+    // could fall on both sides of a window boundary (the second then succeeds); on the
+    // simulator's clock, stopped at the start of a window, both are in one window and the
+    // Retry-After is the whole window.
+    let env = Env::start(SimConfig {
+        rate_clock: RateClock::Simulated,
+        ..SimConfig::default()
+    })
+    .await;
+    let now = env.sim.clock().now();
+    env.sim
+        .clock()
+        .set(now - chrono::Duration::seconds(now.timestamp().rem_euclid(60)));
     env.store_client_credentials().await;
     env.sim.set_token_rate_limit(1);
     let m = env.container();

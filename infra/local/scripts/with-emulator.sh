@@ -48,7 +48,8 @@ done
 host="${EDS_EMULATOR_HOST:-127.0.0.1}"
 port="$(python3 -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$host")"
 log="$state/moto.$$.log"
-"$root/.venv/bin/moto_server" -H "$host" -p "$port" > "$log" 2>&1 &
+# moto_server.py: moto with DynamoDB's conditional writes made atomic (see the file).
+"$root/.venv/bin/python" "$root/infra/local/scripts/moto_server.py" -H "$host" -p "$port" > "$log" 2>&1 &
 moto_pid=$!
 pidfile="$state/moto.$$.pid"
 echo "$$ $moto_pid" > "$pidfile"
