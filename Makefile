@@ -120,9 +120,13 @@ SAM_FUNCTIONS := SchedulerFunction=scheduler PullerFunction=puller PushIngestFun
 sam_bin = $(patsubst $(1)=%,%,$(filter $(1)=%,$(SAM_FUNCTIONS)))
 SAM_TARGETS := $(foreach f,$(SAM_FUNCTIONS),build-$(firstword $(subst =, ,$(f))))
 .PHONY: sam-binaries $(SAM_TARGETS)
+# The debug build resolves features as the test build does (`--workspace --tests`: dev-
+# dependencies' features unified in), so after `cargo nextest run --no-run` it compiles only
+# the seven binaries (48 s) instead of every dependency a second time (about 8 min).
+# The runtime tests (tests/runtime) build their binaries through this target too.
 sam-binaries:
 ifeq ($(SAM_PROFILE),debug)
-	cargo build --locked --quiet $(addprefix --bin ,$(FUNCTION_BINS))
+	cargo build --locked --quiet --workspace --tests --bins
 else
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --locked --quiet --release $(addprefix --bin ,$(FUNCTION_BINS))
 endif

@@ -88,22 +88,20 @@ static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// Builds every function binary of the template once per test process (debug profile,
 /// the shared target directory) and returns the directory holding them.
 ///
-/// The command is the one `make sam-binaries` runs for the debug profile (`--bin` per
-/// function, no `-p`), so features resolve over the whole workspace as there: after `make
-/// sam-test-build` this is a no-op. With `-p` per function cargo resolved features for
-/// those packages alone and compiled the dependencies a second time (about 7 minutes of
-/// CI).
+/// It runs `make sam-binaries SAM_PROFILE=debug`, the build `make sam-test-build` runs:
+/// one command, so that after it this is a no-op, and features resolve as in the test
+/// build. (A `cargo build --bins -p <function>…` of its own resolved features for those
+/// packages alone and compiled the dependencies a second time: about 7 minutes of CI.)
 pub fn function_binaries() -> Result<PathBuf, RuntimeError> {
     BUILT
         .get_or_init(|| {
-            let template = Template::load(&template_path()).map_err(|e| e.to_string())?;
             let root = repo_root();
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(&root).args(["build", "--locked"]);
-            for bin in template_binaries(&template).values() {
-                cmd.arg("--bin").arg(bin);
-            }
+            let mut cmd = Command::new("make");
+            cmd.current_dir(&root).args([
+                "--no-print-directory",
+                "sam-binaries",
+                "SAM_PROFILE=debug",
+            ]);
             let out = cmd.output().map_err(|e| e.to_string())?;
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).to_string());
