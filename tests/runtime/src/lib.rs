@@ -89,9 +89,10 @@ static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// the shared target directory) and returns the directory holding them.
 ///
 /// It runs `make sam-binaries SAM_PROFILE=debug`, the build `make sam-test-build` runs:
-/// one command, so that after it this is a no-op, and features resolve as in the test
-/// build. (A `cargo build --bins -p <function>…` of its own resolved features for those
-/// packages alone and compiled the dependencies a second time: about 7 minutes of CI.)
+/// one command, features resolved as in the test build, so that after either this is a
+/// no-op. (Measured before: a `cargo build --bins -p <function>…` of its own, started
+/// with the test runner's environment, recompiled the dependencies in every test process
+/// that needed the binaries, 6–9 minutes each.)
 pub fn function_binaries() -> Result<PathBuf, RuntimeError> {
     BUILT
         .get_or_init(|| {
@@ -102,6 +103,16 @@ pub fn function_binaries() -> Result<PathBuf, RuntimeError> {
                 "sam-binaries",
                 "SAM_PROFILE=debug",
             ]);
+            // The test runner sets the variables cargo gives a test of this package
+            // (CARGO_PKG_NAME, CARGO_MANIFEST_DIR, …). ring's build script declares
+            // `rerun-if-env-changed` on several of them, so a build started with them
+            // would rerun it and recompile ring and the 30-odd crates above it (6 min
+            // measured, every test process): the build gets the environment of a shell.
+            for (key, _) in std::env::vars_os() {
+                if key.to_str().is_some_and(set_by_cargo_for_a_crate) {
+                    cmd.env_remove(key);
+                }
+            }
             let out = cmd.output().map_err(|e| e.to_string())?;
             if !out.status.success() {
                 return Err(String::from_utf8_lossy(&out.stderr).to_string());
@@ -113,6 +124,23 @@ pub fn function_binaries() -> Result<PathBuf, RuntimeError> {
         })
         .clone()
         .map_err(RuntimeError::Build)
+}
+
+/// Variables cargo sets for the crate it builds or the test it runs, never for itself.
+fn set_by_cargo_for_a_crate(key: &str) -> bool {
+    [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_BIN_",
+        "CARGO_CFG_",
+        "CARGO_FEATURE_",
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+        )
 }
 
 pub(crate) fn free_port() -> Result<u16, RuntimeError> {
