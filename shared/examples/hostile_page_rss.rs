@@ -12,17 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use base64::Engine;
 use eds_shared::auth::{AccessTokens, AuthError};
-use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV1};
+use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
 use eds_shared::connector::{AtsConnector, RateLimiter, Stream, Window};
 use greenhouse_sim::{ALL_SCOPES, Hostile, Scenario, ScenarioSpec, SimConfig, Simulator};
 use secrecy::SecretString;
 
-struct ApiKey(SecretString);
+/// One bearer token obtained up front (the page fetch is what is measured).
+struct Bearer(SecretString);
 
 #[async_trait]
-impl AccessTokens for ApiKey {
+impl AccessTokens for Bearer {
     async fn authorization(&self) -> Result<SecretString, AuthError> {
         Ok(self.0.clone())
     }
@@ -30,7 +30,7 @@ impl AccessTokens for ApiKey {
         &self,
         _: &SecretString,
     ) -> Result<SecretString, AuthError> {
-        Err(AuthError::InvalidClient("api key refused".into()))
+        Err(AuthError::InvalidClient("token refused".into()))
     }
 }
 
@@ -56,21 +56,27 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let sim = Simulator::start(cfg, data).await?;
-    sim.add_api_key("measure-key", ALL_SCOPES);
-    let header = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode("measure-key:")
-    );
-    let tokens = Arc::new(ApiKey(header.into()));
+    sim.add_oauth_client("measure", "measure-secret", ALL_SCOPES);
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(sim.token_url())
+        .basic_auth("measure", Some("measure-secret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let access = token["access_token"].as_str().unwrap_or_default();
+    let tokens = Arc::new(Bearer(format!("Bearer {access}").into()));
     let gh = GreenhouseConfig::new(sim.api_base().parse()?);
-    let v1 = GreenhouseV1::new(gh, tokens, Arc::new(RateLimiter::default()))?;
+    let v3 = GreenhouseV3::new(gh, tokens, Arc::new(RateLimiter::default()))?;
     let window = Window {
         from: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
         to: sim.clock().now(),
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
-    let result = v1.list_changed(Stream::Jobs, &window, None, deadline).await;
-    let m = v1.metrics();
+    let result = v3.list_changed(Stream::Jobs, &window, None, deadline).await;
+    let m = v3.metrics();
     match result {
         Ok(p) => println!(
             "rows={rows}: page read: {} observations, {} quarantined, {} bytes",

@@ -1,5 +1,5 @@
 //! Bad input never panics (issue J, "bad input"): property tests over everything eds
-//! parses from outside — Greenhouse payloads (v3 and v1 normalisation), pushed bodies
+//! parses from outside — Greenhouse payloads (v3 normalisation), pushed bodies
 //! and records, SQS job bodies, EventBridge settings/lifecycle events, records API
 //! routes. Each input is either accepted or refused with a short, non-empty error that
 //! does not echo the input back.
@@ -234,24 +234,6 @@ fn normalize_all(v: &Value) {
     check(
         "v3_attachment",
         normalize::v3_attachment(v)
-            .map(|_| String::new())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "v1_candidate",
-        normalize::v1_candidate(v)
-            .map(|_| String::new())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "v1_application",
-        normalize::v1_application(v)
-            .map(|_| String::new())
-            .map_err(|e| e.to_string()),
-    );
-    check(
-        "v1_job",
-        normalize::v1_job(v)
             .map(|_| String::new())
             .map_err(|e| e.to_string()),
     );

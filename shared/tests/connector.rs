@@ -16,12 +16,11 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use eds_shared::auth::{AccessTokens, AuthError};
-use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV1, GreenhouseV3};
+use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
 use eds_shared::connector::{
     AtsConnector, AttachmentRef, ConnectorError, Cursor, Quarantined, RateLimiter, RequestStats,
     Stream, Window,
 };
-use eds_shared::domain::ids::EntityKind;
 use eds_shared::domain::model::{Observation, ObservationScope};
 use greenhouse_sim::canonical::{attachment_element, record_fields};
 use greenhouse_sim::model::record_id;
@@ -130,7 +129,7 @@ impl AccessTokens for ClientCredentials {
     }
 }
 
-/// v1 API key: Basic auth with the key as user name and an empty password.
+/// An API key: Basic auth with the key as user name and an empty password.
 struct ApiKey(SecretString);
 
 #[async_trait]
@@ -1314,122 +1313,6 @@ async fn id_listing_returns_every_current_id_so_deletions_can_be_found() {
 }
 
 // ---------------------------------------------------------------------------------
-// v1.
-
-#[tokio::test]
-async fn v1_with_an_api_key_returns_candidates_with_embedded_children_and_applications_by_last_activity()
- {
-    let s = small_scenario();
-    let sim = start(SimConfig::default(), s.truth.clone()).await;
-    sim.add_api_key(API_KEY, ALL_SCOPES);
-    let v1 = GreenhouseV1::new(
-        gh_config(&sim),
-        Arc::new(ApiKey(SecretString::from(API_KEY))),
-        Arc::new(RateLimiter::default()),
-    )
-    .unwrap();
-    assert_eq!(
-        v1.streams(),
-        &[Stream::Jobs, Stream::Candidates, Stream::Applications]
-    );
-    let window = everything_until(sim.clock().now());
-    let c = crawl(&v1, Stream::Candidates, &window, |_| {})
-        .await
-        .unwrap();
-    assert!(c.quarantined.is_empty(), "{:?}", c.quarantined.first());
-    let by_kind = |k: EntityKind, element: bool| -> Vec<&Observation> {
-        c.observations
-            .iter()
-            .filter(|o| {
-                o.entity == k && matches!(o.scope, ObservationScope::Element { .. }) == element
-            })
-            .collect()
-    };
-    let cands: Vec<String> = by_kind(EntityKind::Candidate, false)
-        .iter()
-        .map(|o| o.ats_id.to_string())
-        .collect();
-    assert_exactly_once(
-        Stream::Candidates,
-        &cands,
-        &truth_ids(&s.truth, Stream::Candidates),
-    );
-    assert_eq!(
-        by_kind(EntityKind::Application, false).len(),
-        s.truth.applications.len(),
-        "embedded applications"
-    );
-    assert_eq!(
-        by_kind(EntityKind::Candidate, true).len(),
-        s.truth.attachments.len(),
-        "embedded attachments"
-    );
-    assert_eq!(c.downloads.len(), s.truth.attachments.len());
-    // Candidate content equals the canonical truth on v1 too.
-    let truth: HashMap<String, &Value> = s
-        .truth
-        .candidates
-        .iter()
-        .map(|v| (record_id(v).unwrap().to_string(), v))
-        .collect();
-    for o in by_kind(EntityKind::Candidate, false) {
-        let ObservationScope::Record { fields } = &o.scope else {
-            panic!()
-        };
-        assert_eq!(
-            as_map(fields),
-            record_fields(Entity::Candidate, truth[o.ats_id.as_str()])
-        );
-    }
-    let apps = crawl(&v1, Stream::Applications, &window, |_| {})
-        .await
-        .unwrap();
-    assert_exactly_once(
-        Stream::Applications,
-        &apps.ids(Stream::Applications),
-        &truth_ids(&s.truth, Stream::Applications),
-    );
-    let app_truth: HashMap<String, &Value> = s
-        .truth
-        .applications
-        .iter()
-        .map(|v| (record_id(v).unwrap().to_string(), v))
-        .collect();
-    for o in &apps.observations {
-        let t = app_truth[o.ats_id.as_str()];
-        let last = DateTime::parse_from_rfc3339(t["last_activity_at"].as_str().unwrap()).unwrap();
-        assert_eq!(
-            o.ats_updated_at,
-            Some(last.with_timezone(&Utc)),
-            "v1 orders applications by last activity"
-        );
-    }
-    let jobs = crawl(&v1, Stream::Jobs, &window, |_| {}).await.unwrap();
-    assert_exactly_once(
-        Stream::Jobs,
-        &jobs.ids(Stream::Jobs),
-        &truth_ids(&s.truth, Stream::Jobs),
-    );
-    let st = sim.stats();
-    for (stream, n) in [
-        (Stream::Candidates, s.truth.candidates.len()),
-        (Stream::Applications, s.truth.applications.len()),
-        (Stream::Jobs, s.truth.jobs.len()),
-    ] {
-        assert_eq!(
-            st.endpoint_total(&format!("GET /v1/{stream}")),
-            pages_for(n, 500),
-            "{stream}"
-        );
-    }
-    assert!(matches!(
-        v1.list_changed(Stream::Attachments, &window, None, far())
-            .await,
-        Err(ConnectorError::Unsupported(Stream::Attachments))
-    ));
-}
-
-// ---------------------------------------------------------------------------------
 // Secrets never reach logs.
 
 #[derive(Clone, Default)]
@@ -1446,7 +1329,7 @@ impl Write for Capture {
 }
 
 /// Runs the connector's main flows (token, 401 refresh, 403, 429, 5xx, cursor expiry,
-/// quarantine, v1 with an API key, attachments with signed URLs) with every TRACE event
+/// quarantine, an API key, attachments with signed URLs) with every TRACE event
 /// of every crate captured, then looks for each secret in the capture and in the
 /// `Debug` output of everything the connector returned.
 #[tokio::test]
@@ -1467,7 +1350,6 @@ async fn secrets_never_appear_in_trace_logs_or_debug_output() {
         ..SimConfig::default()
     };
     let env = env_with(cfg, s.truth.clone(), ALL_SCOPES, |c| c.per_page = 200).await;
-    env.sim.add_api_key(API_KEY, ALL_SCOPES);
     let window = everything_until(env.sim.clock().now());
     env.sim.set_faults(Faults {
         seed: 5,
@@ -1540,30 +1422,22 @@ async fn secrets_never_appear_in_trace_logs_or_debug_output() {
         .await
         .unwrap_err();
     debug_out.push_str(&format!("{e:?} {e}"));
-    // v1 with the API key, and a wrong key (401 twice).
-    let v1 = GreenhouseV1::new(
-        gh_config(&env.sim),
-        Arc::new(ApiKey(SecretString::from(API_KEY))),
-        Arc::new(RateLimiter::default()),
-    )
-    .unwrap();
-    let p = v1
-        .list_changed(Stream::Candidates, &window, None, far())
-        .await
+    // An API key (the credential of API-key ATSs) through the same HTTP core: Greenhouse
+    // v3 wants a bearer token, so it is refused (401, after one retry), never logged.
+    for key in [API_KEY, "wrong-key-secret-99"] {
+        let keyed = GreenhouseV3::new(
+            gh_config(&env.sim),
+            Arc::new(ApiKey(SecretString::from(key))),
+            Arc::new(RateLimiter::default()),
+        )
         .unwrap();
-    debug_out.push_str(&format!("{:?}", p.attachment_downloads));
-    let bad = GreenhouseV1::new(
-        gh_config(&env.sim),
-        Arc::new(ApiKey(SecretString::from("wrong-key-secret-99"))),
-        Arc::new(RateLimiter::default()),
-    )
-    .unwrap();
-    let e = bad
-        .list_changed(Stream::Jobs, &window, None, far())
-        .await
-        .unwrap_err();
-    assert!(matches!(e, ConnectorError::Unauthorized { .. }), "{e:?}");
-    debug_out.push_str(&format!("{e:?} {e}"));
+        let e = keyed
+            .list_changed(Stream::Jobs, &window, None, far())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ConnectorError::Unauthorized { .. }), "{e:?}");
+        debug_out.push_str(&format!("{e:?} {e}"));
+    }
 
     drop(_guard);
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();

@@ -38,6 +38,7 @@ impl Clock for SimTime {
         self.0.now()
     }
 }
+use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 
 // ---------------------------------------------------------------- log capture
@@ -529,23 +530,29 @@ async fn wrong_client_secret_is_invalid_client() {
 }
 
 #[tokio::test]
-async fn api_key_is_sent_as_basic_auth_accepted_by_v1() {
+async fn api_key_is_sent_as_basic_auth_with_the_key_as_user_name_and_no_token_request() {
     let env = Env::start(SimConfig::default()).await;
     let key = unique("api-key-value-");
     env.secrets.add(&key);
-    env.sim.add_api_key(&key, ALL_SCOPES);
     env.put_secret(format!(r#"{{"kind":"api_key","api_key":"{key}"}}"#))
         .await;
     let m = env.container();
     let header = m.authorization().await.unwrap();
-    let status = reqwest::Client::new()
-        .get(format!("{}/v1/candidates?per_page=1", env.sim.api_base()))
-        .header("Authorization", header.expose_secret())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 200);
+    let encoded = header
+        .expose_secret()
+        .strip_prefix("Basic ")
+        .expect("a Basic header");
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    assert_eq!(
+        decoded,
+        format!("{key}:").into_bytes(),
+        "key, colon, empty password"
+    );
+    // A key is not refreshed: a 401 on it is the end (the ATS refused the key).
+    let err = m.refresh_after_unauthorized(&header).await.unwrap_err();
+    assert!(matches!(err, AuthError::InvalidClient(_)), "{err:?}");
     assert_eq!(env.sim.stats().token_requests, 0);
     env.finish().await;
 }

@@ -5,8 +5,7 @@
 //! the returned [`Cursor`] before asking for the next one; a run cut short by its
 //! deadline resumes from that cursor. Every call reports what it cost
 //! ([`RequestStats`]) so that rate-limit waits and retries are visible per run instead
-//! of disappearing inside the client. Greenhouse (v3, and v1 as a secondary surface)
-//! lives in [`greenhouse`].
+//! of disappearing inside the client. Greenhouse (Harvest v3) lives in [`greenhouse`].
 
 pub mod greenhouse;
 mod http;
@@ -288,10 +287,6 @@ pub enum ConnectorError {
     /// host.
     #[error("refusing cursor/link: {0}")]
     UntrustedLink(String),
-    /// The connector cannot serve this stream separately (e.g. v1 embeds attachments in
-    /// candidates).
-    #[error("stream {0} is not listed separately by this connector")]
-    Unsupported(Stream),
     /// The connector's configuration is invalid (base URL, page size).
     #[error("connector configuration: {0}")]
     Config(String),

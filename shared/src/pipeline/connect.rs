@@ -12,7 +12,7 @@ use url::Url;
 use crate::attachments::guard::ApiHostRules;
 use crate::attachments::{AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
 use crate::connector::AtsConnector;
-use crate::connector::greenhouse::{GreenhouseConfig, GreenhouseV1, GreenhouseV3};
+use crate::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
 use crate::connector::ratelimit::RateLimiter;
 use crate::credentials::{
     CredentialsConfig, Grant, SecretName, TenantSecret, TokenEndpoint, TokenEndpointConfig,
@@ -43,7 +43,7 @@ pub trait ConnectorFactory: Send + Sync {
     async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError>;
 }
 
-/// The production factory (Greenhouse v3 / v1).
+/// The production factory (Greenhouse Harvest v3).
 pub struct GreenhouseFactory {
     pub credentials: CredentialsConfig,
     pub services: TokenServices,
@@ -72,6 +72,13 @@ impl GreenhouseFactory {
 impl ConnectorFactory for GreenhouseFactory {
     async fn connect(&self, cfg: &TenantConfig) -> Result<Connection, ConnectError> {
         let AtsKind::Greenhouse = cfg.ats_kind;
+        if cfg.api_version == ApiVersion::Retired {
+            return Err(ConnectError::Config(
+                "the tenant is configured for Greenhouse Harvest v1/v2, which Greenhouse \
+                 removed on 2026-08-31: reconnect it with OAuth (Harvest v3)"
+                    .into(),
+            ));
+        }
         let name = self.secret_name(cfg)?;
         let mut services = self.services.clone();
         // The tenant's URLs come from its settings: https on public hosts only (http
@@ -103,16 +110,10 @@ impl ConnectorFactory for GreenhouseFactory {
             gh = gh.with_fast_retries();
         }
         let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
-        let ats: Arc<dyn AtsConnector> = match cfg.api_version {
-            ApiVersion::V3 => Arc::new(
-                GreenhouseV3::new(gh, tokens.clone(), limiter)
-                    .map_err(|e| ConnectError::Config(e.to_string()))?,
-            ),
-            ApiVersion::V1 => Arc::new(
-                GreenhouseV1::new(gh, tokens.clone(), limiter)
-                    .map_err(|e| ConnectError::Config(e.to_string()))?,
-            ),
-        };
+        let ats: Arc<dyn AtsConnector> = Arc::new(
+            GreenhouseV3::new(gh, tokens.clone(), limiter)
+                .map_err(|e| ConnectError::Config(e.to_string()))?,
+        );
         // The provider's own file hosts, then the tenant's additions.
         let hosts: Vec<String> = crate::connector::greenhouse::ATTACHMENT_HOSTS
             .iter()

@@ -759,7 +759,6 @@ impl Puller {
                         .await?;
                     return Ok(StepEnd::Stop(outcome));
                 }
-                Err(ConnectorError::Unsupported(_)) => return Ok(StepEnd::Done),
                 Err(e) if matches!(e, ConnectorError::Transient { .. }) => {
                     run.report.counts.add(&counts);
                     self.record_run(run, stream, "pull", started_at, "retrying", &counts)
@@ -1314,7 +1313,6 @@ impl Puller {
                     .await?;
                 Ok(StepEnd::Stop(outcome))
             }
-            ConnectorError::Unsupported(_) => Ok(StepEnd::Done),
             e if e.is_retryable() => Err(JobError::Retry {
                 reason: e.to_string(),
                 after: self.settings.retry_after,

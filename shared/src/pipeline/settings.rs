@@ -72,7 +72,9 @@ pub enum EventError {
     Tenant(IdError),
     #[error("ats_kind {0:?} is not supported (expected \"greenhouse\")")]
     AtsKind(String),
-    #[error("api_version {0:?} is not supported (expected \"v3\" or \"v1\")")]
+    #[error(
+        "api_version {0:?} is not supported (expected \"v3\"; Greenhouse removed Harvest v1/v2 on 2026-08-31)"
+    )]
     ApiVersion(String),
     #[error("{member} is not a usable URL: {reason}")]
     Url {
@@ -272,7 +274,6 @@ pub fn parse_event(
             };
             let api_version = match d.api_version.as_str() {
                 "v3" => ApiVersion::V3,
-                "v1" => ApiVersion::V1,
                 other => return Err(EventError::ApiVersion(other.chars().take(32).collect())),
             };
             let api_base_url = check_url("api_base_url", &d.api_base_url)?;

@@ -52,7 +52,11 @@ pub enum AtsKind {
 pub enum ApiVersion {
     #[default]
     V3,
-    V1,
+    /// Any other value read from a stored configuration: Harvest v1/v2, which Greenhouse
+    /// removed on 2026-08-31 and eds with it (D28). Such a tenant is not pulled; it goes to
+    /// `needs_reauth` until it is reconnected with OAuth (v3).
+    #[serde(other)]
+    Retired,
 }
 
 /// One tenant's configuration and lifecycle (item `T#{tenant}` / `CONFIG`).
@@ -325,6 +329,15 @@ mod tests {
         let b = "2026-01-01T00:00:01Z".parse::<DateTime<Utc>>().unwrap();
         assert!(key_time(a) < key_time(b));
         assert_eq!(key_time(b), "2026-01-01T00:00:01.000Z");
+    }
+
+    #[test]
+    fn a_stored_api_version_other_than_v3_reads_as_retired() {
+        let read = |v: &str| serde_json::from_value::<ApiVersion>(serde_json::json!(v)).unwrap();
+        assert_eq!(read("v3"), ApiVersion::V3);
+        assert_eq!(read("v1"), ApiVersion::Retired);
+        assert_eq!(read("v2"), ApiVersion::Retired);
+        assert_eq!(ApiVersion::default(), ApiVersion::V3);
     }
 
     #[test]

@@ -374,7 +374,7 @@ mod lifecycle_of_pulls {
     use eds_shared::domain::ids::TenantId;
     use eds_shared::pipeline::local::{delete_succeeded, receive_event};
     use eds_shared::pipeline::puller::PullerSettings;
-    use eds_shared::tenants::TenantState;
+    use eds_shared::tenants::{ApiVersion, TenantState};
     use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
     use secrecy::ExposeSecret;
     use serde_json::json;
@@ -488,6 +488,44 @@ mod lifecycle_of_pulls {
             "no retry storm: {token_requests} token requests"
         );
         eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+    }
+
+    /// A tenant enabled for Harvest v1 before eds removed it (D28) reads as `Retired`:
+    /// its pull ends in needs_reauth saying what to do, and Greenhouse is never called.
+    #[tokio::test]
+    async fn a_tenant_stored_for_the_removed_harvest_v1_needs_reauth_without_a_request() {
+        let stack = Stack::new().await.unwrap();
+        let scenario = small(12, 10);
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone())
+            .await
+            .unwrap();
+        sim.add_oauth_client("v1-era", "v1-era-secret", ALL_SCOPES);
+        let mut cfg = stack
+            .enable_greenhouse_tenant(
+                "retired",
+                &sim,
+                json!({"kind": "client_credentials", "client_id": "v1-era",
+                       "client_secret": "v1-era-secret"}),
+            )
+            .await
+            .unwrap();
+        cfg.api_version = ApiVersion::Retired;
+        stack
+            .registry()
+            .enable(cfg.clone(), Utc::now())
+            .await
+            .unwrap();
+        sim.reset_stats();
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        stack.sync(&puller, Utc::now()).await.unwrap();
+        let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+        assert_eq!(rec.config.state, TenantState::NeedsReauth);
+        let reason = rec.config.state_reason.unwrap_or_default();
+        assert!(
+            reason.contains("Harvest v1/v2") && reason.contains("OAuth"),
+            "{reason}"
+        );
+        assert_eq!(sim.stats().total_requests, 0, "nothing asked of Greenhouse");
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! Credentials: OAuth clients, authorization codes, access and refresh tokens (v3),
-//! API keys (v1), and users who are not Site Admins. Pure state transitions over the
+//! Credentials: OAuth clients, authorization codes, access and refresh tokens (v3), and
+//! users who are not Site Admins. Pure state transitions over the
 //! simulated time; the HTTP layer lives in `server`.
 
 use std::collections::{HashMap, HashSet};
@@ -97,7 +97,6 @@ pub(crate) struct AuthState {
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     codes: HashMap<String, Code>,
-    api_keys: HashMap<String, Vec<String>>,
     pub non_admins: HashSet<u64>,
     counter: u64,
     secret: Vec<u8>,
@@ -145,10 +144,6 @@ impl AuthState {
                 scopes: scopes_of(scopes),
             },
         );
-    }
-
-    pub fn add_api_key(&mut self, key: &str, scopes: &[&str]) {
-        self.api_keys.insert(key.into(), scopes_of(scopes));
     }
 
     pub fn issue_code(&mut self, client_id: &str, user: u64, now: i64, ttl_ms: i64) -> String {
@@ -283,17 +278,6 @@ impl AuthState {
             credential: format!("oauth:{}", a.client_id),
             scopes: a.scopes.clone(),
             sub: a.sub,
-        })
-    }
-
-    pub fn api_key(&self, key: &str) -> Option<Principal> {
-        let scopes = self.api_keys.get(key)?;
-        let mut h = Sha256::new();
-        h.update(key.as_bytes());
-        Some(Principal {
-            credential: format!("key:{}", hex::encode(&h.finalize()[..8])),
-            scopes: scopes.clone(),
-            sub: None,
         })
     }
 }

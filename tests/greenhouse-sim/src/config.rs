@@ -35,8 +35,8 @@ pub struct Burst429 {
     pub retry_after_secs: u64,
 }
 
-/// Seeded fault injection on the API surfaces (v3 and v1; not the token endpoint or
-/// the storage host). All rates are probabilities per request.
+/// Seeded fault injection on the API (not the token endpoint or the storage host). All
+/// rates are probabilities per request.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Faults {
     pub seed: u64,
@@ -76,12 +76,9 @@ pub struct Hostile {
 pub struct SimConfig {
     /// Requests per credential per v3 window; 0 = no limit.
     pub rate_limit_v3: u32,
-    /// Requests per API key per v1 window; 0 = no limit.
-    pub rate_limit_v1: u32,
     /// Token requests per client per token window; 0 = no limit.
     pub token_rate_limit: u32,
     pub rate_window_v3: Duration,
-    pub rate_window_v1: Duration,
     pub token_rate_window: Duration,
     pub rate_clock: RateClock,
     pub token_expiry_style: ExpiryStyle,
@@ -108,10 +105,8 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             rate_limit_v3: 0,
-            rate_limit_v1: 0,
             token_rate_limit: 0,
             rate_window_v3: Duration::from_secs(30),
-            rate_window_v1: Duration::from_secs(10),
             token_rate_window: Duration::from_secs(60),
             rate_clock: RateClock::Real,
             token_expiry_style: ExpiryStyle::ExpiresAt,

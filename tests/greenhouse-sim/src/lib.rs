@@ -1,6 +1,5 @@
 //! A local Greenhouse Harvest: the v3 API (OAuth, cursors, windows, rate limits,
-//! scopes), the deprecated v1 API (API keys, page numbers), a signed attachment
-//! storage host, a simulated clock with mutations, seeded faults, and a seeded
+//! scopes), a signed attachment storage host, a simulated clock with mutations, seeded faults, and a seeded
 //! scenario generator that also writes the pushed snapshot and the manifest of the
 //! right answers. See `../shared/spec/greenhouse.md` for the behaviour imitated.
 //!

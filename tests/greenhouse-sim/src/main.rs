@@ -10,7 +10,7 @@ use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
-#[command(about = "Local Greenhouse Harvest simulator (v3 + v1 + OAuth + attachment host)")]
+#[command(about = "Local Greenhouse Harvest simulator (v3 + OAuth + attachment host)")]
 struct Args {
     /// API + token listener port (0 = any free port).
     #[arg(long, default_value_t = 0)]
@@ -30,15 +30,10 @@ struct Args {
     /// v3 requests per 30 s per credential (0 = off).
     #[arg(long, default_value_t = 50)]
     rate_limit: u32,
-    /// v1 requests per 10 s per API key (0 = off).
-    #[arg(long, default_value_t = 50)]
-    rate_limit_v1: u32,
     #[arg(long, default_value = "eds-demo-client")]
     client_id: String,
     #[arg(long, default_value = "eds-demo-secret")]
     client_secret: String,
-    #[arg(long, default_value = "eds-demo-api-key")]
-    api_key: String,
     /// Write the endpoints/credentials JSON here instead of stdout.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -66,7 +61,6 @@ async fn main() -> anyhow::Result<()> {
         storage_port: args.storage_port,
         bind_host: args.host,
         rate_limit_v3: args.rate_limit,
-        rate_limit_v1: args.rate_limit_v1,
         ..Default::default()
     };
     let counts: serde_json::Map<String, serde_json::Value> = scenario
@@ -85,16 +79,13 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let sim = Simulator::start(cfg, scenario.truth).await?;
     sim.add_oauth_client(&args.client_id, &args.client_secret, ALL_SCOPES);
-    sim.add_api_key(&args.api_key, ALL_SCOPES);
     let info = json!({
         "api_base": sim.api_base(),
         "v3_base": format!("{}/v3", sim.api_base()),
-        "v1_base": format!("{}/v1", sim.api_base()),
         "token_url": sim.token_url(),
         "storage_base": sim.storage_base(),
         "client_id": args.client_id,
         "client_secret": args.client_secret,
-        "api_key": args.api_key,
         "scopes": ALL_SCOPES,
         "seed": args.seed,
         "candidates": args.candidates,

@@ -1,8 +1,9 @@
-//! The HTTP simulator: one listener for the API (v3, v1) and the token endpoint, a
-//! second one for the attachment storage host. Every API response goes through the same
-//! pipeline: authenticate, rate-limit, check scope, inject faults, serve, count.
+//! The HTTP simulator: one listener for the API (v3; `/v1` answers 404, as Greenhouse has
+//! since 2026-08-31) and the token endpoint, a second one for the attachment storage
+//! host. Every API response goes through the same pipeline: authenticate, rate-limit,
+//! check scope, inject faults, serve, count.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -81,12 +82,6 @@ impl Stats {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Surface {
-    V3,
-    V1,
-}
-
 struct Rate {
     limit: u32,
     remaining: u32,
@@ -137,9 +132,6 @@ struct Cursor {
     /// Cursor epoch: bumping it expires every outstanding cursor.
     ep: u64,
 }
-
-/// Applications and attachments (v1 forms) per candidate id.
-type Children = (HashMap<u64, Vec<Value>>, HashMap<u64, Vec<Value>>);
 
 struct FaultState {
     rng: ChaCha8Rng,
@@ -356,40 +348,27 @@ impl Shared {
         resp
     }
 
-    fn authenticate(&self, surface: Surface, headers: &HeaderMap) -> Result<Principal, Out> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, Out> {
         let unauthorized = |why: &str| Out::message(401, "Unauthorized", &[why]);
-        match surface {
-            Surface::V3 => {
-                let h = headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("");
-                let Some(token) = h
-                    .strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-                else {
-                    return Err(unauthorized("Missing bearer token"));
-                };
-                match lock(&self.auth).bearer(token.trim(), millis(self.clock.now())) {
-                    Ok(p) => Ok(p),
-                    Err(TokenError::Expired) => Err(unauthorized("Token expired")),
-                    Err(TokenError::Unknown) => Err(unauthorized("Token could not be decoded")),
-                }
-            }
-            Surface::V1 => {
-                let Some((key, _)) = parse_basic(headers) else {
-                    return Err(unauthorized("Missing Basic credentials"));
-                };
-                lock(&self.auth)
-                    .api_key(&key)
-                    .ok_or_else(|| unauthorized("Invalid API key"))
-            }
+        let h = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let Some(token) = h
+            .strip_prefix("Bearer ")
+            .or_else(|| h.strip_prefix("bearer "))
+        else {
+            return Err(unauthorized("Missing bearer token"));
+        };
+        match lock(&self.auth).bearer(token.trim(), millis(self.clock.now())) {
+            Ok(p) => Ok(p),
+            Err(TokenError::Expired) => Err(unauthorized("Token expired")),
+            Err(TokenError::Unknown) => Err(unauthorized("Token could not be decoded")),
         }
     }
 
     async fn api(
         &self,
-        surface: Surface,
         e: Entity,
         endpoint: &str,
         headers: &HeaderMap,
@@ -398,13 +377,10 @@ impl Shared {
         let (limit, window, faults, hostile) = {
             let c = read(&self.cfg);
             let h = c.hostile.clone();
-            match surface {
-                Surface::V3 => (c.rate_limit_v3, c.rate_window_v3, c.faults.clone(), h),
-                Surface::V1 => (c.rate_limit_v1, c.rate_window_v1, c.faults.clone(), h),
-            }
+            (c.rate_limit_v3, c.rate_window_v3, c.faults.clone(), h)
         };
-        let tag = if surface == Surface::V3 { "v3" } else { "v1" };
-        let principal = match self.authenticate(surface, headers) {
+        let tag = "v3";
+        let principal = match self.authenticate(headers) {
             Ok(p) => p,
             Err(out) => {
                 let rate = self.hit(&format!("{tag}|anonymous"), limit, window, false);
@@ -708,193 +684,6 @@ impl Shared {
         .with_body(body)
     }
 
-    fn v1_value(
-        &self,
-        store: &Store,
-        e: Entity,
-        id: u64,
-        row: &Row,
-        now: DateTime<Utc>,
-        children: Option<&Children>,
-    ) -> Value {
-        let mut v = row.value().unwrap_or(Value::Null);
-        match e {
-            Entity::Application => {
-                if let Value::Object(o) = &mut v {
-                    o.remove("updated_at");
-                }
-            }
-            Entity::Candidate => {
-                let owned;
-                let ch = match children {
-                    Some(c) => c,
-                    None => {
-                        owned = self.v1_children(store, &[id].into_iter().collect(), now);
-                        &owned
-                    }
-                };
-                if let Value::Object(o) = &mut v {
-                    o.insert(
-                        "applications".into(),
-                        Value::Array(ch.0.get(&id).cloned().unwrap_or_default()),
-                    );
-                    o.insert(
-                        "attachments".into(),
-                        Value::Array(ch.1.get(&id).cloned().unwrap_or_default()),
-                    );
-                }
-            }
-            _ => {}
-        }
-        v
-    }
-
-    /// Applications and attachments of the given candidates, in their v1 forms.
-    fn v1_children(&self, store: &Store, ids: &HashSet<u64>, now: DateTime<Utc>) -> Children {
-        let mut apps: HashMap<u64, Vec<Value>> = HashMap::new();
-        for row in store.table(Entity::Application).values() {
-            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c))
-                && let Ok(Value::Object(mut o)) = row.value()
-            {
-                o.remove("updated_at");
-                apps.entry(c).or_default().push(Value::Object(o));
-            }
-        }
-        let mut atts: HashMap<u64, Vec<Value>> = HashMap::new();
-        for (id, row) in store.table(Entity::Attachment) {
-            if let Some(c) = row.candidate_id.filter(|c| ids.contains(c))
-                && let Ok(v) = row.value()
-            {
-                atts.entry(c).or_default().push(json!({
-                    "filename": v["filename"], "url": self.signed_url(*id, now), "type": v["type"], "created_at": v["created_at"]
-                }));
-            }
-        }
-        (apps, atts)
-    }
-
-    fn v1_list(&self, e: Entity, q: Option<&str>) -> Out {
-        if e == Entity::Attachment {
-            return Out::not_found();
-        }
-        let pairs: Vec<(String, String)> = url::form_urlencoded::parse(q.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
-        let mut page = 1u64;
-        let mut pp = 100u32;
-        let mut skip_count = false;
-        let mut f = Filters::default();
-        let ts_of = |v: &str| {
-            parse_ts(v)
-                .or_else(|| parse_ts(&v.replace(' ', "+")))
-                .map(millis)
-        };
-        for (k, v) in &pairs {
-            let bound = |b: &mut Option<Bounds>, lower: bool| -> Result<(), String> {
-                let t = ts_of(v).ok_or_else(|| format!("Invalid {k}"))?;
-                let x = b.get_or_insert_with(Bounds::default);
-                if lower {
-                    x.gte = Some(t)
-                } else {
-                    x.lt = Some(t)
-                }
-                Ok(())
-            };
-            let r = match k.as_str() {
-                "page" => match v.parse::<u64>() {
-                    Ok(p) if p >= 1 => {
-                        page = p;
-                        Ok(())
-                    }
-                    _ => Err("page must be a positive integer".to_string()),
-                },
-                "per_page" => parse_per_page(v).map(|p| pp = p),
-                "skip_count" => {
-                    skip_count = v == "true";
-                    Ok(())
-                }
-                "created_after" => bound(&mut f.created, true),
-                "created_before" => bound(&mut f.created, false),
-                // Applications have no updated_at on v1: the parameter is silently ignored.
-                "updated_after" if e != Entity::Application => bound(&mut f.updated, true),
-                "updated_before" if e != Entity::Application => bound(&mut f.updated, false),
-                "last_activity_after" if e == Entity::Application => bound(&mut f.activity, true),
-                _ => Ok(()),
-            };
-            if let Err(m) = r {
-                return Out::unprocessable(&m);
-            }
-        }
-        let now = self.clock.now();
-        let store = read(&self.store);
-        let ids = store.ids_asc(e, &f);
-        let total_pages = (ids.len() as u64).div_ceil(pp as u64).max(1);
-        let start = ((page - 1) * pp as u64).min(ids.len() as u64) as usize;
-        let end = (start + pp as usize).min(ids.len());
-        let slice = &ids[start..end];
-        let children = (e == Entity::Candidate)
-            .then(|| self.v1_children(&store, &slice.iter().copied().collect(), now));
-        let table = store.table(e);
-        let items: Vec<Value> = slice
-            .iter()
-            .filter_map(|id| {
-                table
-                    .get(id)
-                    .map(|row| self.v1_value(&store, e, *id, row, now, children.as_ref()))
-            })
-            .collect();
-        drop(store);
-        let rest: String = pairs
-            .iter()
-            .filter(|(k, _)| k != "page" && k != "per_page")
-            .map(|(k, v)| {
-                let mut s = url::form_urlencoded::Serializer::new(String::new());
-                s.append_pair(k, v);
-                s.finish() + "&"
-            })
-            .collect();
-        let href = |p: u64| {
-            format!(
-                "<{}/v1/{}?{rest}page={p}&per_page={pp}>",
-                self.api_base,
-                e.path()
-            )
-        };
-        let mut rels = vec![];
-        if page < total_pages {
-            rels.push(format!("{}; rel=\"next\"", href(page + 1)));
-        }
-        if page > 1 {
-            rels.push(format!("{}; rel=\"prev\"", href(page - 1)));
-        }
-        if !skip_count {
-            rels.push(format!("{}; rel=\"last\"", href(total_pages)));
-        }
-        let n = items.len() as u64;
-        let mut out = Out::json(200, Value::Array(items));
-        out.records = n;
-        out.link = (!rels.is_empty()).then(|| rels.join(", "));
-        out
-    }
-
-    fn v1_get(&self, e: Entity, id: &str) -> Out {
-        let Ok(id) = id.parse::<u64>() else {
-            return Out::not_found();
-        };
-        if e == Entity::Attachment {
-            return Out::not_found();
-        }
-        let store = read(&self.store);
-        let Some(row) = store.table(e).get(&id) else {
-            return Out::not_found();
-        };
-        let v = self.v1_value(&store, e, id, row, self.clock.now(), None);
-        Out {
-            records: 1,
-            ..Out::json(200, v)
-        }
-    }
-
     fn token(&self, headers: &HeaderMap, body: &str) -> Response {
         let endpoint = "POST /token";
         lock(&self.stats).token_requests += 1;
@@ -1080,10 +869,8 @@ async fn h_v3_list(
         return s.finish("GET /v3/?", None, Out::not_found());
     };
     let ep = format!("GET /v3/{}", e.path());
-    s.api(Surface::V3, e, &ep, &headers, |s| {
-        s.v3_list(e, q.as_deref())
-    })
-    .await
+    s.api(e, &ep, &headers, |s| s.v3_list(e, q.as_deref()))
+        .await
 }
 
 async fn h_v3_get(
@@ -1095,37 +882,7 @@ async fn h_v3_get(
         return s.finish("GET /v3/?", None, Out::not_found());
     };
     let ep = format!("GET /v3/{}/{{id}}", e.path());
-    s.api(Surface::V3, e, &ep, &headers, |s| s.v3_get(e, &id))
-        .await
-}
-
-async fn h_v1_list(
-    State(s): S,
-    Path(res): Path<String>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let Some(e) = Entity::from_path(&res).filter(|e| *e != Entity::Attachment) else {
-        return s.finish("GET /v1/?", None, Out::not_found());
-    };
-    let ep = format!("GET /v1/{}", e.path());
-    s.api(Surface::V1, e, &ep, &headers, |s| {
-        s.v1_list(e, q.as_deref())
-    })
-    .await
-}
-
-async fn h_v1_get(
-    State(s): S,
-    Path((res, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    let Some(e) = Entity::from_path(&res).filter(|e| *e != Entity::Attachment) else {
-        return s.finish("GET /v1/?", None, Out::not_found());
-    };
-    let ep = format!("GET /v1/{}/{{id}}", e.path());
-    s.api(Surface::V1, e, &ep, &headers, |s| s.v1_get(e, &id))
-        .await
+    s.api(e, &ep, &headers, |s| s.v3_get(e, &id)).await
 }
 
 async fn h_token(State(s): S, headers: HeaderMap, body: String) -> Response {
@@ -1176,8 +933,6 @@ impl Simulator {
             .route("/token", post(h_token))
             .route("/v3/{res}", get(h_v3_list))
             .route("/v3/{res}/{id}", get(h_v3_get))
-            .route("/v1/{res}", get(h_v1_list))
-            .route("/v1/{res}/{id}", get(h_v1_get))
             .fallback(h_not_found)
             .with_state(shared.clone());
         let storage_app = Router::new()
@@ -1217,7 +972,7 @@ pub struct SimHandle {
 }
 
 impl SimHandle {
-    /// `http://127.0.0.1:PORT`; v3 under `{api_base}/v3/...`, v1 under `{api_base}/v1/...`.
+    /// `http://127.0.0.1:PORT`; v3 under `{api_base}/v3/...`.
     pub fn api_base(&self) -> String {
         self.shared.api_base.clone()
     }
@@ -1244,9 +999,6 @@ impl SimHandle {
     pub fn issue_authorization_code(&self, client_id: &str, user_id: u64) -> String {
         let ttl = read(&self.shared.cfg).auth_code_ttl.as_millis() as i64;
         lock(&self.shared.auth).issue_code(client_id, user_id, millis(self.shared.clock.now()), ttl)
-    }
-    pub fn add_api_key(&self, key: &str, scopes: &[&str]) {
-        lock(&self.shared.auth).add_api_key(key, scopes);
     }
     /// Revokes every refresh token of the client (a customer disconnecting the app).
     pub fn revoke_refresh_tokens(&self, client_id: &str) {
@@ -1306,9 +1058,6 @@ impl SimHandle {
     }
     pub fn set_rate_limit_v3(&self, n: u32) {
         write(&self.shared.cfg).rate_limit_v3 = n;
-    }
-    pub fn set_rate_limit_v1(&self, n: u32) {
-        write(&self.shared.cfg).rate_limit_v1 = n;
     }
     pub fn set_token_rate_limit(&self, n: u32) {
         write(&self.shared.cfg).token_rate_limit = n;

@@ -202,15 +202,6 @@ impl Store {
         (out, more)
     }
 
-    /// All matching ids ascending (v1 page/per_page paging needs the total).
-    pub fn ids_asc(&self, e: Entity, f: &Filters) -> Vec<u64> {
-        self.table(e)
-            .iter()
-            .filter(|(_, r)| f.matches(r))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-
     pub fn get_value(&self, e: Entity, id: u64) -> Result<Value, StoreError> {
         self.table(e)
             .get(&id)

@@ -1,11 +1,11 @@
-//! Greenhouse Harvest: v3 (OAuth, the primary surface) and v1 (API key, secondary).
+//! Greenhouse Harvest v3 (OAuth). Harvest v1/v2 (API key) was removed by Greenhouse on
+//! 2026-08-31 and by eds with it (docs/decisions.md D28).
 //!
-//! Both clients share the HTTP core (auth, pacing, retries, deadline) and the pure
+//! The client uses the HTTP core (auth, pacing, retries, deadline) and the pure
 //! normalisation in [`normalize`]. Pages are followed by the `Link: rel="next"` URL
 //! verbatim, after checking that it stays on the configured origin and resource.
 
 pub mod normalize;
-pub mod v1;
 pub mod v3;
 
 use std::time::Duration;
@@ -18,7 +18,6 @@ use super::{ConnectorError, Cursor, RequestStats};
 use crate::attachments::guard::ApiHostRules;
 
 pub use super::http::RetryPolicy;
-pub use v1::GreenhouseV1;
 pub use v3::GreenhouseV3;
 
 /// The hosts Greenhouse serves attachment files from (signed links on its S3 storage,
@@ -26,7 +25,7 @@ pub use v3::GreenhouseV3;
 /// `attachment_hosts` adds to them.
 pub const ATTACHMENT_HOSTS: &[&str] = &["s3.amazonaws.com"];
 
-/// Greenhouse's maximum page size (v1 and v3).
+/// Greenhouse's maximum page size.
 pub const MAX_PER_PAGE: u32 = 500;
 
 /// Configuration of one Greenhouse client.

@@ -26,13 +26,13 @@ fn registry(h: &Harness) -> TenantRegistry {
     )
 }
 
-/// Registers `tenant` as enabled (Harvest v1, API key), due now; returns its epoch.
+/// Registers `tenant` as enabled (Harvest v3), due now; returns its epoch.
 async fn enable(h: &Harness, tenant: &str) -> u64 {
     let now = Utc::now();
     let cfg = TenantConfig {
         tenant_id: TenantId::parse(tenant).expect("tenant id"),
         ats_kind: AtsKind::Greenhouse,
-        api_version: ApiVersion::V1,
+        api_version: ApiVersion::V3,
         api_base_url: "https://harvest.greenhouse.io".into(),
         auth_url: None,
         secret_name: format!("{}{tenant}", h.stack.env["SECRET_PREFIX"]),
@@ -255,7 +255,11 @@ pub async fn settings_enables_changes_the_interval_and_rejects_a_malformed_event
     secrets
         .create_secret()
         .name(format!("{}acme", h.stack.env["SECRET_PREFIX"]))
-        .secret_string(json!({"kind": "api_key", "api_key": "runtime-test-key"}).to_string())
+        .secret_string(
+            json!({"kind": "client_credentials", "client_id": "runtime-client",
+                   "client_secret": "runtime-test-key"})
+            .to_string(),
+        )
         .send()
         .await
         .expect("secret");
