@@ -374,7 +374,7 @@ mod lifecycle_of_pulls {
     use eds_shared::domain::ids::TenantId;
     use eds_shared::pipeline::local::{delete_succeeded, receive_event};
     use eds_shared::pipeline::puller::PullerSettings;
-    use eds_shared::tenants::{ApiVersion, TenantState};
+    use eds_shared::tenants::{ApiVersion, SyncStatus, TenantState};
     use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
     use secrecy::ExposeSecret;
     use serde_json::json;
@@ -638,7 +638,11 @@ mod lifecycle_of_pulls {
                 if event.records.is_empty() {
                     break;
                 }
-                let deadline = || tokio::time::Instant::now() + StdDuration::from_millis(300);
+                // Short invocations, so that the run is many messages; long enough for one
+                // unit of work (a 120-record page is ~240 writes) on a loaded 2-core CI
+                // machine: at 300 ms three invocations in a row made no progress there
+                // and the candidates stream failed (stop 29's fresh-clone run).
+                let deadline = || tokio::time::Instant::now() + StdDuration::from_millis(1500);
                 let (response, _) = puller.handle_batch(&event, deadline()).await;
                 if duplicate {
                     // SQS redelivers the same message (e.g. the first invocation's
@@ -658,6 +662,16 @@ mod lifecycle_of_pulls {
                 )
                 .await
                 .unwrap();
+            }
+            let tenant = TenantId::parse("dup").unwrap();
+            for st in stack.registry().streams(&tenant).await.unwrap() {
+                assert!(
+                    matches!(st.status, SyncStatus::Done | SyncStatus::Degraded),
+                    "duplicate={duplicate}: stream {:?} ended {:?}: {:?}",
+                    st.stream,
+                    st.status,
+                    st.reason
+                );
             }
             dumps.push(dump(&stack).await);
             eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
