@@ -8,6 +8,7 @@ pub mod connector;
 pub mod crash;
 pub mod credentials;
 pub mod domain;
+pub(crate) mod dynamo;
 pub mod jobs;
 pub mod lambda;
 pub mod metrics;

@@ -58,7 +58,7 @@ impl DynamoRefreshLock {
     }
 
     fn pk(tenant: &TenantId) -> String {
-        format!("T#{tenant}")
+        crate::tenants::dynamo::tenant_pk(tenant)
     }
 }
 
@@ -102,12 +102,7 @@ impl RefreshLock for DynamoRefreshLock {
             .await;
         match res {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if crate::dynamo::is_conditional(&e) => Ok(false),
             Err(e) => Err(LockError {
                 op: "acquire",
                 tenant: tenant.clone(),
@@ -131,12 +126,7 @@ impl RefreshLock for DynamoRefreshLock {
         match res {
             Ok(_) => Ok(()),
             // The lease ran out and someone else took it: nothing of ours to release.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if crate::dynamo::is_conditional(&e) => Ok(()),
             Err(e) => Err(LockError {
                 op: "release",
                 tenant: tenant.clone(),

@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -50,8 +49,7 @@ use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
 use crate::lambda::{Aws, Config, JobError, SendError, fifo_batch};
 use crate::store::dynamodb::DynamoStore;
-use crate::store::{BATCH_WRITE_MAX, RecordSweep, SHARDS, StoreError};
-use crate::tenants::dynamo::tenant_pk;
+use crate::store::{RecordSweep, SHARDS, StoreError};
 use crate::tenants::{DeletionReceipt, RegistryError, TenantRegistry, TenantState};
 
 /// `detail-type` of a deletion request.
@@ -595,6 +593,7 @@ impl Deleter {
                 return Ok(false);
             }
             let deleted = self
+                .registry
                 .delete_tenant_items(&report.tenant, self.opts.page_size as usize)
                 .await?;
             if deleted.is_empty() {
@@ -612,111 +611,6 @@ impl Deleter {
         crate::crash::point("delete.after_registry");
         budget.unit_done();
         Ok(true)
-    }
-
-    /// Sort keys under `T#{tenant}` in the tenants table (`CONFIG` included), at most
-    /// `limit`. (Queried here by partition key alone: the registry's prefix listing
-    /// sends an empty `begins_with` operand for "everything", which DynamoDB rejects.)
-    async fn tenant_item_keys(
-        &self,
-        tenant: &TenantId,
-        limit: Option<usize>,
-    ) -> Result<Vec<String>, DeleteError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .registry
-                .client()
-                .query()
-                .table_name(self.registry.table())
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(tenant_pk(tenant)))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| {
-                    RegistryError::Dynamo(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-                    )
-                })?;
-            out.extend(page.items().iter().filter_map(|i| match i.get("sk") {
-                Some(AttributeValue::S(sk)) => Some(sk.clone()),
-                _ => None,
-            }));
-            start = page.last_evaluated_key;
-            if start.is_none() || limit.is_some_and(|l| out.len() >= l) {
-                return Ok(out);
-            }
-        }
-    }
-
-    /// Deletes up to `max` of the tenant's items other than `CONFIG` (runs, streams,
-    /// quarantine, leases) in batches of 25; counts by kind (the sort key's first part).
-    async fn delete_tenant_items(
-        &self,
-        tenant: &TenantId,
-        max: usize,
-    ) -> Result<BTreeMap<String, u64>, DeleteError> {
-        let sks: Vec<String> = self
-            .tenant_item_keys(tenant, Some(max + 1))
-            .await?
-            .into_iter()
-            .filter(|sk| sk != "CONFIG")
-            .take(max)
-            .collect();
-        let mut counts = BTreeMap::new();
-        for chunk in sks.chunks(BATCH_WRITE_MAX) {
-            let mut pending = chunk
-                .iter()
-                .map(|sk| {
-                    DeleteRequest::builder()
-                        .key("pk", AttributeValue::S(tenant_pk(tenant)))
-                        .key("sk", AttributeValue::S(sk.clone()))
-                        .build()
-                        .map(|d| WriteRequest::builder().delete_request(d).build())
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| RegistryError::Dynamo(e.to_string()))?;
-            let mut round = 0u32;
-            while !pending.is_empty() {
-                round += 1;
-                if round > 8 {
-                    return Err(RegistryError::Dynamo(format!(
-                        "{} tenants-table deletes still unprocessed",
-                        pending.len()
-                    ))
-                    .into());
-                }
-                if round > 1 {
-                    tokio::time::sleep(Duration::from_millis(25 << round.min(6))).await;
-                }
-                let out = self
-                    .registry
-                    .client()
-                    .batch_write_item()
-                    .request_items(self.registry.table(), std::mem::take(&mut pending))
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        RegistryError::Dynamo(
-                            aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-                        )
-                    })?;
-                pending = out
-                    .unprocessed_items
-                    .and_then(|mut m| m.remove(self.registry.table()))
-                    .unwrap_or_default();
-            }
-            for sk in chunk {
-                let kind = sk.split('#').next().unwrap_or("other").to_ascii_lowercase();
-                *counts.entry(kind).or_insert(0) += 1;
-            }
-        }
-        Ok(counts)
     }
 
     fn secret_name(&self, tenant: &TenantId) -> String {
@@ -788,7 +682,7 @@ impl Deleter {
         if !self.list_objects(&self.prefix(tenant), 1).await?.is_empty() {
             left.push("S3 objects".into());
         }
-        let items = self.tenant_item_keys(tenant, None).await?.len();
+        let items = self.registry.item_sort_keys(tenant, None).await?.len();
         let config = usize::from(self.registry.get(tenant).await?.is_some());
         if items > config {
             left.push(format!("{} tenants-table items", items - config));

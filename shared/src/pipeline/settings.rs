@@ -18,7 +18,6 @@
 //! the epoch and state that were read, so a disable or deletion racing with a settings
 //! event is never overwritten (the event fails and is retried against the new state).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -34,7 +33,6 @@ use crate::credentials::{
     TokenServices,
 };
 use crate::domain::ids::{IdError, TenantId};
-use crate::tenants::dynamo::tenant_pk;
 use crate::tenants::{
     ApiVersion, AtsKind, DEFAULT_INTERVAL_SECS, DEFAULT_RECONCILE_EVERY_SECS, RegistryError,
     TenantConfig, TenantRegistry, TenantState, first_epoch, key_time,
@@ -649,62 +647,17 @@ impl<C: CredentialCheck> Settings<C> {
         set: &[(&str, AttributeValue)],
         remove: &[&str],
     ) -> Result<(), SettingsError> {
-        let mut names = HashMap::from([("#st".to_owned(), "state".to_owned())]);
-        let mut values =
-            HashMap::from([(":epoch".to_owned(), AttributeValue::N(epoch.to_string()))]);
-        let mut allowed = Vec::new();
-        for (i, s) in states.iter().enumerate() {
-            values.insert(format!(":ok{i}"), state_value(*s));
-            allowed.push(format!(":ok{i}"));
-        }
-        let mut sets = Vec::new();
-        for (i, (name, value)) in set.iter().enumerate() {
-            names.insert(format!("#s{i}"), (*name).to_owned());
-            values.insert(format!(":s{i}"), value.clone());
-            sets.push(format!("#s{i} = :s{i}"));
-        }
-        let mut removes = Vec::new();
-        for (i, name) in remove.iter().enumerate() {
-            names.insert(format!("#r{i}"), (*name).to_owned());
-            removes.push(format!("#r{i}"));
-        }
-        let mut expr = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        let res = self
+        let applied = self
             .registry
-            .client()
-            .update_item()
-            .table_name(self.registry.table())
-            .key("pk", AttributeValue::S(tenant_pk(tenant)))
-            .key("sk", AttributeValue::S("CONFIG".into()))
-            .condition_expression(format!(
-                "epoch = :epoch AND #st IN ({})",
-                allowed.join(", ")
-            ))
-            .update_expression(expr)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                use aws_sdk_dynamodb::error::ProvideErrorMetadata;
-                if e.as_service_error().and_then(|s| s.code())
-                    == Some("ConditionalCheckFailedException")
-                {
-                    Err(SettingsError::Conflict {
-                        tenant: tenant.clone(),
-                        detail: "the tenant changed concurrently; the event will be retried".into(),
-                    })
-                } else {
-                    Err(SettingsError::Registry(RegistryError::Dynamo(
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
-                    )))
-                }
-            }
+            .update_config_fenced(tenant, epoch, states, set, remove)
+            .await?;
+        if applied {
+            Ok(())
+        } else {
+            Err(SettingsError::Conflict {
+                tenant: tenant.clone(),
+                detail: "the tenant changed concurrently; the event will be retried".into(),
+            })
         }
     }
 }

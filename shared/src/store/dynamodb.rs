@@ -285,12 +285,7 @@ impl DynamoStore {
         }
         match req.send().await {
             Ok(_) => Ok(Put::Done),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(Put::ConditionFailed)
-            }
+            Err(e) if crate::dynamo::is_conditional(&e) => Ok(Put::ConditionFailed),
             Err(e) => Err(sdk_error("PutItem", e)),
         }
     }

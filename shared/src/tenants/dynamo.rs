@@ -41,14 +41,7 @@ where
     RegistryError::Dynamo(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
 }
 
-fn is_conditional<E>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .is_some_and(|c| c == "ConditionalCheckFailedException")
-}
+use crate::dynamo::is_conditional;
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -144,10 +137,6 @@ impl TenantRegistry {
 
     pub fn table(&self) -> &str {
         &self.table
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     fn key(&self, tenant: &TenantId, sk: &str) -> HashMap<String, AttributeValue> {
@@ -312,33 +301,6 @@ impl TenantRegistry {
                 }
             })?;
         epoch_of(out.attributes.as_ref())
-    }
-
-    /// Changes the interval and reschedules an enabled tenant accordingly.
-    pub async fn set_interval(
-        &self,
-        tenant: &TenantId,
-        interval_secs: u64,
-        now: DateTime<Utc>,
-    ) -> Result<(), RegistryError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(tenant, CONFIG)))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET interval_secs = :i, updated_at = :now")
-            .expression_attribute_values(":i", n(interval_secs))
-            .expression_attribute_values(":now", s(key_time(now)))
-            .send()
-            .await
-            .map_err(|e| {
-                if is_conditional(&e) {
-                    RegistryError::UnknownTenant(tenant.to_string())
-                } else {
-                    ddb_err(e)
-                }
-            })?;
-        Ok(())
     }
 
     /// Records a timestamp attribute (`last_reconcile_at`, `last_token_refresh_at`).
@@ -852,51 +814,84 @@ impl TenantRegistry {
             .collect()
     }
 
-    /// Deletes up to `max` items of the tenant other than `CONFIG` (runs, streams,
-    /// quarantine, leases), in batches of at most 25. Returns counts by item kind.
+    /// Sort keys of the tenant's items (`CONFIG` included), at most `limit`. Queried by
+    /// partition key alone: `query_prefix` with an empty prefix would send an empty
+    /// `begins_with` operand, which DynamoDB rejects.
+    pub async fn item_sort_keys(
+        &self,
+        tenant: &TenantId,
+        limit: Option<usize>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
+                .projection_expression("sk")
+                .consistent_read(true)
+                .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            out.extend(page.items().iter().filter_map(|i| match i.get("sk") {
+                Some(AttributeValue::S(sk)) => Some(sk.clone()),
+                _ => None,
+            }));
+            start = page.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| out.len() >= l) {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// Deletes up to `max` of the tenant's items other than `CONFIG` (runs, streams,
+    /// quarantine, leases) in batches of 25; counts by kind (the sort key's first part,
+    /// lower case).
     pub async fn delete_tenant_items(
         &self,
         tenant: &TenantId,
         max: usize,
     ) -> Result<std::collections::BTreeMap<String, u64>, RegistryError> {
-        let items = self
-            .query_prefix(tenant, "", false, Some(max as i32 + 1))
-            .await?;
+        let sks: Vec<String> = self
+            .item_sort_keys(tenant, Some(max + 1))
+            .await?
+            .into_iter()
+            .filter(|sk| sk != CONFIG)
+            .take(max)
+            .collect();
         let mut counts = std::collections::BTreeMap::new();
-        let mut keys = Vec::new();
-        for item in items {
-            let Some(AttributeValue::S(sk)) = item.get("sk") else {
-                continue;
-            };
-            if sk == CONFIG {
-                continue;
-            }
-            let kind = sk.split('#').next().unwrap_or("OTHER").to_ascii_lowercase();
-            *counts.entry(kind).or_insert(0u64) += 1;
-            keys.push(self.key(tenant, sk));
-            if keys.len() >= max {
-                break;
-            }
-        }
-        for chunk in keys.chunks(25) {
-            let mut pending: Vec<WriteRequest> = chunk
+        for chunk in sks.chunks(25) {
+            let mut pending = chunk
                 .iter()
-                .map(|k| {
+                .map(|sk| {
                     DeleteRequest::builder()
-                        .set_key(Some(k.clone()))
+                        .set_key(Some(self.key(tenant, sk)))
                         .build()
                         .map(|d| WriteRequest::builder().delete_request(d).build())
-                        .map_err(|e| RegistryError::Malformed(e.to_string()))
                 })
-                .collect::<Result<_, _>>()?;
-            for attempt in 0..8 {
-                if pending.is_empty() {
-                    break;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+            let mut round = 0u32;
+            while !pending.is_empty() {
+                round += 1;
+                if round > 8 {
+                    return Err(RegistryError::Dynamo(format!(
+                        "{} tenants-table deletes still unprocessed",
+                        pending.len()
+                    )));
+                }
+                if round > 1 {
+                    tokio::time::sleep(std::time::Duration::from_millis(25 << round.min(6))).await;
                 }
                 let out = self
                     .client
                     .batch_write_item()
-                    .request_items(&self.table, pending)
+                    .request_items(&self.table, std::mem::take(&mut pending))
                     .send()
                     .await
                     .map_err(ddb_err)?;
@@ -904,17 +899,67 @@ impl TenantRegistry {
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.table))
                     .unwrap_or_default();
-                if !pending.is_empty() {
-                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                }
             }
-            if !pending.is_empty() {
-                return Err(RegistryError::Dynamo(
-                    "deletion batch left unprocessed items after retries".into(),
-                ));
+            for sk in chunk {
+                let kind = sk.split('#').next().unwrap_or("other").to_ascii_lowercase();
+                *counts.entry(kind).or_insert(0) += 1;
             }
         }
         Ok(counts)
+    }
+
+    /// Sets and removes attributes of `CONFIG` only while the tenant is still at `epoch`
+    /// and in one of `states` (the settings function's fenced update). `Ok(false)`: the
+    /// tenant moved on (another event or a lifecycle step came first).
+    pub async fn update_config_fenced(
+        &self,
+        tenant: &TenantId,
+        epoch: u64,
+        states: &[TenantState],
+        set: &[(&str, AttributeValue)],
+        remove: &[&str],
+    ) -> Result<bool, RegistryError> {
+        let mut names = HashMap::from([("#st".to_owned(), "state".to_owned())]);
+        let mut values = HashMap::from([(":epoch".to_owned(), n(epoch))]);
+        let mut allowed = Vec::new();
+        for (i, st) in states.iter().enumerate() {
+            values.insert(format!(":ok{i}"), s(snake(st)));
+            allowed.push(format!(":ok{i}"));
+        }
+        let mut sets = Vec::new();
+        for (i, (name, value)) in set.iter().enumerate() {
+            names.insert(format!("#s{i}"), (*name).to_owned());
+            values.insert(format!(":s{i}"), value.clone());
+            sets.push(format!("#s{i} = :s{i}"));
+        }
+        let mut removes = Vec::new();
+        for (i, name) in remove.iter().enumerate() {
+            names.insert(format!("#r{i}"), (*name).to_owned());
+            removes.push(format!("#r{i}"));
+        }
+        let mut expr = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression(format!(
+                "epoch = :epoch AND #st IN ({})",
+                allowed.join(", ")
+            ))
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(ddb_err(e)),
+        }
     }
 
     /// Deletes the `CONFIG` item itself (the last step of a deletion).
