@@ -50,4 +50,16 @@ pub trait AccessTokens: Send + Sync {
     fn token_requests(&self) -> u64 {
         0
     }
+
+    /// Whether the credentials hold a rotating refresh token, which expires when idle and
+    /// so must be used on a schedule (OAuth authorization code). API keys and client
+    /// credentials need no upkeep.
+    async fn uses_refresh_token(&self) -> Result<bool, AuthError> {
+        Ok(false)
+    }
+
+    /// Uses the refresh token now to keep it alive; nothing for credentials without one.
+    async fn keep_alive(&self) -> Result<(), AuthError> {
+        Ok(())
+    }
 }

@@ -1,12 +1,13 @@
 //! What every Lambda function shares: configuration from the environment (read once at
-//! cold start), AWS clients built once, JSON logging, and the SQS batch helpers that turn
-//! a per-message handler into a partial-batch response.
+//! cold start), AWS clients built once, JSON logging, and the SQS adapter of the job
+//! queue port.
 
-use std::future::Future;
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use async_trait::async_trait;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+
+use crate::queue::{FifoMessage, JobQueue, SendError};
 
 /// The environment the SAM template gives every function (`Globals.Function.Environment`).
 #[derive(Debug, Clone)]
@@ -104,6 +105,11 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
+
+    /// The job queue at `url`.
+    pub fn queue(&self, url: &str) -> std::sync::Arc<dyn JobQueue> {
+        std::sync::Arc::new(SqsQueue::new(self.sqs.clone(), url))
+    }
 }
 
 /// The Lambda deadline (milliseconds since the epoch, from the invocation context) as
@@ -129,193 +135,96 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// How a message handler failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobError {
-    /// The message can never succeed (unparseable, unknown tenant, invalid): it is made
-    /// visible again at once so it reaches the DLQ after `maxReceiveCount` quick
-    /// receives instead of blocking its FIFO group for hours.
-    Poison(String),
-    /// Worth retrying after `after` (e.g. the ATS or AWS is failing).
-    Retry { reason: String, after: Duration },
+/// The SQS adapter of the [`JobQueue`] port: one queue, by URL.
+#[derive(Clone, Debug)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
 }
 
-impl std::fmt::Display for JobError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            JobError::Poison(r) => write!(f, "poison message: {r}"),
-            JobError::Retry { reason, after } => {
-                write!(f, "retry in {}s: {reason}", after.as_secs())
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for SqsQueue {
+    fn name(&self) -> &str {
+        &self.url
+    }
+
+    /// Batches of 10 (the SQS maximum), retrying the entries SQS reports as failed.
+    async fn enqueue(&self, messages: &[FifoMessage]) -> Result<usize, SendError> {
+        let queue_url = self.url.as_str();
+        let mut calls = 0;
+        for chunk in messages.chunks(10) {
+            let mut pending: Vec<(usize, &FifoMessage)> = chunk.iter().enumerate().collect();
+            for attempt in 0..5u32 {
+                if pending.is_empty() {
+                    break;
+                }
+                let entries: Vec<_> = pending
+                    .iter()
+                    .map(|(i, m)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(&m.body)
+                            .message_group_id(&m.group_id)
+                            .message_deduplication_id(&m.dedup_id)
+                            .build()
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| SendError {
+                        queue: queue_url.to_string(),
+                        detail: e.to_string(),
+                    })?;
+                calls += 1;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(queue_url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| SendError {
+                        queue: queue_url.to_string(),
+                        detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
+                    })?;
+                let failed: std::collections::HashSet<String> =
+                    out.failed().iter().map(|f| f.id().to_string()).collect();
+                pending.retain(|(i, _)| failed.contains(&i.to_string()));
+                if !pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
             }
-        }
-    }
-}
-
-/// Visibility (seconds) to give a failed message.
-pub fn visibility_after(err: &JobError) -> i32 {
-    match err {
-        JobError::Poison(_) => 0,
-        JobError::Retry { after, .. } => after.as_secs().min(43_200) as i32,
-    }
-}
-
-/// A message's receive count (1 on first delivery).
-pub fn receive_count(msg: &SqsMessage) -> u32 {
-    msg.attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-}
-
-/// Processes a FIFO batch in order. At the first failure, that message and every later
-/// one are reported as failures (a FIFO group must not be processed out of order); the
-/// later ones were not attempted and are made visible again at once.
-pub async fn fifo_batch<F, Fut>(
-    event: &SqsEvent,
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    mut handle: F,
-) -> SqsBatchResponse
-where
-    F: FnMut(&SqsMessage) -> Fut,
-    Fut: Future<Output = Result<(), JobError>>,
-{
-    let mut response = SqsBatchResponse::default();
-    let mut failed_from = None;
-    for (i, msg) in event.records.iter().enumerate() {
-        if let Err(err) = handle(msg).await {
-            tracing::warn!(message_id = msg.message_id.as_deref().unwrap_or(""), error = %err, "message failed");
-            set_visibility(sqs, queue_url, msg, visibility_after(&err)).await;
-            failed_from = Some(i);
-            break;
-        }
-    }
-    if let Some(first) = failed_from {
-        for (i, msg) in event.records.iter().enumerate().skip(first) {
-            if i > first {
-                set_visibility(sqs, queue_url, msg, 0).await;
-            }
-            response.batch_item_failures.push(failure(msg));
-        }
-    }
-    response
-}
-
-/// Processes a standard-queue batch: each message independently; failures reported.
-pub async fn independent_batch<F, Fut>(
-    event: &SqsEvent,
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    mut handle: F,
-) -> SqsBatchResponse
-where
-    F: FnMut(&SqsMessage) -> Fut,
-    Fut: Future<Output = Result<(), JobError>>,
-{
-    let mut response = SqsBatchResponse::default();
-    for msg in &event.records {
-        if let Err(err) = handle(msg).await {
-            tracing::warn!(message_id = msg.message_id.as_deref().unwrap_or(""), error = %err, "message failed");
-            set_visibility(sqs, queue_url, msg, visibility_after(&err)).await;
-            response.batch_item_failures.push(failure(msg));
-        }
-    }
-    response
-}
-
-fn failure(msg: &SqsMessage) -> BatchItemFailure {
-    let mut f = BatchItemFailure::default();
-    f.item_identifier = msg.message_id.clone().unwrap_or_default();
-    f
-}
-
-async fn set_visibility(sqs: &aws_sdk_sqs::Client, queue_url: &str, msg: &SqsMessage, secs: i32) {
-    let Some(handle) = msg.receipt_handle.as_deref() else {
-        return;
-    };
-    if let Err(e) = sqs
-        .change_message_visibility()
-        .queue_url(queue_url)
-        .receipt_handle(handle)
-        .visibility_timeout(secs)
-        .send()
-        .await
-    {
-        // Not fatal: the message becomes visible when its timeout runs out.
-        tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not change message visibility");
-    }
-}
-
-/// A message to send to a FIFO queue.
-#[derive(Debug, Clone)]
-pub struct FifoMessage {
-    pub body: String,
-    pub group_id: String,
-    pub dedup_id: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("sending to {queue} failed: {detail}")]
-pub struct SendError {
-    pub queue: String,
-    pub detail: String,
-}
-
-/// Sends messages in batches of 10 (the SQS maximum), retrying entries SQS reports as
-/// failed. Returns the number of SendMessageBatch calls made.
-pub async fn send_fifo_batches(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    messages: &[FifoMessage],
-) -> Result<usize, SendError> {
-    let mut calls = 0;
-    for chunk in messages.chunks(10) {
-        let mut pending: Vec<(usize, &FifoMessage)> = chunk.iter().enumerate().collect();
-        for attempt in 0..5u32 {
-            if pending.is_empty() {
-                break;
-            }
-            let entries: Vec<_> = pending
-                .iter()
-                .map(|(i, m)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(&m.body)
-                        .message_group_id(&m.group_id)
-                        .message_deduplication_id(&m.dedup_id)
-                        .build()
-                })
-                .collect::<Result<_, _>>()
-                .map_err(|e| SendError {
-                    queue: queue_url.to_string(),
-                    detail: e.to_string(),
-                })?;
-            calls += 1;
-            let out = sqs
-                .send_message_batch()
-                .queue_url(queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(|e| SendError {
-                    queue: queue_url.to_string(),
-                    detail: aws_sdk_sqs::error::DisplayErrorContext(e).to_string(),
-                })?;
-            let failed: std::collections::HashSet<String> =
-                out.failed().iter().map(|f| f.id().to_string()).collect();
-            pending.retain(|(i, _)| failed.contains(&i.to_string()));
             if !pending.is_empty() {
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                return Err(SendError {
+                    queue: queue_url.to_string(),
+                    detail: format!("{} messages still failing after retries", pending.len()),
+                });
             }
         }
-        if !pending.is_empty() {
-            return Err(SendError {
-                queue: queue_url.to_string(),
-                detail: format!("{} messages still failing after retries", pending.len()),
-            });
+        Ok(calls)
+    }
+
+    async fn set_visibility(&self, receipt_handle: &str, secs: i32) {
+        if let Err(e) = self
+            .client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(secs)
+            .send()
+            .await
+        {
+            // Not fatal: the message becomes visible when its timeout runs out.
+            tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "could not change message visibility");
         }
     }
-    Ok(calls)
 }
 
 #[cfg(test)]
@@ -329,17 +238,5 @@ mod tests {
         assert_eq!(err.0, "PULL_QUEUE_URL");
         assert!(Config::from_lookup(|_| Some("x".into())).is_ok());
         assert!(Config::from_lookup(|_| Some(String::new())).is_err());
-    }
-
-    #[test]
-    fn poison_messages_become_visible_at_once() {
-        assert_eq!(visibility_after(&JobError::Poison("x".into())), 0);
-        assert_eq!(
-            visibility_after(&JobError::Retry {
-                reason: "x".into(),
-                after: Duration::from_secs(90)
-            }),
-            90
-        );
     }
 }

@@ -13,5 +13,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod metrics;
 pub mod pipeline;
+pub mod queue;
 pub mod store;
 pub mod tenants;
+pub mod wiring;

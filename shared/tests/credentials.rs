@@ -16,7 +16,8 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use eds_shared::attachments::{
-    AttachmentError, AttachmentFetcher, DownloadConfig, GuardError, HostPolicy, S3BlobStore,
+    AttachmentError, AttachmentFetcher, AttachmentSource, DownloadConfig, GuardError, HostPolicy,
+    S3BlobStore,
 };
 use eds_shared::auth::{AccessTokens, AuthError};
 use eds_shared::credentials::{

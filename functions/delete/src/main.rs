@@ -3,7 +3,6 @@
 //! `eds_shared::pipeline::delete`).
 
 use eds_shared::lambda::{Aws, Config, init_logging};
-use eds_shared::pipeline::delete::Deleter;
 use eds_shared::pipeline::disable::Deadline;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
@@ -12,7 +11,7 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
-    let deleter = &Deleter::new(&aws, &config);
+    let deleter = &eds_shared::wiring::delete::deleter(&aws, &config);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = Deadline::at(event.context.deadline());

@@ -3,7 +3,7 @@
 //! `eds_shared::pipeline::disable`).
 
 use eds_shared::lambda::{Aws, Config, init_logging};
-use eds_shared::pipeline::disable::{Deadline, Disabler};
+use eds_shared::pipeline::disable::Deadline;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
-    let disabler = &Disabler::from_config(&aws, &config);
+    let disabler = &eds_shared::wiring::disable::disabler(&aws, &config);
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
             let deadline = Deadline::at(event.context.deadline());

@@ -7,7 +7,7 @@
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use eds_shared::credentials::CredentialsConfig;
 use eds_shared::lambda::{Aws, Config, deadline_instant, init_logging};
-use eds_shared::pipeline::puller::{Puller, PullerSettings};
+use eds_shared::pipeline::puller::PullerSettings;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
@@ -16,7 +16,13 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let credentials = CredentialsConfig::from_env()?;
-    let puller = Puller::from_config(&config, &aws, credentials, PullerSettings::default(), false)?;
+    let puller = eds_shared::wiring::puller::puller(
+        &aws,
+        &config,
+        credentials,
+        PullerSettings::default(),
+        false,
+    )?;
     let puller = &puller;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = deadline_instant(event.context.deadline);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config, sqs_client};
+use eds_shared::lambda::{Config, SqsQueue, dynamodb_client, init_logging, sdk_config, sqs_client};
 use eds_shared::pipeline::push::PushIngest;
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::tenants::TenantRegistry;
@@ -21,13 +21,16 @@ async fn main() -> Result<(), Error> {
         .ok_or("configuration: environment variable PUSH_QUEUE_URL is missing or empty")?;
     let sdk = sdk_config().await;
     let dynamodb = dynamodb_client(&sdk);
-    let sqs = sqs_client(&sdk);
-    let registry = TenantRegistry::new(dynamodb.clone(), config.tenants_table.clone());
+    let registry = Arc::new(TenantRegistry::new(
+        dynamodb.clone(),
+        config.tenants_table.clone(),
+    ));
     let store = Arc::new(DynamoStore::new(dynamodb, config.records_table.clone()));
     let ingest = PushIngest::new(registry, store);
-    let (ingest, sqs, queue_url) = (&ingest, &sqs, queue_url.as_str());
+    let queue = SqsQueue::new(sqs_client(&sdk), queue_url);
+    let (ingest, queue) = (&ingest, &queue);
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(ingest.handle_event(&event.payload, sqs, queue_url).await)
+        Ok::<SqsBatchResponse, Error>(ingest.handle_event(&event.payload, queue).await)
     }))
     .await
 }

@@ -17,7 +17,10 @@ async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
     let dynamodb = dynamodb_client(&sdk_config().await);
-    let registry = TenantRegistry::new(dynamodb.clone(), config.tenants_table.clone());
+    let registry = Arc::new(TenantRegistry::new(
+        dynamodb.clone(),
+        config.tenants_table.clone(),
+    ));
     let store = Arc::new(DynamoStore::new(dynamodb, config.records_table.clone()));
     let api = RecordsApi::new(registry, store.clone(), store);
     let api = &api;

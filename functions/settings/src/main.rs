@@ -2,6 +2,8 @@
 //! `eds_shared::pipeline::settings` and docs/events.md). A rejected event returns an
 //! error, so EventBridge retries it and then sends it to the rule's DLQ.
 
+use std::sync::Arc;
+
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use eds_shared::credentials::CredentialsConfig;
 use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config};
@@ -16,7 +18,10 @@ async fn main() -> Result<(), Error> {
     let sdk = sdk_config().await;
     let credentials = CredentialsConfig::from_env()?;
     let services = credentials.services(&sdk)?;
-    let registry = TenantRegistry::new(dynamodb_client(&sdk), config.tenants_table.clone());
+    let registry = Arc::new(TenantRegistry::new(
+        dynamodb_client(&sdk),
+        config.tenants_table.clone(),
+    ));
     let settings = Settings::new(
         registry,
         TokenCheck::new(credentials, services),

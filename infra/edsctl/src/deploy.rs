@@ -114,8 +114,11 @@ impl Deployment {
         Ok(())
     }
 
-    pub fn registry(&self) -> TenantRegistry {
-        TenantRegistry::new(self.aws.dynamodb.clone(), self.config.tenants_table.clone())
+    pub fn registry(&self) -> std::sync::Arc<TenantRegistry> {
+        std::sync::Arc::new(TenantRegistry::new(
+            self.aws.dynamodb.clone(),
+            self.config.tenants_table.clone(),
+        ))
     }
 
     pub fn store(&self) -> DynamoStore {

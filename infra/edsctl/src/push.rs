@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use aws_lambda_events::event::sqs::SqsMessage;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use chrono::Utc;
+use eds_local::queue::{delete_succeeded, receive_event};
 use eds_shared::domain::ids::TenantId;
-use eds_shared::lambda::independent_batch;
-use eds_shared::pipeline::local::{delete_succeeded, receive_event};
 use eds_shared::pipeline::push::{MAX_BODY_BYTES, MAX_RECORDS, PushIngest, PushReport};
+use eds_shared::queue::independent_batch;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -237,7 +237,7 @@ pub async fn push(
             continue;
         }
         empty = 0;
-        let response = independent_batch(&event, &d.aws.sqs, &queue, |msg: &SqsMessage| {
+        let response = independent_batch(&event, &*d.aws.queue(&queue), |msg: &SqsMessage| {
             let body = msg.body.clone().unwrap_or_default();
             let id = msg.message_id.clone().unwrap_or_default();
             let ingest = &ingest;

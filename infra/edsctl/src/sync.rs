@@ -15,11 +15,12 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use eds_local::queue::{delete_succeeded, queue_depth, receive_event};
 use eds_shared::domain::ids::TenantId;
-use eds_shared::pipeline::local::{delete_succeeded, queue_depth, receive_event};
 use eds_shared::pipeline::puller::{JobReport, Puller, PullerSettings};
 use eds_shared::pipeline::scheduler::{ScheduleReport, Scheduler};
 use eds_shared::tenants::{RunCounts, SyncStatus, TenantState};
+use eds_shared::tenants::{RunLog, TenantLifecycle};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -84,7 +85,7 @@ pub fn puller(d: &Deployment, invocation: Duration) -> Result<Puller, CliError> 
         margin,
         ..PullerSettings::default()
     };
-    Puller::from_config(&d.config, &d.aws, d.credentials()?, settings, false)
+    eds_shared::wiring::puller::puller(&d.aws, &d.config, d.credentials()?, settings, false)
         .map_err(|e| CliError::Usage(format!("the puller cannot start: {e}")))
 }
 
@@ -222,11 +223,7 @@ pub async fn sync(
             .await
             .map_err(|e| d.aws_err(e))?;
     }
-    let scheduler = Scheduler::new(
-        registry.clone(),
-        d.aws.sqs.clone(),
-        d.config.pull_queue_url.clone(),
-    );
+    let scheduler = Scheduler::new(registry.clone(), d.aws.queue(&d.config.pull_queue_url));
     let scheduled = scheduler
         .run(now)
         .await

@@ -10,16 +10,17 @@ use std::time::Duration;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
+use eds_local::queue::{delete_succeeded, receive_event};
 use eds_shared::credentials::{SecretName, SecretsManagerStore, TenantSecret};
 use eds_shared::domain::ids::TenantId;
-use eds_shared::pipeline::delete::{DeleteOutcome, DeleteReport, Deleter};
-use eds_shared::pipeline::disable::{Deadline, DisableOutcome, DisableReport, Disabler};
-use eds_shared::pipeline::local::{delete_succeeded, receive_event};
+use eds_shared::pipeline::delete::{DeleteOutcome, DeleteReport};
+use eds_shared::pipeline::disable::{Deadline, DisableOutcome, DisableReport};
 use eds_shared::pipeline::settings::{
     CREDENTIALS_UPDATED, DELETION_REQUESTED, DISABLE_REQUESTED, ENABLED, INTERVAL_CHANGED, SOURCE,
     Settings, SettingsError, SettingsOutcome, TokenCheck,
 };
 use eds_shared::tenants::{DeletionReceipt, TenantConfig};
+use eds_shared::tenants::{Erasure, TenantLifecycle};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 
@@ -374,7 +375,7 @@ where
 /// `tenants disable`: fence, drain, sweep every record push-only, to completion.
 pub async fn disable(d: &Deployment, tenant: &TenantId) -> Result<Value, CliError> {
     require(d, tenant).await?;
-    let disabler = Disabler::from_config(&d.aws, &d.config);
+    let disabler = eds_shared::wiring::disable::disabler(&d.aws, &d.config);
     let event = settings_event(DISABLE_REQUESTED, json!({"tenant_id": tenant}));
     let report: DisableReport =
         Box::pin(disabler.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
@@ -420,7 +421,7 @@ pub async fn delete(
     if existing.is_none() {
         require(d, tenant).await?;
     }
-    let deleter = Deleter::new(&d.aws, &d.config);
+    let deleter = eds_shared::wiring::delete::deleter(&d.aws, &d.config);
     let event = settings_event(
         DELETION_REQUESTED,
         json!({"tenant_id": tenant, "request_id": request_id}),
@@ -464,11 +465,20 @@ pub async fn list(d: &Deployment) -> Result<Value, CliError> {
     let mut tenants = d.registry().list().await.map_err(|e| d.aws_err(e))?;
     tenants.sort_by(|a, b| a.tenant_id.as_str().cmp(b.tenant_id.as_str()));
     Ok(json!({
-        "tenants": tenants.iter().map(|c| json!({
-            "tenant": c.tenant_id, "state": c.state, "state_reason": c.state_reason,
-            "ats_kind": c.ats_kind, "api_version": c.api_version, "api_base_url": c.api_base_url,
-            "interval_secs": c.interval_secs, "epoch": c.epoch,
-            "remerge_pending": c.remerge_pending, "updated_at": c.updated_at,
-        })).collect::<Vec<_>>()
+        "tenants": tenants.iter().map(|c| {
+            let mut row = json!({
+                "tenant": c.tenant_id, "state": c.state, "state_reason": c.state_reason,
+                "api_base_url": c.api_base_url, "interval_secs": c.interval_secs,
+                "epoch": c.epoch, "remerge_pending": c.remerge_pending,
+                "updated_at": c.updated_at,
+            });
+            // `ats_kind` and that ATS's own settings, flat as they are stored.
+            if let (Some(out), Ok(Value::Object(ats))) =
+                (row.as_object_mut(), serde_json::to_value(&c.ats))
+            {
+                out.extend(ats);
+            }
+            row
+        }).collect::<Vec<_>>()
     }))
 }

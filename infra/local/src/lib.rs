@@ -9,6 +9,7 @@
 
 mod intrinsics;
 mod provision;
+pub mod queue;
 mod template;
 
 pub use provision::{LocalStack, provision, sdk_config_from_env};

@@ -1,10 +1,12 @@
-//! Where downloaded attachment files go: the `BlobStore` port and its S3 adapter.
+//! Object storage: the `BlobStore` port (attachment files, the puller's reconciliation
+//! state, the deleter's sweep) and its S3 adapter.
 
 use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
 #[derive(Debug, thiserror::Error)]
 #[error("blob store {op} of {key} failed: {detail}")]
@@ -14,7 +16,10 @@ pub struct BlobError {
     pub detail: String,
 }
 
-/// Content-addressed file storage.
+/// Most keys [`BlobStore::delete_blobs`] takes at once (S3's `DeleteObjects` limit).
+pub const DELETE_BLOBS_MAX: usize = 1000;
+
+/// Object storage keyed by path-like keys.
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Whether an object exists under `key`.
@@ -28,6 +33,21 @@ pub trait BlobStore: Send + Sync {
         content_type: Option<&str>,
         sha256_hex: &str,
     ) -> Result<(), BlobError>;
+
+    /// Store `body` under `key`, replacing what was there.
+    async fn write_blob(&self, key: &str, body: Vec<u8>) -> Result<(), BlobError>;
+
+    /// The object under `key`; `None` when there is none.
+    async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
+
+    /// Delete the object under `key` (no error when there is none).
+    async fn delete_blob(&self, key: &str) -> Result<(), BlobError>;
+
+    /// Up to `max` keys under `prefix`, in key order from the first.
+    async fn list_blobs(&self, prefix: &str, max: usize) -> Result<Vec<String>, BlobError>;
+
+    /// Delete `keys` (at most [`DELETE_BLOBS_MAX`]); an error when any was not deleted.
+    async fn delete_blobs(&self, keys: &[String]) -> Result<(), BlobError>;
 }
 
 /// S3 adapter.
@@ -121,6 +141,129 @@ impl BlobStore for S3BlobStore {
                 key: key.into(),
                 detail: detail(&e),
             })?;
+        Ok(())
+    }
+
+    async fn write_blob(&self, key: &str, body: Vec<u8>) -> Result<(), BlobError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .map_err(|e| BlobError {
+                op: "PutObject",
+                key: key.into(),
+                detail: detail(&e),
+            })?;
+        Ok(())
+    }
+
+    async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+            Err(e) => {
+                return Err(BlobError {
+                    op: "GetObject",
+                    key: key.into(),
+                    detail: detail(&e),
+                });
+            }
+        };
+        let bytes = out.body.collect().await.map_err(|e| BlobError {
+            op: "GetObject body",
+            key: key.into(),
+            detail: detail(&e),
+        })?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+
+    async fn delete_blob(&self, key: &str) -> Result<(), BlobError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| BlobError {
+                op: "DeleteObject",
+                key: key.into(),
+                detail: detail(&e),
+            })?;
+        Ok(())
+    }
+
+    async fn list_blobs(&self, prefix: &str, max: usize) -> Result<Vec<String>, BlobError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .max_keys(i32::try_from(max).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| BlobError {
+                op: "ListObjectsV2",
+                key: prefix.into(),
+                detail: detail(&e),
+            })?;
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+
+    async fn delete_blobs(&self, keys: &[String]) -> Result<(), BlobError> {
+        let err = |detail: String| BlobError {
+            op: "DeleteObjects",
+            key: keys.first().cloned().unwrap_or_default(),
+            detail,
+        };
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if keys.len() > DELETE_BLOBS_MAX {
+            return Err(err(format!(
+                "{} keys, at most {DELETE_BLOBS_MAX}",
+                keys.len()
+            )));
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(e.to_string()))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(&self.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| err(detail(&e)))?;
+        if let Some(first) = out.errors().first() {
+            return Err(err(format!(
+                "{} of {} objects not deleted: {}",
+                out.errors().len(),
+                keys.len(),
+                first.code().unwrap_or("unknown error")
+            )));
+        }
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
-pub use blob::{BlobError, BlobStore, S3BlobStore};
+pub use blob::{BlobError, BlobStore, DELETE_BLOBS_MAX, S3BlobStore};
 pub use guard::{GuardError, HostPolicy, deployment_allows_local_testing, forbidden_reason};
 
 use crate::domain::ids::TenantId;
@@ -84,6 +84,19 @@ impl AttachmentError {
             _ => false,
         }
     }
+}
+
+/// Where a pull gets a record's files: downloads a (signed, expiring) link and keeps the
+/// file in the blob store. The adapter is [`AttachmentFetcher`] (HTTP, SSRF-guarded).
+#[async_trait::async_trait]
+pub trait AttachmentSource: Send + Sync {
+    /// Download the file behind `url` (a secret: signed links are credentials) and store
+    /// it for `tenant`, content-addressed.
+    async fn fetch_and_store_signed(
+        &self,
+        tenant: &TenantId,
+        url: &secrecy::SecretString,
+    ) -> Result<StoredFile, AttachmentError>;
 }
 
 /// Limits and policy of attachment downloads.
@@ -154,15 +167,6 @@ impl AttachmentFetcher {
     }
 
     /// `fetch_and_store` for a signed link held as a secret (`connector::AttachmentRef`).
-    pub async fn fetch_and_store_signed(
-        &self,
-        tenant: &TenantId,
-        url: &secrecy::SecretString,
-    ) -> Result<StoredFile, AttachmentError> {
-        use secrecy::ExposeSecret;
-        self.fetch_and_store(tenant, url.expose_secret()).await
-    }
-
     /// Download `url` and store it for `tenant`.
     pub async fn fetch_and_store(
         &self,
@@ -331,6 +335,18 @@ where
         .await
         .map_err(|e| AttachmentError::TempFile(e.to_string()))?;
     Ok((hex::encode(hasher.finalize()), size))
+}
+
+#[async_trait::async_trait]
+impl AttachmentSource for AttachmentFetcher {
+    async fn fetch_and_store_signed(
+        &self,
+        tenant: &TenantId,
+        url: &secrecy::SecretString,
+    ) -> Result<StoredFile, AttachmentError> {
+        use secrecy::ExposeSecret;
+        self.fetch_and_store(tenant, url.expose_secret()).await
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! ([`RequestStats`]) so that rate-limit waits and retries are visible per run instead
 //! of disappearing inside the client. Greenhouse (Harvest v3) lives in [`greenhouse`].
 
+pub mod catalog;
 pub mod greenhouse;
 mod http;
 pub mod ratelimit;

@@ -614,4 +614,15 @@ impl AccessTokens for TokenManager {
     fn token_requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
+
+    async fn uses_refresh_token(&self) -> Result<bool, AuthError> {
+        Ok(matches!(
+            self.load().await?.grant,
+            Grant::AuthorizationCode { .. }
+        ))
+    }
+
+    async fn keep_alive(&self) -> Result<(), AuthError> {
+        self.refresh_now().await.map(|_| ())
+    }
 }

@@ -107,6 +107,13 @@ pub trait SecretStore: Send + Sync {
         name: &SecretName,
         value: &SecretString,
     ) -> Result<(), SecretStoreError>;
+
+    /// Delete the secret at once, without a recovery window; false when there was none.
+    async fn delete_now(&self, name: &SecretName) -> Result<bool, SecretStoreError>;
+
+    /// Whether the secret is gone (or its deletion, which the store may finish
+    /// asynchronously, has begun).
+    async fn is_gone(&self, name: &SecretName) -> Result<bool, SecretStoreError>;
 }
 
 /// Secrets Manager adapter.
@@ -219,6 +226,45 @@ impl SecretStore for SecretsManagerStore {
                 }
             })?;
         Ok(())
+    }
+
+    async fn delete_now(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name.as_str())
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(service_error("DeleteSecret", name, &e)),
+        }
+    }
+
+    async fn is_gone(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+        match self
+            .client
+            .describe_secret()
+            .secret_id(name.as_str())
+            .send()
+            .await
+        {
+            Ok(d) => Ok(d.deleted_date().is_some()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(true)
+            }
+            Err(e) => Err(service_error("DescribeSecret", name, &e)),
+        }
     }
 }
 

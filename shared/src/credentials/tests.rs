@@ -54,6 +54,12 @@ impl SecretStore for MemSecrets {
             .insert(name.as_str().into(), value.expose_secret().into());
         Ok(())
     }
+    async fn delete_now(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+        Ok(self.values.lock().unwrap().remove(name.as_str()).is_some())
+    }
+    async fn is_gone(&self, name: &SecretName) -> Result<bool, SecretStoreError> {
+        Ok(!self.values.lock().unwrap().contains_key(name.as_str()))
+    }
 }
 
 #[derive(Default)]

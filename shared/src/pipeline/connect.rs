@@ -1,8 +1,9 @@
-//! Building a tenant's ATS connection from its configuration: credentials (the secret
-//! named by the tenant's own configuration, never by a message), the OAuth token manager
-//! shared by every client of the tenant in this container, the rate limiter shared per
-//! credential, the Greenhouse client of the configured API version, and the attachment
-//! fetcher with the tenant's allowed hosts.
+//! Building a tenant's ATS connection from its configuration, through the provider
+//! registry keyed by the tenant's ATS: credentials (the secret named by the tenant's own
+//! configuration, never by a message), the OAuth token manager, the rate limiter shared
+//! per credential, the ATS's connector, and the attachment fetcher with the tenant's
+//! allowed hosts. Adding an ATS adds one arm to the `match` here and to each in
+//! `connector::catalog` (D30).
 
 use std::sync::Arc;
 
@@ -10,21 +11,23 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::attachments::guard::ApiHostRules;
-use crate::attachments::{AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
-use crate::connector::AtsConnector;
-use crate::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
-use crate::connector::ratelimit::RateLimiter;
-use crate::credentials::{
-    CredentialsConfig, Grant, SecretName, TenantSecret, TokenEndpoint, TokenEndpointConfig,
-    TokenManager, TokenServices,
+use crate::attachments::{
+    AttachmentFetcher, AttachmentSource, BlobStore, DownloadConfig, HostPolicy,
 };
-use crate::tenants::{ApiVersion, AtsKind, TenantConfig};
+use crate::auth::AccessTokens;
+use crate::connector::ratelimit::RateLimiter;
+use crate::connector::{AtsConnector, greenhouse};
+use crate::credentials::{
+    CredentialsConfig, SecretName, TokenEndpoint, TokenEndpointConfig, TokenManager, TokenServices,
+};
+use crate::tenants::{AtsSettings, TenantConfig};
 
 /// Everything a job needs to talk to one tenant's ATS.
 pub struct Connection {
     pub ats: Arc<dyn AtsConnector>,
-    pub tokens: Arc<TokenManager>,
-    pub attachments: AttachmentFetcher,
+    /// The tenant's credentials as the ATS sees them (refresh-token upkeep, counts).
+    pub tokens: Arc<dyn AccessTokens>,
+    pub attachments: Arc<dyn AttachmentSource>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +42,12 @@ pub enum ConnectError {
 #[async_trait]
 pub trait ConnectorFactory: Send + Sync {
     async fn connect(&self, cfg: &TenantConfig) -> Result<Connection, ConnectError>;
-    /// Whether the tenant's stored grant uses rotating refresh tokens.
-    async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError>;
 }
 
-/// The production factory (Greenhouse Harvest v3).
-pub struct GreenhouseFactory {
+/// The provider registry: builds a tenant's connection for the ATS its settings name.
+/// What every ATS shares is done here (the tenant's own secret, the token manager, the
+/// URL checks, the attachment host policy); the connector comes from the ATS's folder.
+pub struct Providers {
     pub credentials: CredentialsConfig,
     pub services: TokenServices,
     pub blobs: Arc<dyn BlobStore>,
@@ -57,7 +60,7 @@ pub struct GreenhouseFactory {
     pub fast_retries: bool,
 }
 
-impl GreenhouseFactory {
+impl Providers {
     fn secret_name(&self, cfg: &TenantConfig) -> Result<SecretName, ConnectError> {
         SecretName::from_config(
             &cfg.secret_name,
@@ -66,19 +69,35 @@ impl GreenhouseFactory {
         )
         .map_err(|e| ConnectError::Config(e.to_string()))
     }
+
+    /// The tenant's ATS connector and the hosts that ATS serves files from.
+    fn connector(
+        &self,
+        cfg: &TenantConfig,
+        base: Url,
+        tokens: Arc<dyn AccessTokens>,
+    ) -> Result<(Arc<dyn AtsConnector>, &'static [&'static str]), String> {
+        let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
+        let local = self.allow_loopback_for_local_testing;
+        match &cfg.ats {
+            AtsSettings::Greenhouse(s) => Ok((
+                greenhouse::provider::connector(
+                    s,
+                    base,
+                    tokens,
+                    limiter,
+                    local,
+                    self.fast_retries,
+                )?,
+                greenhouse::ATTACHMENT_HOSTS,
+            )),
+        }
+    }
 }
 
 #[async_trait]
-impl ConnectorFactory for GreenhouseFactory {
+impl ConnectorFactory for Providers {
     async fn connect(&self, cfg: &TenantConfig) -> Result<Connection, ConnectError> {
-        let AtsKind::Greenhouse = cfg.ats_kind;
-        if cfg.api_version == ApiVersion::Retired {
-            return Err(ConnectError::Config(
-                "the tenant is configured for Greenhouse Harvest v1/v2, which Greenhouse \
-                 removed on 2026-08-31: reconnect it with OAuth (Harvest v3)"
-                    .into(),
-            ));
-        }
         let name = self.secret_name(cfg)?;
         let mut services = self.services.clone();
         // The tenant's URLs come from its settings: https on public hosts only (http
@@ -99,23 +118,17 @@ impl ConnectorFactory for GreenhouseFactory {
                 .map_err(|e| ConnectError::Config(e.to_string()))?,
             );
         }
-        let tokens = Arc::new(TokenManager::new(name, services));
+        let tokens: Arc<dyn AccessTokens> = Arc::new(TokenManager::new(name, services));
         let base = Url::parse(&cfg.api_base_url)
             .map_err(|_| ConnectError::Config("api_base_url is not a URL".into()))?;
         rules
             .check_url(&base)
             .map_err(|why| ConnectError::Config(format!("api_base_url {why}")))?;
-        let mut gh = GreenhouseConfig::for_tenant(base, self.allow_loopback_for_local_testing);
-        if self.fast_retries {
-            gh = gh.with_fast_retries();
-        }
-        let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
-        let ats: Arc<dyn AtsConnector> = Arc::new(
-            GreenhouseV3::new(gh, tokens.clone(), limiter)
-                .map_err(|e| ConnectError::Config(e.to_string()))?,
-        );
+        let (ats, provider_hosts) = self
+            .connector(cfg, base, tokens.clone())
+            .map_err(ConnectError::Config)?;
         // The provider's own file hosts, then the tenant's additions.
-        let hosts: Vec<String> = crate::connector::greenhouse::ATTACHMENT_HOSTS
+        let hosts: Vec<String> = provider_hosts
             .iter()
             .map(|h| h.to_string())
             .chain(cfg.attachment_hosts.iter().cloned())
@@ -125,23 +138,14 @@ impl ConnectorFactory for GreenhouseFactory {
             cfg.allow_loopback_attachments,
             self.allow_loopback_for_local_testing,
         );
-        let attachments = AttachmentFetcher::new(DownloadConfig::new(policy), self.blobs.clone());
+        let attachments = Arc::new(AttachmentFetcher::new(
+            DownloadConfig::new(policy),
+            self.blobs.clone(),
+        ));
         Ok(Connection {
             ats,
             tokens,
             attachments,
         })
-    }
-
-    async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError> {
-        let name = self.secret_name(cfg)?;
-        let raw = self
-            .services
-            .secrets
-            .get_current(&name)
-            .await
-            .map_err(|e| ConnectError::Config(e.to_string()))?;
-        let secret = TenantSecret::parse(&raw).map_err(|e| ConnectError::Config(e.to_string()))?;
-        Ok(matches!(secret.grant, Grant::AuthorizationCode { .. }))
     }
 }

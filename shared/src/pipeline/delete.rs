@@ -31,11 +31,11 @@
 //! handing on are not counted (the verification, not the counts, proves emptiness).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -45,19 +45,18 @@ use super::disable::{
     Budget, Deadline, LifecycleOptions, Via, event_source_id, parse_settings_detail,
     send_continuation, wait_visibility,
 };
+use crate::attachments::blob::{BlobError, BlobStore, DELETE_BLOBS_MAX};
+use crate::credentials::store::{SecretName, SecretStore, SecretStoreError};
 use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
-use crate::lambda::{Aws, Config, JobError, SendError, fifo_batch};
-use crate::store::dynamodb::DynamoStore;
+use crate::queue::{JobError, JobQueue, SendError, fifo_batch};
 use crate::store::{RecordSweep, SHARDS, StoreError};
-use crate::tenants::{DeletionReceipt, RegistryError, TenantRegistry, TenantState};
+use crate::tenants::{DeletionReceipt, Registry, RegistryError, TenantState};
 
 /// `detail-type` of a deletion request.
 pub const DELETION_REQUESTED: &str = "tenant.deletion_requested";
 /// Longest accepted request id (it becomes a sort key and appears in logs).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
-/// S3 `DeleteObjects` limit.
-const S3_DELETE_MAX: i32 = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeleteError {
@@ -68,10 +67,10 @@ pub enum DeleteError {
     Registry(#[from] RegistryError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("S3 {op} failed: {detail}")]
-    S3 { op: &'static str, detail: String },
-    #[error("Secrets Manager {op} failed: {detail}")]
-    Secrets { op: &'static str, detail: String },
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Secrets(#[from] SecretStoreError),
     #[error(transparent)]
     Send(#[from] SendError),
     /// The verification pass found data (deleted again; verified on the retry).
@@ -89,8 +88,8 @@ impl DeleteError {
             DeleteError::InvalidEvent(_) => false,
             DeleteError::Registry(e) => e.is_retryable(),
             DeleteError::Store(e) => e.is_retryable(),
-            DeleteError::S3 { .. }
-            | DeleteError::Secrets { .. }
+            DeleteError::Blob(_)
+            | DeleteError::Secrets(_)
             | DeleteError::Send(_)
             | DeleteError::Leftovers(_)
             | DeleteError::WritersLive { .. } => true,
@@ -193,28 +192,33 @@ pub struct DeleteReport {
 
 /// The delete handler (library side of `functions/delete`).
 pub struct Deleter {
-    registry: TenantRegistry,
-    store: DynamoStore,
-    s3: aws_sdk_s3::Client,
-    secrets: aws_sdk_secretsmanager::Client,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
-    bucket: String,
+    registry: Arc<dyn Registry>,
+    store: Arc<dyn RecordSweep>,
+    blobs: Arc<dyn BlobStore>,
+    secrets: Arc<dyn SecretStore>,
+    queue: Arc<dyn JobQueue>,
     secret_prefix: String,
     opts: LifecycleOptions,
 }
 
 impl Deleter {
-    pub fn new(aws: &Aws, config: &Config) -> Self {
+    /// `queue` is the delete queue (continuations); `secret_prefix` names the tenant's
+    /// secret (`SecretName::for_tenant`).
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        store: Arc<dyn RecordSweep>,
+        blobs: Arc<dyn BlobStore>,
+        secrets: Arc<dyn SecretStore>,
+        queue: Arc<dyn JobQueue>,
+        secret_prefix: impl Into<String>,
+    ) -> Self {
         Self {
-            registry: TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
-            store: DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()),
-            s3: aws.s3.clone(),
-            secrets: aws.secrets.clone(),
-            sqs: aws.sqs.clone(),
-            queue_url: config.delete_queue_url.clone(),
-            bucket: config.attachments_bucket.clone(),
-            secret_prefix: config.secret_prefix.clone(),
+            registry,
+            store,
+            blobs,
+            secrets,
+            queue,
+            secret_prefix: secret_prefix.into(),
             opts: LifecycleOptions::default(),
         }
     }
@@ -265,7 +269,7 @@ impl Deleter {
 
     /// A batch of continuations from the delete queue, in FIFO order.
     pub async fn on_sqs(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
-        fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
+        fifo_batch(event, &*self.queue, |msg: &SqsMessage| {
             let msg = msg.clone();
             async move {
                 let job: LifecycleJob =
@@ -512,73 +516,16 @@ impl Deleter {
             if budget.may_stop() {
                 return Ok(false);
             }
-            let keys = self.list_objects(&prefix, S3_DELETE_MAX).await?;
+            let keys = self.blobs.list_blobs(&prefix, DELETE_BLOBS_MAX).await?;
             if keys.is_empty() {
                 budget.unit_done();
                 return Ok(true);
             }
-            let objects = keys
-                .iter()
-                .map(|k| ObjectIdentifier::builder().key(k).build())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| DeleteError::S3 {
-                    op: "DeleteObjects",
-                    detail: e.to_string(),
-                })?;
-            let delete = Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| DeleteError::S3 {
-                    op: "DeleteObjects",
-                    detail: e.to_string(),
-                })?;
-            let out = self
-                .s3
-                .delete_objects()
-                .bucket(&self.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| DeleteError::S3 {
-                    op: "DeleteObjects",
-                    detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                })?;
-            if let Some(err) = out.errors().first() {
-                return Err(DeleteError::S3 {
-                    op: "DeleteObjects",
-                    detail: format!(
-                        "{} of {} objects not deleted: {}",
-                        out.errors().len(),
-                        keys.len(),
-                        err.code().unwrap_or("unknown error")
-                    ),
-                });
-            }
+            self.blobs.delete_blobs(&keys).await?;
             bump(&mut report.counts, "s3_objects", keys.len() as u64);
             crate::crash::point("delete.after_s3_delete");
             budget.unit_done();
         }
-    }
-
-    async fn list_objects(&self, prefix: &str, max: i32) -> Result<Vec<String>, DeleteError> {
-        let out = self
-            .s3
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .max_keys(max)
-            .send()
-            .await
-            .map_err(|e| DeleteError::S3 {
-                op: "ListObjectsV2",
-                detail: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-            })?;
-        Ok(out
-            .contents()
-            .iter()
-            .filter_map(|o| o.key().map(str::to_string))
-            .collect())
     }
 
     /// Runs, streams (watermarks), quarantine, leases; then the secret. `CONFIG` stays
@@ -605,7 +552,11 @@ impl Deleter {
             crate::crash::point("delete.after_registry_page");
             budget.unit_done();
         }
-        if self.delete_secret(&report.tenant).await? {
+        if self
+            .secrets
+            .delete_now(&self.secret_name(&report.tenant))
+            .await?
+        {
             bump(&mut report.counts, "secrets", 1);
         }
         crate::crash::point("delete.after_registry");
@@ -613,56 +564,8 @@ impl Deleter {
         Ok(true)
     }
 
-    fn secret_name(&self, tenant: &TenantId) -> String {
-        format!("{}{tenant}", self.secret_prefix)
-    }
-
-    /// Force-deletes the tenant's secret; false when there was none.
-    async fn delete_secret(&self, tenant: &TenantId) -> Result<bool, DeleteError> {
-        let res = self
-            .secrets
-            .delete_secret()
-            .secret_id(self.secret_name(tenant))
-            .force_delete_without_recovery(true)
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(DeleteError::Secrets {
-                op: "DeleteSecret",
-                detail: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            }),
-        }
-    }
-
-    /// Whether the secret is gone (or scheduled for deletion by AWS, which finishes a
-    /// forced deletion asynchronously).
-    async fn secret_gone(&self, tenant: &TenantId) -> Result<bool, DeleteError> {
-        match self
-            .secrets
-            .describe_secret()
-            .secret_id(self.secret_name(tenant))
-            .send()
-            .await
-        {
-            Ok(d) => Ok(d.deleted_date().is_some()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(true)
-            }
-            Err(e) => Err(DeleteError::Secrets {
-                op: "DescribeSecret",
-                detail: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
-            }),
-        }
+    fn secret_name(&self, tenant: &TenantId) -> SecretName {
+        SecretName::for_tenant(&self.secret_prefix, tenant)
     }
 
     /// What is left of the tenant besides its `deleting` `CONFIG` (empty: nothing).
@@ -679,7 +582,12 @@ impl Deleter {
                 left.push(format!("records in shard {shard}"));
             }
         }
-        if !self.list_objects(&self.prefix(tenant), 1).await?.is_empty() {
+        if !self
+            .blobs
+            .list_blobs(&self.prefix(tenant), 1)
+            .await?
+            .is_empty()
+        {
             left.push("S3 objects".into());
         }
         let items = self.registry.item_sort_keys(tenant, None).await?.len();
@@ -687,7 +595,7 @@ impl Deleter {
         if items > config {
             left.push(format!("{} tenants-table items", items - config));
         }
-        if !self.secret_gone(tenant).await? {
+        if !self.secrets.is_gone(&self.secret_name(tenant)).await? {
             left.push("secret".into());
         }
         Ok(left)
@@ -758,7 +666,7 @@ impl Deleter {
             shard: report.shard,
             counts: report.counts.clone(),
         };
-        send_continuation(&self.sqs, &self.queue_url, &report.tenant, &job, source_id).await?;
+        send_continuation(&*self.queue, &report.tenant, &job, source_id).await?;
         tracing::info!(phase = ?report.phase, "deletion continues in a new message");
         report.outcome = DeleteOutcome::Continued;
         Ok(())

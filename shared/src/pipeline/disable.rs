@@ -28,6 +28,7 @@
 //! The pieces both lifecycle functions share (deadline, options, event validation,
 //! continuation sending) live here too; deletion implies a disable and reuses them.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -42,10 +43,9 @@ use tracing::Instrument;
 use crate::domain::ids::{AtsId, EntityKind, TenantId};
 use crate::domain::merge::ViewMode;
 use crate::jobs::{LifecycleJob, parse_job};
-use crate::lambda::{FifoMessage, JobError, SendError, fifo_batch, send_fifo_batches};
-use crate::store::dynamodb::DynamoStore;
-use crate::store::{RecordOutcome, RecordSweep, RecordWrite, SHARDS, StoreError};
-use crate::tenants::{RegistryError, SyncStatus, TenantRegistry, TenantState};
+use crate::queue::{FifoMessage, JobError, JobQueue, SendError, fifo_batch};
+use crate::store::{RecordOutcome, RecordStore, SHARDS, StoreError};
+use crate::tenants::{Registry, RegistryError, SyncStatus, TenantState};
 
 /// `source` of every settings event.
 pub const SETTINGS_SOURCE: &str = "eds.settings";
@@ -343,14 +343,13 @@ pub fn continuation_dedup_id(source_id: &str, body: &str) -> String {
 
 /// Sends a lifecycle continuation to its FIFO queue (group = tenant).
 pub async fn send_continuation(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
+    queue: &dyn JobQueue,
     tenant: &TenantId,
     job: &LifecycleJob,
     source_id: &str,
 ) -> Result<(), SendError> {
     let body = serde_json::to_string(job).map_err(|e| SendError {
-        queue: queue_url.to_string(),
+        queue: queue.name().to_string(),
         detail: e.to_string(),
     })?;
     let msg = FifoMessage {
@@ -358,7 +357,7 @@ pub async fn send_continuation(
         group_id: tenant.to_string(),
         body,
     };
-    send_fifo_batches(sqs, queue_url, std::slice::from_ref(&msg)).await?;
+    queue.enqueue(std::slice::from_ref(&msg)).await?;
     Ok(())
 }
 
@@ -373,37 +372,24 @@ pub fn event_source_id(event: &EventBridgeEvent<Value>) -> String {
 
 /// The disable handler (library side of `functions/disable`).
 pub struct Disabler {
-    registry: TenantRegistry,
-    store: DynamoStore,
-    sqs: aws_sdk_sqs::Client,
-    queue_url: String,
+    registry: Arc<dyn Registry>,
+    store: Arc<dyn RecordStore>,
+    queue: Arc<dyn JobQueue>,
     opts: LifecycleOptions,
 }
 
 impl Disabler {
     pub fn new(
-        registry: TenantRegistry,
-        store: DynamoStore,
-        sqs: aws_sdk_sqs::Client,
-        queue_url: String,
+        registry: Arc<dyn Registry>,
+        store: Arc<dyn RecordStore>,
+        queue: Arc<dyn JobQueue>,
     ) -> Self {
         Self {
             registry,
             store,
-            sqs,
-            queue_url,
+            queue,
             opts: LifecycleOptions::default(),
         }
-    }
-
-    /// From the clients and configuration every function builds at cold start.
-    pub fn from_config(aws: &crate::lambda::Aws, config: &crate::lambda::Config) -> Self {
-        Self::new(
-            TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
-            DynamoStore::new(aws.dynamodb.clone(), config.records_table.clone()),
-            aws.sqs.clone(),
-            config.disable_queue_url.clone(),
-        )
     }
 
     pub fn with_options(mut self, opts: LifecycleOptions) -> Self {
@@ -445,7 +431,7 @@ impl Disabler {
 
     /// A batch of continuations from the disable queue, in FIFO order.
     pub async fn on_sqs(&self, event: &SqsEvent, deadline: Deadline) -> SqsBatchResponse {
-        fifo_batch(event, &self.sqs, &self.queue_url, |msg: &SqsMessage| {
+        fifo_batch(event, &*self.queue, |msg: &SqsMessage| {
             let msg = msg.clone();
             async move {
                 let job: LifecycleJob =
@@ -652,7 +638,7 @@ impl Disabler {
             shard: u32::from(shard),
             after,
         };
-        send_continuation(&self.sqs, &self.queue_url, &report.tenant, &job, source_id).await?;
+        send_continuation(&*self.queue, &report.tenant, &job, source_id).await?;
         tracing::info!(shard, "disable continues in a new message");
         report.outcome = DisableOutcome::Continued;
         Ok(report)

@@ -4,7 +4,6 @@
 pub mod connect;
 pub mod delete;
 pub mod disable;
-pub mod local;
 pub mod puller;
 pub mod push;
 pub mod records_api;

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::connect::{Connection, ConnectorFactory};
+use crate::attachments::BlobStore;
 use crate::connector::{
     ConnectorError, Cursor, Presence, RequestStats, Window, WindowPolicy, canonical_timestamp,
 };
@@ -28,14 +29,11 @@ use crate::domain::merge::ViewMode;
 use crate::domain::model::{LayerKind, MAX_PULLED_FUTURE_SKEW, Observation, ObservationScope};
 use crate::domain::version::Change;
 use crate::jobs::{PullJob, Resume, Step, parse_job};
-use crate::lambda::{FifoMessage, JobError, send_fifo_batches};
-use crate::store::dynamodb::DynamoStore;
-use crate::store::{
-    PageOutcome, RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, StoreError,
-};
+use crate::queue::{FifoMessage, JobError, JobQueue};
+use crate::store::{PageOutcome, RecordOutcome, RecordStore, SHARDS, StoreError};
 use crate::tenants::{
-    Checkpoint, QuarantineEntry, QuarantinedInRun, RegistryError, RunCounts, StreamName,
-    StreamState, SyncRun, SyncStatus, TenantConfig, TenantRegistry, TenantState,
+    Checkpoint, LeaseOutcome, QuarantineEntry, QuarantinedInRun, Registry, RegistryError,
+    RunCounts, StreamName, StreamState, SyncRun, SyncStatus, TenantConfig, TenantState,
 };
 
 /// Invocations of a run in a row that may end without finishing one unit of work (a
@@ -100,12 +98,12 @@ enum StepEnd {
 }
 
 pub struct Puller {
-    pub registry: TenantRegistry,
-    pub store: Arc<DynamoStore>,
-    pub sqs: aws_sdk_sqs::Client,
-    pub pull_queue_url: String,
-    pub s3: aws_sdk_s3::Client,
-    pub bucket: String,
+    pub registry: Arc<dyn Registry>,
+    pub store: Arc<dyn RecordStore>,
+    /// The pull queue (continuations).
+    pub queue: Arc<dyn JobQueue>,
+    /// The attachments bucket: the reconciliation's "seen" sets live there too.
+    pub blobs: Arc<dyn BlobStore>,
     pub factory: Arc<dyn ConnectorFactory>,
     pub settings: PullerSettings,
 }
@@ -319,18 +317,26 @@ impl Puller {
         self.wait_not_before(job, deadline).await?;
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let now = Utc::now();
-        if !self
+        match self
             .registry
             .acquire_lease(tenant, &owner, job.epoch, now + self.settings.lease, now)
             .await
             .map_err(registry_err)?
         {
-            // Either the epoch moved between the two reads, or another invocation holds
-            // the lease (a duplicated message): try again later.
-            return Err(JobError::Retry {
-                reason: "another puller holds the tenant's lease".into(),
-                after: self.settings.retry_after,
-            });
+            LeaseOutcome::Held => {}
+            // Disabled, deleted or re-enabled between the two reads: the job is stale.
+            LeaseOutcome::EpochMoved => {
+                let why = format!("the tenant's epoch moved from {}", job.epoch);
+                tracing::info!(%why, "job dropped");
+                return Ok((JobOutcome::Dropped(why), JobReport::default()));
+            }
+            // A duplicated or overlapping message: try again when that lease runs out.
+            LeaseOutcome::HeldByOther => {
+                return Err(JobError::Retry {
+                    reason: "another puller holds the tenant's lease".into(),
+                    after: self.settings.retry_after,
+                });
+            }
         }
         // Boxed: the step futures are deep, and callers' futures stay small.
         crate::crash::point("puller.after_lease_acquired");
@@ -378,7 +384,7 @@ impl Puller {
         };
         if !cfg.uses_refresh_token
             && cfg.last_token_refresh_at.is_none()
-            && let Ok(true) = self.factory.uses_refresh_token(&cfg).await
+            && let Ok(true) = conn.tokens.uses_refresh_token().await
         {
             self.registry
                 .set_uses_refresh_token(&cfg.tenant_id, true)
@@ -397,14 +403,14 @@ impl Puller {
         };
         let mut resume = job.resume.clone();
         for (i, step) in job.steps.iter().enumerate() {
-            let token_before = run.conn.tokens_requests();
+            let token_before = run.conn.tokens.token_requests();
             let end = match step {
                 Step::RefreshToken => self.refresh_token(&mut run).await?,
                 Step::Pull(stream) => self.pull_stream(&mut run, *stream).await?,
                 Step::Reconcile(stream) => self.reconcile(&mut run, *stream, resume.take()).await?,
                 Step::Remerge => self.remerge(&mut run, resume.take()).await?,
             };
-            run.report.counts.token_requests += run.conn.tokens_requests() - token_before;
+            run.report.counts.token_requests += run.conn.tokens.token_requests() - token_before;
             match end {
                 StepEnd::Done => {}
                 StepEnd::Stop(outcome) => return Ok((outcome, run.report)),
@@ -440,7 +446,8 @@ impl Puller {
             dedup_id: next.dedup_id(),
         };
         crate::crash::point("puller.before_continuation_send");
-        send_fifo_batches(&self.sqs, &self.pull_queue_url, &[msg])
+        self.queue
+            .enqueue(&[msg])
             .await
             .map_err(|e| JobError::Retry {
                 reason: e.to_string(),
@@ -480,7 +487,7 @@ impl Puller {
     }
 
     /// The fence: renew the lease under the job's epoch before any write.
-    async fn fence(&self, run: &Run<'_>) -> Result<bool, JobError> {
+    async fn fence(&self, run: &Run<'_>) -> Result<LeaseOutcome, JobError> {
         let now = Utc::now();
         self.registry
             .acquire_lease(
@@ -532,7 +539,7 @@ impl Puller {
     }
 
     async fn refresh_token(&self, run: &mut Run<'_>) -> Result<StepEnd, JobError> {
-        match run.conn.tokens.refresh_now().await {
+        match run.conn.tokens.keep_alive().await {
             Ok(_) => {
                 self.registry
                     .touch(&run.job.tenant, "last_token_refresh_at", Utc::now())
@@ -699,11 +706,9 @@ impl Puller {
                     )
                     .await;
             }
-            if !self.fence(run).await? {
+            if let Some(why) = self.fence(run).await?.refusal() {
                 run.report.counts.add(&counts);
-                return Ok(StepEnd::Stop(JobOutcome::Dropped(
-                    "the tenant's epoch moved (disable, deletion or re-enable)".into(),
-                )));
+                return Ok(StepEnd::Stop(JobOutcome::Dropped(why.into())));
             }
             let before = run.conn.ats.metrics();
             let result = run
@@ -1265,7 +1270,7 @@ impl Puller {
         counts: &mut RunCounts,
     ) -> Result<bool, JobError> {
         for chunk in ids.chunks(100) {
-            if !self.fence(run).await? {
+            if self.fence(run).await?.refusal().is_some() {
                 return Ok(false);
             }
             let changes = chunk
@@ -1450,63 +1455,39 @@ impl Puller {
 
     async fn put_seen(&self, key: &str, s: &SeenIds) -> Result<(), JobError> {
         let body = serde_json::to_vec(&s.stored()).map_err(|e| JobError::Poison(e.to_string()))?;
-        self.s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(body.into())
-            .send()
+        self.blobs
+            .write_blob(key, body)
             .await
             .map_err(|e| JobError::Retry {
-                reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
+                reason: e.to_string(),
                 after: Duration::from_secs(10),
-            })?;
-        Ok(())
+            })
     }
 
     /// The ids kept under `key`; `None` when there are none.
     async fn load_seen(&self, key: &str) -> Result<Option<SeenIds>, JobError> {
-        let out = match self
-            .s3
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => o,
-            Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
-                return Ok(None);
-            }
-            Err(e) => {
-                return Err(JobError::Retry {
-                    reason: aws_sdk_s3::error::DisplayErrorContext(e).to_string(),
-                    after: Duration::from_secs(10),
-                });
-            }
-        };
-        let bytes = out
-            .body
-            .collect()
+        let Some(bytes) = self
+            .blobs
+            .read_blob(key)
             .await
             .map_err(|e| JobError::Retry {
                 reason: e.to_string(),
                 after: Duration::from_secs(10),
             })?
-            .into_bytes();
+        else {
+            return Ok(None);
+        };
         SeenIds::parse(&bytes)
             .map(Some)
             .map_err(|e| JobError::Poison(format!("reconciliation state unreadable: {e}")))
     }
 
+    /// Best effort: a stale set is replaced by the next reconciliation's first page and
+    /// removed with the tenant's objects on deletion.
     async fn delete_seen(&self, key: &str) {
-        let _ = self
-            .s3
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await;
+        if let Err(e) = self.blobs.delete_blob(key).await {
+            tracing::warn!(error = %e, "reconciliation state not deleted");
+        }
     }
 
     /// Re-merges every stored record (after a re-enable), shard by shard.
@@ -1530,10 +1511,8 @@ impl Puller {
                 }
                 return Ok(StepEnd::Continue(Some(Resume::Sweep { shard, after })));
             }
-            if !self.fence(run).await? {
-                return Ok(StepEnd::Stop(JobOutcome::Dropped(
-                    "the tenant's epoch moved".into(),
-                )));
+            if let Some(why) = self.fence(run).await?.refusal() {
+                return Ok(StepEnd::Stop(JobOutcome::Dropped(why.into())));
             }
             let page = self
                 .store
@@ -1573,13 +1552,6 @@ impl Puller {
     }
 }
 
-impl Connection {
-    fn tokens_requests(&self) -> u64 {
-        use crate::auth::AccessTokens;
-        self.tokens.token_requests()
-    }
-}
-
 fn tombstone(entity: EntityKind, ats_id: AtsId) -> Change {
     Change::Observe {
         layer: LayerKind::Pull,
@@ -1616,7 +1588,7 @@ impl Puller {
         deadline: Instant,
     ) -> (aws_lambda_events::event::sqs::SqsBatchResponse, JobReport) {
         let report = std::sync::Mutex::new(JobReport::default());
-        let response = crate::lambda::fifo_batch(event, &self.sqs, &self.pull_queue_url, |msg| {
+        let response = crate::queue::fifo_batch(event, &*self.queue, |msg| {
             let body = msg.body.clone().unwrap_or_default();
             let report = &report;
             async move {
@@ -1632,43 +1604,5 @@ impl Puller {
         })
         .await;
         (response, report.into_inner().unwrap_or_default())
-    }
-}
-
-impl Puller {
-    /// The puller as deployed: AWS adapters from the configuration, the Greenhouse
-    /// connector factory with the credentials adapter.
-    pub fn from_config(
-        config: &crate::lambda::Config,
-        aws: &crate::lambda::Aws,
-        credentials: crate::credentials::CredentialsConfig,
-        settings: PullerSettings,
-        fast_retries: bool,
-    ) -> Result<Self, crate::auth::AuthError> {
-        let services = credentials.services(&aws.sdk)?;
-        let blobs: Arc<dyn crate::attachments::BlobStore> = Arc::new(
-            crate::attachments::S3BlobStore::new(aws.s3.clone(), config.attachments_bucket.clone()),
-        );
-        let factory = super::connect::GreenhouseFactory {
-            credentials,
-            services,
-            blobs,
-            allow_loopback_for_local_testing:
-                crate::attachments::guard::deployment_allows_local_testing(),
-            fast_retries,
-        };
-        Ok(Self {
-            registry: TenantRegistry::new(aws.dynamodb.clone(), config.tenants_table.clone()),
-            store: Arc::new(DynamoStore::new(
-                aws.dynamodb.clone(),
-                config.records_table.clone(),
-            )),
-            sqs: aws.sqs.clone(),
-            pull_queue_url: config.pull_queue_url.clone(),
-            s3: aws.s3.clone(),
-            bucket: config.attachments_bucket.clone(),
-            factory: Arc::new(factory),
-            settings,
-        })
     }
 }

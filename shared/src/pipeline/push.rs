@@ -32,9 +32,9 @@ use tracing::Instrument;
 use crate::domain::ids::{AtsId, EntityKind, IdError, TenantId};
 use crate::domain::model::{ATTACHMENTS, Fields, LayerKind, Observation, ObservationScope};
 use crate::domain::version::Change;
-use crate::lambda::{JobError, independent_batch};
+use crate::queue::{JobError, JobQueue, independent_batch};
 use crate::store::{RecordOutcome, RecordWrite, StoreError};
-use crate::tenants::{QuarantineEntry, RegistryError, TenantRegistry};
+use crate::tenants::{QuarantineEntry, Registry, RegistryError};
 
 /// At most this many records per message.
 pub const MAX_RECORDS: usize = 100;
@@ -694,13 +694,13 @@ impl PushError {
 
 /// The push-ingest handler.
 pub struct PushIngest {
-    registry: TenantRegistry,
+    registry: Arc<dyn Registry>,
     store: Arc<dyn RecordWrite>,
     lease: Duration,
 }
 
 impl PushIngest {
-    pub fn new(registry: TenantRegistry, store: Arc<dyn RecordWrite>) -> Self {
+    pub fn new(registry: Arc<dyn Registry>, store: Arc<dyn RecordWrite>) -> Self {
         Self {
             registry,
             store,
@@ -716,13 +716,8 @@ impl PushIngest {
 
     /// Processes one SQS batch (standard queue): each message independently, failures
     /// reported as partial batch failures.
-    pub async fn handle_event(
-        &self,
-        event: &SqsEvent,
-        sqs: &aws_sdk_sqs::Client,
-        queue_url: &str,
-    ) -> SqsBatchResponse {
-        independent_batch(event, sqs, queue_url, |msg: &SqsMessage| {
+    pub async fn handle_event(&self, event: &SqsEvent, queue: &dyn JobQueue) -> SqsBatchResponse {
+        independent_batch(event, queue, |msg: &SqsMessage| {
             let body = msg.body.clone().unwrap_or_default();
             let id = msg.message_id.clone().unwrap_or_default();
             // Boxed: the message future is deep (registry, store, tracing), and an

@@ -36,9 +36,7 @@ use crate::domain::merge::{View, ViewMode};
 use crate::domain::model::Layer;
 use crate::domain::version::{Cause, Version};
 use crate::store::{RecordRead, RecordSweep, SHARDS, StoreError, gsi1sk, parse_gsi1sk};
-use crate::tenants::{
-    QuarantineEntry, RegistryError, StreamState, SyncRun, TenantRegistry, TenantState,
-};
+use crate::tenants::{QuarantineEntry, Registry, RegistryError, StreamState, SyncRun, TenantState};
 
 /// Default and maximum page size of `/changes`.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -338,14 +336,14 @@ pub fn render_version(
 
 /// The records API handler.
 pub struct RecordsApi {
-    registry: TenantRegistry,
+    registry: Arc<dyn Registry>,
     read: Arc<dyn RecordRead>,
     sweep: Arc<dyn RecordSweep>,
 }
 
 impl RecordsApi {
     pub fn new(
-        registry: TenantRegistry,
+        registry: Arc<dyn Registry>,
         read: Arc<dyn RecordRead>,
         sweep: Arc<dyn RecordSweep>,
     ) -> Self {
@@ -428,12 +426,10 @@ impl RecordsApi {
                 let runs: Vec<SyncRun> = self.registry.runs(tenant, STATUS_RUNS).await?;
                 let quarantine: Vec<QuarantineEntry> = self.registry.quarantine(tenant).await?;
                 let c = &rec.config;
-                Ok(json!({
+                let mut status = json!({
                     "tenant": tenant,
                     "state": c.state,
                     "state_reason": c.state_reason,
-                    "ats_kind": c.ats_kind,
-                    "api_version": c.api_version,
                     "interval_secs": c.interval_secs,
                     "next_run_at": rec.next_run_at,
                     "remerge_pending": c.remerge_pending,
@@ -443,7 +439,14 @@ impl RecordsApi {
                     "streams": streams,
                     "last_runs": runs,
                     "quarantined": quarantine.len(),
-                }))
+                });
+                // `ats_kind` and that ATS's own settings, flat as they are stored.
+                if let (Some(out), Ok(Value::Object(ats))) =
+                    (status.as_object_mut(), serde_json::to_value(&c.ats))
+                {
+                    out.extend(ats);
+                }
+                Ok(status)
             }
             Route::Changes {
                 tenant,

@@ -3,15 +3,18 @@
 //! a tenant whose run is still going) and send one pull job per tenant, ten per
 //! `SendMessageBatch`, to the FIFO pull queue with `MessageGroupId` = tenant.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
 
+use crate::connector::catalog::{reconciled, streams};
 use crate::jobs::{PullJob, Step};
-use crate::lambda::{FifoMessage, SendError, send_fifo_batches};
+use crate::queue::{FifoMessage, JobQueue, SendError};
 use crate::tenants::{
-    Claim, DUE_SHARDS, RegistryError, StreamName, TOKEN_REFRESH_EVERY_SECS, TenantConfig,
-    TenantRegistry, reconcile_due, token_refresh_due,
+    Claim, DUE_SHARDS, Registry, RegistryError, TOKEN_REFRESH_EVERY_SECS, TenantConfig,
+    reconcile_due, token_refresh_due,
 };
 
 /// What one scheduler invocation did.
@@ -43,17 +46,10 @@ pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
     if token_refresh_due(cfg, now) {
         steps.push(Step::RefreshToken);
     }
-    steps.extend(StreamName::ALL.iter().map(|s| Step::Pull(*s)));
+    let kind = cfg.ats.kind();
+    steps.extend(streams(kind).iter().map(|s| Step::Pull(*s)));
     if reconcile_due(cfg, now) {
-        steps.extend(
-            [
-                StreamName::Jobs,
-                StreamName::Candidates,
-                StreamName::Applications,
-            ]
-            .iter()
-            .map(|s| Step::Reconcile(*s)),
-        );
+        steps.extend(reconciled(kind).iter().map(|s| Step::Reconcile(*s)));
     }
     steps
 }
@@ -69,17 +65,15 @@ pub fn next_run(interval_secs: u64, uses_refresh_token: bool, now: DateTime<Utc>
 }
 
 pub struct Scheduler {
-    registry: TenantRegistry,
-    sqs: aws_sdk_sqs::Client,
-    pull_queue_url: String,
+    registry: Arc<dyn Registry>,
+    pull_queue: Arc<dyn JobQueue>,
 }
 
 impl Scheduler {
-    pub fn new(registry: TenantRegistry, sqs: aws_sdk_sqs::Client, pull_queue_url: String) -> Self {
+    pub fn new(registry: Arc<dyn Registry>, pull_queue: Arc<dyn JobQueue>) -> Self {
         Self {
             registry,
-            sqs,
-            pull_queue_url,
+            pull_queue,
         }
     }
 
@@ -146,7 +140,7 @@ impl Scheduler {
             }
         }
         report.messages = messages.len();
-        report.sqs_calls = send_fifo_batches(&self.sqs, &self.pull_queue_url, &messages).await?;
+        report.sqs_calls = self.pull_queue.enqueue(&messages).await?;
         tracing::info!(?report, "scheduler run");
         Ok(report)
     }
@@ -156,14 +150,13 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::domain::ids::TenantId;
-    use crate::tenants::{ApiVersion, AtsKind, TenantState};
+    use crate::tenants::{AtsKind, AtsSettings, GreenhouseSettings, StreamName, TenantState};
 
     fn cfg() -> TenantConfig {
         let t = "2026-01-01T00:00:00Z".parse().unwrap();
         TenantConfig {
             tenant_id: TenantId::parse("acme").unwrap(),
-            ats_kind: AtsKind::Greenhouse,
-            api_version: ApiVersion::V3,
+            ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
             api_base_url: "https://harvest.example".into(),
             auth_url: None,
             secret_name: "eds/tenants/acme".into(),
@@ -196,6 +189,29 @@ mod tests {
             now + Duration::hours(24)
         );
         assert_eq!(next_run(0, false, now), now + Duration::seconds(60));
+    }
+
+    #[test]
+    fn a_run_pulls_the_streams_its_ats_declares_in_their_order() {
+        let c = cfg();
+        let soon: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
+        let pulled: Vec<StreamName> = plan_run(&c, soon)
+            .into_iter()
+            .filter_map(|s| match s {
+                Step::Pull(stream) => Some(stream),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pulled, streams(AtsKind::Greenhouse));
+        assert_eq!(
+            pulled,
+            [
+                StreamName::Jobs,
+                StreamName::Candidates,
+                StreamName::Applications,
+                StreamName::Attachments
+            ]
+        );
     }
 
     #[test]

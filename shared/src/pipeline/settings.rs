@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -34,8 +33,9 @@ use crate::credentials::{
 };
 use crate::domain::ids::{IdError, TenantId};
 use crate::tenants::{
-    ApiVersion, AtsKind, DEFAULT_INTERVAL_SECS, DEFAULT_RECONCILE_EVERY_SECS, RegistryError,
-    TenantConfig, TenantRegistry, TenantState, first_epoch, key_time,
+    AtsSettings, AtsSettingsError, ConfigUpdate, DEFAULT_INTERVAL_SECS,
+    DEFAULT_RECONCILE_EVERY_SECS, Edit, Registry, RegistryError, TenantConfig, TenantState,
+    first_epoch,
 };
 
 /// The `source` of every settings event.
@@ -68,12 +68,8 @@ pub enum EventError {
     },
     #[error("tenant_id is invalid: {0}")]
     Tenant(IdError),
-    #[error("ats_kind {0:?} is not supported (expected \"greenhouse\")")]
-    AtsKind(String),
-    #[error(
-        "api_version {0:?} is not supported (expected \"v3\"; Greenhouse removed Harvest v1/v2 on 2026-08-31)"
-    )]
-    ApiVersion(String),
+    #[error(transparent)]
+    Ats(#[from] AtsSettingsError),
     #[error("{member} is not a usable URL: {reason}")]
     Url {
         member: &'static str,
@@ -93,7 +89,9 @@ pub enum EventError {
 struct EnabledDetail {
     tenant_id: String,
     ats_kind: String,
-    api_version: String,
+    /// Greenhouse's setting; ATSs without versions have none.
+    #[serde(default)]
+    api_version: Option<String>,
     api_base_url: String,
     #[serde(default)]
     auth_url: Option<String>,
@@ -123,8 +121,7 @@ struct IntervalDetail {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnableSpec {
     pub tenant_id: TenantId,
-    pub ats_kind: AtsKind,
-    pub api_version: ApiVersion,
+    pub ats: AtsSettings,
     pub api_base_url: String,
     pub auth_url: Option<String>,
     pub secret_name: String,
@@ -266,14 +263,7 @@ pub fn parse_event(
         ENABLED => {
             let d: EnabledDetail = detail(ENABLED, &event.detail)?;
             let tenant_id = tenant(d.tenant_id)?;
-            let ats_kind = match d.ats_kind.as_str() {
-                "greenhouse" => AtsKind::Greenhouse,
-                other => return Err(EventError::AtsKind(other.chars().take(32).collect())),
-            };
-            let api_version = match d.api_version.as_str() {
-                "v3" => ApiVersion::V3,
-                other => return Err(EventError::ApiVersion(other.chars().take(32).collect())),
-            };
+            let ats = AtsSettings::from_event(&d.ats_kind, d.api_version.as_deref())?;
             let api_base_url = check_url("api_base_url", &d.api_base_url)?;
             let auth_url = d
                 .auth_url
@@ -298,8 +288,7 @@ pub fn parse_event(
             }
             Ok(SettingsEvent::Enabled(EnableSpec {
                 tenant_id,
-                ats_kind,
-                api_version,
+                ats,
                 api_base_url,
                 auth_url,
                 secret_name: d.secret_name,
@@ -408,13 +397,13 @@ pub enum SettingsError {
 
 /// The settings handler.
 pub struct Settings<C: CredentialCheck> {
-    registry: TenantRegistry,
+    registry: Arc<dyn Registry>,
     check: C,
     secret_prefix: String,
 }
 
 impl<C: CredentialCheck> Settings<C> {
-    pub fn new(registry: TenantRegistry, check: C, secret_prefix: impl Into<String>) -> Self {
+    pub fn new(registry: Arc<dyn Registry>, check: C, secret_prefix: impl Into<String>) -> Self {
         Self {
             registry,
             check,
@@ -482,8 +471,7 @@ impl<C: CredentialCheck> Settings<C> {
             .is_some_and(|c| c.state == TenantState::Disabled || c.remerge_pending);
         let mut cfg = TenantConfig {
             tenant_id: spec.tenant_id.clone(),
-            ats_kind: spec.ats_kind,
-            api_version: spec.api_version,
+            ats: spec.ats,
             api_base_url: spec.api_base_url,
             auth_url: spec.auth_url,
             secret_name: spec.secret_name,
@@ -567,12 +555,12 @@ impl<C: CredentialCheck> Settings<C> {
                     &tenant,
                     cfg.epoch,
                     &live,
-                    &[
-                        ("state", state_value(TenantState::Enabled)),
-                        ("next_run_at", AttributeValue::S(key_time(now))),
-                        ("updated_at", AttributeValue::S(key_time(now))),
-                    ],
-                    &["state_reason"],
+                    &ConfigUpdate {
+                        state: Some(TenantState::Enabled),
+                        state_reason: Edit::Clear,
+                        next_run_at: Edit::Set(now),
+                        ..ConfigUpdate::at(now)
+                    },
                 )
                 .await?;
                 Ok(outcome(TenantState::Enabled, None))
@@ -584,13 +572,13 @@ impl<C: CredentialCheck> Settings<C> {
                     &tenant,
                     cfg.epoch,
                     &live,
-                    &[
-                        ("state", state_value(TenantState::NeedsReauth)),
-                        ("state_reason", AttributeValue::S(reason.clone())),
-                        ("updated_at", AttributeValue::S(key_time(now))),
-                    ],
-                    // Not schedulable until the credentials work.
-                    &["next_run_at"],
+                    &ConfigUpdate {
+                        state: Some(TenantState::NeedsReauth),
+                        state_reason: Edit::Set(reason.clone()),
+                        // Not schedulable until the credentials work.
+                        next_run_at: Edit::Clear,
+                        ..ConfigUpdate::at(now)
+                    },
                 )
                 .await?;
                 Ok(outcome(TenantState::NeedsReauth, Some(reason)))
@@ -614,19 +602,16 @@ impl<C: CredentialCheck> Settings<C> {
                 detail: "the tenant is being deleted".into(),
             });
         }
-        let mut set = vec![
-            (
-                "interval_secs",
-                AttributeValue::N(interval_secs.to_string()),
-            ),
-            ("updated_at", AttributeValue::S(key_time(now))),
-        ];
+        let mut update = ConfigUpdate {
+            interval_secs: Some(interval_secs),
+            ..ConfigUpdate::at(now)
+        };
         // A shorter interval takes effect now rather than after the old, longer wait.
         let sooner = now + Duration::seconds(interval_secs as i64);
         if state == TenantState::Enabled && rec.next_run_at.is_some_and(|t| t > sooner) {
-            set.push(("next_run_at", AttributeValue::S(key_time(sooner))));
+            update.next_run_at = Edit::Set(sooner);
         }
-        self.update_config(&tenant, rec.config.epoch, &[state], &set, &[])
+        self.update_config(&tenant, rec.config.epoch, &[state], &update)
             .await?;
         Ok(SettingsOutcome {
             tenant,
@@ -644,12 +629,11 @@ impl<C: CredentialCheck> Settings<C> {
         tenant: &TenantId,
         epoch: u64,
         states: &[TenantState],
-        set: &[(&str, AttributeValue)],
-        remove: &[&str],
+        update: &ConfigUpdate,
     ) -> Result<(), SettingsError> {
         let applied = self
             .registry
-            .update_config_fenced(tenant, epoch, states, set, remove)
+            .update_config_fenced(tenant, epoch, states, update)
             .await?;
         if applied {
             Ok(())
@@ -660,17 +644,6 @@ impl<C: CredentialCheck> Settings<C> {
             })
         }
     }
-}
-
-fn state_value(s: TenantState) -> AttributeValue {
-    let name = match s {
-        TenantState::Enabled => "enabled",
-        TenantState::Disabled => "disabled",
-        TenantState::NeedsReauth => "needs_reauth",
-        TenantState::Deleting => "deleting",
-        TenantState::Deleted => "deleted",
-    };
-    AttributeValue::S(name.to_owned())
 }
 
 #[cfg(test)]

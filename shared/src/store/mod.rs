@@ -254,6 +254,12 @@ pub trait RecordSweep: Send + Sync {
     ) -> Result<Vec<usize>, StoreError>;
 }
 
+/// Every record port at once, for the handlers that read, write and sweep (the puller,
+/// disable).
+pub trait RecordStore: RecordRead + RecordWrite + RecordSweep {}
+
+impl<T: RecordRead + RecordWrite + RecordSweep> RecordStore for T {}
+
 /// `R#{tenant}#{entity}#{ats_id}`.
 pub fn record_pk(key: &RecordKey) -> String {
     format!("R#{}#{}#{}", key.tenant, key.entity, key.ats_id)

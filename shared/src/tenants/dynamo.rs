@@ -13,26 +13,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use async_trait::async_trait;
+
 use super::model::*;
+use super::ports::*;
 use crate::domain::ids::TenantId;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("tenant {0} is not registered")]
-    UnknownTenant(String),
-    #[error("tenant {tenant}: {detail}")]
-    Conflict { tenant: String, detail: String },
-    #[error("tenants table request failed: {0}")]
-    Dynamo(String),
-    #[error("tenants table item is malformed: {0}")]
-    Malformed(String),
-}
-
-impl RegistryError {
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, RegistryError::Dynamo(_))
-    }
-}
 
 fn ddb_err<E>(e: aws_sdk_dynamodb::error::SdkError<E>) -> RegistryError
 where
@@ -57,31 +42,6 @@ pub fn tenant_pk(t: &TenantId) -> String {
 
 const CONFIG: &str = "CONFIG";
 
-/// The pull lease held by a running puller.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Lease {
-    pub owner: String,
-    pub epoch: u64,
-    pub until: DateTime<Utc>,
-}
-
-/// The run a scheduler started and which streams of it are still pending.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActiveRun {
-    pub run_id: String,
-    pub started_at: DateTime<Utc>,
-    pub pending: BTreeSet<String>,
-}
-
-/// The `CONFIG` item: configuration plus scheduling state.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantRecord {
-    pub config: TenantConfig,
-    pub next_run_at: Option<DateTime<Utc>>,
-    pub lease: Option<Lease>,
-    pub active_run: Option<ActiveRun>,
-}
-
 #[derive(Debug, Deserialize)]
 struct ConfigItem {
     #[serde(flatten)]
@@ -100,25 +60,6 @@ struct ConfigItem {
     run_started_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pending_streams: Option<BTreeSet<String>>,
-}
-
-/// A tenant listed by the `due` index, with the settings that index projects.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DueTenant {
-    pub tenant: TenantId,
-    pub interval_secs: u64,
-    pub uses_refresh_token: bool,
-}
-
-/// Outcome of trying to claim a due tenant for a new run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Claim {
-    Claimed {
-        epoch: u64,
-        config: Box<TenantConfig>,
-    },
-    /// Not due any more, not enabled, or a run is still going.
-    Skipped,
 }
 
 #[derive(Clone)]
@@ -146,8 +87,50 @@ impl TenantRegistry {
         ])
     }
 
-    /// Reads the `CONFIG` item (strongly consistent: the epoch is a fence).
-    pub async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
+    async fn query_prefix(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        descending: bool,
+        limit: Option<i32>,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", s(tenant_pk(tenant)));
+            // DynamoDB rejects an empty key value: no prefix means the whole partition.
+            query = if prefix.is_empty() {
+                query.key_condition_expression("pk = :pk")
+            } else {
+                query
+                    .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                    .expression_attribute_values(":p", s(prefix))
+            };
+            let page = query
+                .scan_index_forward(!descending)
+                .consistent_read(true)
+                .set_limit(limit)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            out.extend(page.items().iter().cloned());
+            start = page.last_evaluated_key;
+            if start.is_none() || limit.is_some_and(|l| out.len() >= l as usize) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl TenantLifecycle for TenantRegistry {
+    async fn get(&self, tenant: &TenantId) -> Result<Option<TenantRecord>, RegistryError> {
         let out = self
             .client
             .get_item()
@@ -186,15 +169,13 @@ impl TenantRegistry {
         }))
     }
 
-    pub async fn require(&self, tenant: &TenantId) -> Result<TenantRecord, RegistryError> {
+    async fn require(&self, tenant: &TenantId) -> Result<TenantRecord, RegistryError> {
         self.get(tenant)
             .await?
             .ok_or_else(|| RegistryError::UnknownTenant(tenant.to_string()))
     }
 
-    /// Writes the configuration of a (re-)enabled tenant: state `enabled`, a new epoch,
-    /// due now. Refused while the tenant is being deleted.
-    pub async fn enable(
+    async fn enable(
         &self,
         mut cfg: TenantConfig,
         now: DateTime<Utc>,
@@ -244,9 +225,7 @@ impl TenantRegistry {
         Ok(cfg)
     }
 
-    /// Moves the tenant to `state`, bumping the epoch when asked (disable, delete), and
-    /// either scheduling it at `schedule` or removing it from the due index.
-    pub async fn set_state(
+    async fn set_state(
         &self,
         tenant: &TenantId,
         state: TenantState,
@@ -303,8 +282,7 @@ impl TenantRegistry {
         epoch_of(out.attributes.as_ref())
     }
 
-    /// Records a timestamp attribute (`last_reconcile_at`, `last_token_refresh_at`).
-    pub async fn touch(
+    async fn touch(
         &self,
         tenant: &TenantId,
         attribute: &'static str,
@@ -324,8 +302,7 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// The re-merge after a re-enable finished (only for the epoch it ran under).
-    pub async fn clear_remerge_pending(
+    async fn clear_remerge_pending(
         &self,
         tenant: &TenantId,
         epoch: u64,
@@ -348,7 +325,7 @@ impl TenantRegistry {
         }
     }
 
-    pub async fn set_uses_refresh_token(
+    async fn set_uses_refresh_token(
         &self,
         tenant: &TenantId,
         uses: bool,
@@ -366,14 +343,130 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// Tenants of one due shard whose `next_run_at` has passed (the sparse index holds
-    /// only schedulable tenants), with the two settings the index projects so that the
-    /// scheduler can set their next run without reading each tenant.
-    pub async fn due(
+    async fn update_config_fenced(
         &self,
-        shard: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<DueTenant>, RegistryError> {
+        tenant: &TenantId,
+        epoch: u64,
+        states: &[TenantState],
+        update: &ConfigUpdate,
+    ) -> Result<bool, RegistryError> {
+        let mut set = vec![("updated_at", s(key_time(update.updated_at)))];
+        let mut remove = Vec::new();
+        if let Some(state) = update.state {
+            set.push(("state", s(snake(&state))));
+        }
+        if let Some(secs) = update.interval_secs {
+            set.push(("interval_secs", n(secs)));
+        }
+        match &update.state_reason {
+            Edit::Keep => {}
+            Edit::Set(reason) => set.push(("state_reason", s(reason.clone()))),
+            Edit::Clear => remove.push("state_reason"),
+        }
+        match update.next_run_at {
+            Edit::Keep => {}
+            Edit::Set(at) => set.push(("next_run_at", s(key_time(at)))),
+            Edit::Clear => remove.push("next_run_at"),
+        }
+        let mut names = HashMap::from([("#st".to_owned(), "state".to_owned())]);
+        let mut values = HashMap::from([(":epoch".to_owned(), n(epoch))]);
+        let mut allowed = Vec::new();
+        for (i, st) in states.iter().enumerate() {
+            values.insert(format!(":ok{i}"), s(snake(st)));
+            allowed.push(format!(":ok{i}"));
+        }
+        let mut sets = Vec::new();
+        for (i, (name, value)) in set.iter().enumerate() {
+            names.insert(format!("#s{i}"), (*name).to_owned());
+            values.insert(format!(":s{i}"), value.clone());
+            sets.push(format!("#s{i} = :s{i}"));
+        }
+        let mut removes = Vec::new();
+        for (i, name) in remove.iter().enumerate() {
+            names.insert(format!("#r{i}"), (*name).to_owned());
+            removes.push(format!("#r{i}"));
+        }
+        let mut expr = format!("SET {}", sets.join(", "));
+        if !removes.is_empty() {
+            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+        }
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .condition_expression(format!(
+                "epoch = :epoch AND #st IN ({})",
+                allowed.join(", ")
+            ))
+            .update_expression(expr)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(Some(values))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if is_conditional(&e) => Ok(false),
+            Err(e) => Err(ddb_err(e)),
+        }
+    }
+
+    async fn delete_config(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(self.key(tenant, CONFIG)))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    async fn was_deleted(&self, tenant: &TenantId) -> Result<bool, RegistryError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(format!("RECEIPT#{tenant}")))
+            .limit(1)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(out.count() > 0)
+    }
+
+    async fn list(&self) -> Result<Vec<TenantConfig>, RegistryError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :c")
+                .expression_attribute_values(":c", s(CONFIG))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(ddb_err)?;
+            for i in page.items() {
+                let c: ConfigItem = serde_dynamo::from_item(i.clone())
+                    .map_err(|e| RegistryError::Malformed(e.to_string()))?;
+                out.push(c.config);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl RunLog for TenantRegistry {
+    async fn due(&self, shard: &str, now: DateTime<Utc>) -> Result<Vec<DueTenant>, RegistryError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -417,10 +510,7 @@ impl TenantRegistry {
         Ok(out)
     }
 
-    /// Claims a due tenant for a new run: only an enabled tenant whose `next_run_at` has
-    /// passed and which has no run in progress (or only an abandoned one). Moves
-    /// `next_run_at` to `next` and records the run's pending streams, atomically.
-    pub async fn claim_run(
+    async fn claim_run(
         &self,
         tenant: &TenantId,
         run_id: &str,
@@ -467,9 +557,7 @@ impl TenantRegistry {
         }
     }
 
-    /// Marks one stream of a run finished (idempotent: removing from a set twice is a
-    /// no-op). When the last stream finishes, the run is over.
-    pub async fn finish_stream(
+    async fn finish_stream(
         &self,
         tenant: &TenantId,
         run_id: &str,
@@ -493,9 +581,7 @@ impl TenantRegistry {
         }
     }
 
-    /// Ends the active run whatever streams are left (used when a run cannot go on:
-    /// needs_reauth, disable, delete).
-    pub async fn clear_run(&self, tenant: &TenantId) -> Result<(), RegistryError> {
+    async fn clear_run(&self, tenant: &TenantId) -> Result<(), RegistryError> {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -508,18 +594,132 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// Takes or renews the pull lease for `owner` under `epoch`. Fails (returns false)
-    /// when the epoch moved (disable, delete, re-enable), the tenant is no longer
-    /// enabled, or another live owner holds it. This is the fence every page write
-    /// passes first.
-    pub async fn acquire_lease(
+    async fn get_stream(
+        &self,
+        tenant: &TenantId,
+        stream: StreamName,
+    ) -> Result<Option<StreamState>, RegistryError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(
+                self.key(tenant, &format!("STREAM#{}", stream.as_str())),
+            ))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        out.item
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn put_stream(
+        &self,
+        tenant: &TenantId,
+        state: &StreamState,
+    ) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(state).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        item.extend(self.key(tenant, &format!("STREAM#{}", state.stream.as_str())));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamState>, RegistryError> {
+        self.query_prefix(tenant, "STREAM#", false, None)
+            .await?
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
+            .collect()
+    }
+
+    async fn put_run(&self, tenant: &TenantId, run: &SyncRun) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(run).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let sk = format!(
+            "RUN#{}#{}#{}",
+            key_time(run.started_at),
+            run.run_id,
+            run.stream.as_str()
+        );
+        item.extend(self.key(tenant, &sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    async fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, RegistryError> {
+        self.query_prefix(tenant, "RUN#", true, Some(limit as i32))
+            .await?
+            .into_iter()
+            .take(limit)
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
+            .collect()
+    }
+
+    async fn put_quarantine(
+        &self,
+        tenant: &TenantId,
+        entry: &QuarantineEntry,
+    ) -> Result<(), RegistryError> {
+        let mut item: HashMap<String, AttributeValue> =
+            serde_dynamo::to_item(entry).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let sk = format!(
+            "QUARANTINE#{}#{}",
+            key_time(entry.at),
+            uuid::Uuid::new_v4().simple()
+        );
+        item.extend(self.key(tenant, &sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, tenant: &TenantId) -> Result<Vec<QuarantineEntry>, RegistryError> {
+        self.query_prefix(tenant, "QUARANTINE#", false, None)
+            .await?
+            .into_iter()
+            .map(|i| {
+                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Leases for TenantRegistry {
+    async fn acquire_lease(
         &self,
         tenant: &TenantId,
         owner: &str,
         epoch: u64,
         until: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<LeaseOutcome, RegistryError> {
         let res = self
             .client
             .update_item()
@@ -540,14 +740,18 @@ impl TenantRegistry {
             .send()
             .await;
         match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional(&e) => Ok(false),
+            Ok(_) => Ok(LeaseOutcome::Held),
+            Err(e) if is_conditional(&e) => Ok(match self.get(tenant).await? {
+                Some(r) if r.config.epoch == epoch && r.config.state.pull_visible() => {
+                    LeaseOutcome::HeldByOther
+                }
+                _ => LeaseOutcome::EpochMoved,
+            }),
             Err(e) => Err(ddb_err(e)),
         }
     }
 
-    /// Releases the pull lease if `owner` still holds it.
-    pub async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), RegistryError> {
+    async fn release_lease(&self, tenant: &TenantId, owner: &str) -> Result<(), RegistryError> {
         let res = self
             .client
             .update_item()
@@ -565,11 +769,7 @@ impl TenantRegistry {
         }
     }
 
-    /// Registers a push writer for a batch (item `LEASE#push#{id}`), then re-reads the
-    /// tenant: if it is being deleted the lease is dropped and `None` returned. A
-    /// deletion bumps the epoch before it looks for push leases, so either the writer
-    /// sees the deletion or the deletion sees the writer.
-    pub async fn acquire_push_lease(
+    async fn acquire_push_lease(
         &self,
         tenant: &TenantId,
         id: &str,
@@ -594,11 +794,7 @@ impl TenantRegistry {
         }
     }
 
-    pub async fn release_push_lease(
-        &self,
-        tenant: &TenantId,
-        id: &str,
-    ) -> Result<(), RegistryError> {
+    async fn release_push_lease(&self, tenant: &TenantId, id: &str) -> Result<(), RegistryError> {
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -609,8 +805,7 @@ impl TenantRegistry {
         Ok(())
     }
 
-    /// Whether any writer (the pull lease, or a push lease) is live at `now`.
-    pub async fn writers_live(
+    async fn writers_live(
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
@@ -618,11 +813,7 @@ impl TenantRegistry {
         Ok(self.writers_live_until(tenant, now).await?.is_some())
     }
 
-    /// When the last live writer's lease (pull or push) runs out at the latest; `None`
-    /// when no writer is live. Once the tenant is fenced no lease can be renewed or
-    /// taken, so this bounds how long a lifecycle function has to wait. A push lease
-    /// without a readable `until` is not live (as before: only `key_time` writes it).
-    pub async fn writers_live_until(
+    async fn writers_live_until(
         &self,
         tenant: &TenantId,
         now: DateTime<Utc>,
@@ -650,209 +841,28 @@ impl TenantRegistry {
         }
         Ok(latest)
     }
+}
 
-    async fn query_prefix(
-        &self,
-        tenant: &TenantId,
-        prefix: &str,
-        descending: bool,
-        limit: Option<i32>,
-    ) -> Result<Vec<HashMap<String, AttributeValue>>, RegistryError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let mut query = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)));
-            // DynamoDB rejects an empty key value: no prefix means the whole partition.
-            query = if prefix.is_empty() {
-                query.key_condition_expression("pk = :pk")
-            } else {
-                query
-                    .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
-                    .expression_attribute_values(":p", s(prefix))
-            };
-            let page = query
-                .scan_index_forward(!descending)
-                .consistent_read(true)
-                .set_limit(limit)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(ddb_err)?;
-            out.extend(page.items().iter().cloned());
-            start = page.last_evaluated_key;
-            if start.is_none() || limit.is_some_and(|l| out.len() >= l as usize) {
-                break;
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn get_stream(
-        &self,
-        tenant: &TenantId,
-        stream: StreamName,
-    ) -> Result<Option<StreamState>, RegistryError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(
-                self.key(tenant, &format!("STREAM#{}", stream.as_str())),
-            ))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        out.item
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .transpose()
-    }
-
-    pub async fn put_stream(
-        &self,
-        tenant: &TenantId,
-        state: &StreamState,
-    ) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(state).map_err(|e| RegistryError::Malformed(e.to_string()))?;
-        item.extend(self.key(tenant, &format!("STREAM#{}", state.stream.as_str())));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
-    }
-
-    pub async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamState>, RegistryError> {
-        self.query_prefix(tenant, "STREAM#", false, None)
-            .await?
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .collect()
-    }
-
-    pub async fn put_run(&self, tenant: &TenantId, run: &SyncRun) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(run).map_err(|e| RegistryError::Malformed(e.to_string()))?;
-        let sk = format!(
-            "RUN#{}#{}#{}",
-            key_time(run.started_at),
-            run.run_id,
-            run.stream.as_str()
-        );
-        item.extend(self.key(tenant, &sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
-    }
-
-    /// The most recent runs, newest first.
-    pub async fn runs(
-        &self,
-        tenant: &TenantId,
-        limit: usize,
-    ) -> Result<Vec<SyncRun>, RegistryError> {
-        self.query_prefix(tenant, "RUN#", true, Some(limit as i32))
-            .await?
-            .into_iter()
-            .take(limit)
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .collect()
-    }
-
-    pub async fn put_quarantine(
-        &self,
-        tenant: &TenantId,
-        entry: &QuarantineEntry,
-    ) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(entry).map_err(|e| RegistryError::Malformed(e.to_string()))?;
-        let sk = format!(
-            "QUARANTINE#{}#{}",
-            key_time(entry.at),
-            uuid::Uuid::new_v4().simple()
-        );
-        item.extend(self.key(tenant, &sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
-    }
-
-    pub async fn quarantine(
-        &self,
-        tenant: &TenantId,
-    ) -> Result<Vec<QuarantineEntry>, RegistryError> {
-        self.query_prefix(tenant, "QUARANTINE#", false, None)
-            .await?
-            .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .collect()
-    }
-
-    /// Sort keys of the tenant's items (`CONFIG` included), at most `limit`. Queried by
-    /// partition key alone: `query_prefix` with an empty prefix would send an empty
-    /// `begins_with` operand, which DynamoDB rejects.
-    pub async fn item_sort_keys(
+#[async_trait]
+impl Erasure for TenantRegistry {
+    async fn item_sort_keys(
         &self,
         tenant: &TenantId,
         limit: Option<usize>,
     ) -> Result<Vec<String>, RegistryError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant)))
-                .projection_expression("sk")
-                .consistent_read(true)
-                .set_limit(limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(ddb_err)?;
-            out.extend(page.items().iter().filter_map(|i| match i.get("sk") {
-                Some(AttributeValue::S(sk)) => Some(sk.clone()),
+        let limit = limit.map(|l| i32::try_from(l).unwrap_or(i32::MAX));
+        Ok(self
+            .query_prefix(tenant, "", false, limit)
+            .await?
+            .into_iter()
+            .filter_map(|mut i| match i.remove("sk") {
+                Some(AttributeValue::S(sk)) => Some(sk),
                 _ => None,
-            }));
-            start = page.last_evaluated_key;
-            if start.is_none() || limit.is_some_and(|l| out.len() >= l) {
-                return Ok(out);
-            }
-        }
+            })
+            .collect())
     }
 
-    /// Deletes up to `max` of the tenant's items other than `CONFIG` (runs, streams,
-    /// quarantine, leases) in batches of 25; counts by kind (the sort key's first part,
-    /// lower case).
-    pub async fn delete_tenant_items(
+    async fn delete_tenant_items(
         &self,
         tenant: &TenantId,
         max: usize,
@@ -908,73 +918,7 @@ impl TenantRegistry {
         Ok(counts)
     }
 
-    /// Sets and removes attributes of `CONFIG` only while the tenant is still at `epoch`
-    /// and in one of `states` (the settings function's fenced update). `Ok(false)`: the
-    /// tenant moved on (another event or a lifecycle step came first).
-    pub async fn update_config_fenced(
-        &self,
-        tenant: &TenantId,
-        epoch: u64,
-        states: &[TenantState],
-        set: &[(&str, AttributeValue)],
-        remove: &[&str],
-    ) -> Result<bool, RegistryError> {
-        let mut names = HashMap::from([("#st".to_owned(), "state".to_owned())]);
-        let mut values = HashMap::from([(":epoch".to_owned(), n(epoch))]);
-        let mut allowed = Vec::new();
-        for (i, st) in states.iter().enumerate() {
-            values.insert(format!(":ok{i}"), s(snake(st)));
-            allowed.push(format!(":ok{i}"));
-        }
-        let mut sets = Vec::new();
-        for (i, (name, value)) in set.iter().enumerate() {
-            names.insert(format!("#s{i}"), (*name).to_owned());
-            values.insert(format!(":s{i}"), value.clone());
-            sets.push(format!("#s{i} = :s{i}"));
-        }
-        let mut removes = Vec::new();
-        for (i, name) in remove.iter().enumerate() {
-            names.insert(format!("#r{i}"), (*name).to_owned());
-            removes.push(format!("#r{i}"));
-        }
-        let mut expr = format!("SET {}", sets.join(", "));
-        if !removes.is_empty() {
-            expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
-        }
-        let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(tenant, CONFIG)))
-            .condition_expression(format!(
-                "epoch = :epoch AND #st IN ({})",
-                allowed.join(", ")
-            ))
-            .update_expression(expr)
-            .set_expression_attribute_names(Some(names))
-            .set_expression_attribute_values(Some(values))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional(&e) => Ok(false),
-            Err(e) => Err(ddb_err(e)),
-        }
-    }
-
-    /// Deletes the `CONFIG` item itself (the last step of a deletion).
-    pub async fn delete_config(&self, tenant: &TenantId) -> Result<(), RegistryError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(self.key(tenant, CONFIG)))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
-    }
-
-    pub async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
+    async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
         let mut item: HashMap<String, AttributeValue> =
             serde_dynamo::to_item(receipt).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         item.insert("pk".into(), s(format!("RECEIPT#{}", receipt.tenant_id)));
@@ -989,7 +933,7 @@ impl TenantRegistry {
         Ok(())
     }
 
-    pub async fn receipt(
+    async fn receipt(
         &self,
         tenant: &TenantId,
         request_id: &str,
@@ -1009,51 +953,6 @@ impl TenantRegistry {
                 serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
             })
             .transpose()
-    }
-
-    /// Whether the tenant's data was deleted (a deletion receipt exists). Work that
-    /// arrives for such a tenant is dropped, not dead-lettered: a DLQ would keep
-    /// personal data that the customer asked to delete.
-    pub async fn was_deleted(&self, tenant: &TenantId) -> Result<bool, RegistryError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(format!("RECEIPT#{tenant}")))
-            .limit(1)
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(out.count() > 0)
-    }
-
-    /// Every registered tenant (for `edsctl tenants list`; a scan, operator use only).
-    pub async fn list(&self) -> Result<Vec<TenantConfig>, RegistryError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("sk = :c")
-                .expression_attribute_values(":c", s(CONFIG))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(ddb_err)?;
-            for i in page.items() {
-                let c: ConfigItem = serde_dynamo::from_item(i.clone())
-                    .map_err(|e| RegistryError::Malformed(e.to_string()))?;
-                out.push(c.config);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                break;
-            }
-        }
-        Ok(out)
     }
 }
 

@@ -9,6 +9,8 @@
 
 pub mod dynamo;
 pub mod model;
+pub mod ports;
 
-pub use dynamo::{ActiveRun, Claim, DueTenant, Lease, RegistryError, TenantRecord, TenantRegistry};
+pub use dynamo::TenantRegistry;
 pub use model::*;
+pub use ports::*;

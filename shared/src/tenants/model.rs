@@ -41,10 +41,72 @@ impl TenantState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which ATS a tenant pulls from (the provider registry's key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AtsKind {
     Greenhouse,
+}
+
+impl AtsKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AtsKind::Greenhouse => "greenhouse",
+        }
+    }
+}
+
+/// The tenant's ATS with that ATS's own settings. Stored flat in `CONFIG`: `ats_kind`
+/// names the ATS and its settings sit beside it (a Greenhouse tenant's `api_version`), so
+/// configurations written before this enum read unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ats_kind", rename_all = "snake_case")]
+pub enum AtsSettings {
+    Greenhouse(GreenhouseSettings),
+}
+
+/// A Greenhouse tenant's own settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct GreenhouseSettings {
+    #[serde(default)]
+    pub api_version: ApiVersion,
+}
+
+/// A `tenant.enabled` event named an ATS or an ATS setting eds does not support.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AtsSettingsError {
+    #[error("ats_kind {0:?} is not supported (expected \"greenhouse\")")]
+    Kind(String),
+    #[error(
+        "api_version {0:?} is not supported (expected \"v3\"; Greenhouse removed Harvest v1/v2 on 2026-08-31)"
+    )]
+    ApiVersion(String),
+}
+
+impl AtsSettings {
+    pub fn kind(&self) -> AtsKind {
+        match self {
+            AtsSettings::Greenhouse(_) => AtsKind::Greenhouse,
+        }
+    }
+
+    /// The settings a `tenant.enabled` event gives: the ATS by name and the settings
+    /// that ATS takes (`api_version` for Greenhouse). Names in errors are cut short.
+    pub fn from_event(
+        ats_kind: &str,
+        api_version: Option<&str>,
+    ) -> Result<AtsSettings, AtsSettingsError> {
+        let cut = |s: &str| s.chars().take(32).collect::<String>();
+        match ats_kind {
+            "greenhouse" => match api_version {
+                Some("v3") => Ok(AtsSettings::Greenhouse(GreenhouseSettings {
+                    api_version: ApiVersion::V3,
+                })),
+                other => Err(AtsSettingsError::ApiVersion(cut(other.unwrap_or("")))),
+            },
+            other => Err(AtsSettingsError::Kind(cut(other))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -63,9 +125,8 @@ pub enum ApiVersion {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantConfig {
     pub tenant_id: TenantId,
-    pub ats_kind: AtsKind,
-    #[serde(default)]
-    pub api_version: ApiVersion,
+    #[serde(flatten)]
+    pub ats: AtsSettings,
     pub api_base_url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_url: Option<String>,
@@ -127,6 +188,40 @@ pub fn due_shard(tenant: &TenantId) -> String {
 /// that string order is time order.
 pub fn key_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One attribute of a [`ConfigUpdate`]: left as it is, set, or removed.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Edit<T> {
+    #[default]
+    Keep,
+    Set(T),
+    Clear,
+}
+
+/// A change to a tenant's `CONFIG` that the registry applies only while the tenant is
+/// still at the epoch and in a state the caller read (the settings function's fenced
+/// update). `updated_at` is always written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigUpdate {
+    pub state: Option<TenantState>,
+    pub state_reason: Edit<String>,
+    pub interval_secs: Option<u64>,
+    pub next_run_at: Edit<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ConfigUpdate {
+    /// An update that changes nothing but `updated_at`.
+    pub fn at(updated_at: DateTime<Utc>) -> Self {
+        Self {
+            state: None,
+            state_reason: Edit::Keep,
+            interval_secs: None,
+            next_run_at: Edit::Keep,
+            updated_at,
+        }
+    }
 }
 
 /// The streams a pull reads are the connector's (`connector::Stream`); the registry
@@ -338,6 +433,60 @@ mod tests {
         assert_eq!(read("v1"), ApiVersion::Retired);
         assert_eq!(read("v2"), ApiVersion::Retired);
         assert_eq!(ApiVersion::default(), ApiVersion::V3);
+    }
+
+    #[test]
+    fn a_stored_configuration_keeps_its_flat_ats_layout() {
+        let stored = serde_json::json!({
+            "tenant_id": "acme", "ats_kind": "greenhouse", "api_version": "v3",
+            "api_base_url": "https://harvest.greenhouse.io", "secret_name": "eds/tenants/acme",
+            "interval_secs": 900, "state": "enabled", "epoch": 7,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        });
+        let cfg: TenantConfig = serde_json::from_value(stored.clone()).unwrap();
+        assert_eq!(
+            cfg.ats,
+            AtsSettings::Greenhouse(GreenhouseSettings::default())
+        );
+        assert_eq!(cfg.ats.kind(), AtsKind::Greenhouse);
+        let written = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(written["ats_kind"], "greenhouse");
+        assert_eq!(written["api_version"], "v3");
+        assert!(written.get("ats").is_none());
+        // The tenants table's own format, and a configuration stored before `api_version`.
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&cfg).unwrap();
+        assert_eq!(
+            serde_dynamo::from_item::<_, TenantConfig>(item).unwrap(),
+            cfg
+        );
+        let mut older = stored;
+        older.as_object_mut().unwrap().remove("api_version");
+        let cfg: TenantConfig = serde_json::from_value(older).unwrap();
+        assert_eq!(
+            cfg.ats,
+            AtsSettings::Greenhouse(GreenhouseSettings::default())
+        );
+    }
+
+    #[test]
+    fn an_enabled_event_names_a_supported_ats_and_its_settings() {
+        assert_eq!(
+            AtsSettings::from_event("greenhouse", Some("v3")),
+            Ok(AtsSettings::Greenhouse(GreenhouseSettings::default()))
+        );
+        assert_eq!(
+            AtsSettings::from_event("greenhouse", Some("v1")),
+            Err(AtsSettingsError::ApiVersion("v1".into()))
+        );
+        assert_eq!(
+            AtsSettings::from_event("greenhouse", None),
+            Err(AtsSettingsError::ApiVersion(String::new()))
+        );
+        assert_eq!(
+            AtsSettings::from_event("workday", Some("v3")),
+            Err(AtsSettingsError::Kind("workday".into()))
+        );
     }
 
     #[test]

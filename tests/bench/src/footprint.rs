@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use eds_e2e::Stack;
+use eds_local::queue::receive_event;
 use eds_shared::credentials::CredentialsConfig;
 use eds_shared::jobs::{PullJob, Step, parse_job};
 use eds_shared::lambda::{Aws, Config};
-use eds_shared::pipeline::local::receive_event;
-use eds_shared::pipeline::puller::{Puller, PullerSettings};
+use eds_shared::pipeline::puller::PullerSettings;
 use eds_shared::tenants::StreamName;
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
@@ -49,7 +49,13 @@ pub async fn rss_child(job_json: &str) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let credentials = CredentialsConfig::from_env()?;
-    let puller = Puller::from_config(&config, &aws, credentials, PullerSettings::default(), true)?;
+    let puller = eds_shared::wiring::puller::puller(
+        &aws,
+        &config,
+        credentials,
+        PullerSettings::default(),
+        true,
+    )?;
     let hwm_after_init_kb = peak_rss_kb().unwrap_or(0);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
     let (_outcome, report) = puller

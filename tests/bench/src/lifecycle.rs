@@ -12,21 +12,21 @@ use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use chrono::Utc;
 use eds_e2e::Stack;
+use eds_local::queue::{delete_succeeded, receive_event};
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope};
 use eds_shared::domain::version::Change;
 use eds_shared::jobs::PullJob;
-use eds_shared::pipeline::delete::Deleter;
 use eds_shared::pipeline::disable::{Deadline, LifecycleOptions};
-use eds_shared::pipeline::local::{delete_succeeded, receive_event};
 use eds_shared::pipeline::scheduler::Scheduler;
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::store::{RecordRead, RecordWrite};
 use eds_shared::tenants::dynamo::tenant_pk;
 use eds_shared::tenants::{
-    ApiVersion, AtsKind, DEFAULT_RECONCILE_EVERY_SECS, TenantConfig, TenantRegistry, TenantState,
-    due_shard,
+    AtsSettings, DEFAULT_RECONCILE_EVERY_SECS, GreenhouseSettings, TenantConfig, TenantRegistry,
+    TenantState, due_shard,
 };
+use eds_shared::tenants::{Erasure, TenantLifecycle};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
@@ -42,8 +42,7 @@ fn tenant_config(id: &str) -> anyhow::Result<TenantConfig> {
     let now = Utc::now();
     Ok(TenantConfig {
         tenant_id: TenantId::parse(id)?,
-        ats_kind: AtsKind::Greenhouse,
-        api_version: ApiVersion::V3,
+        ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
         api_base_url: "http://127.0.0.1:9".into(),
         auth_url: None,
         secret_name: format!("eds/tenants/{id}"),
@@ -237,17 +236,15 @@ pub async fn fanout(sizes: &[usize]) -> anyhow::Result<Vec<Figure>> {
         let stack = Stack::new().await?;
         let counter = RequestCounter::default();
         let aws = counting_aws(&stack.aws.sdk, &counter);
-        let registry =
-            TenantRegistry::new(aws.dynamodb.clone(), stack.config.tenants_table.clone());
+        let registry = Arc::new(TenantRegistry::new(
+            aws.dynamodb.clone(),
+            stack.config.tenants_table.clone(),
+        ));
         let seed = Instant::now();
         seed_tenants(&stack, &registry, n).await?;
         let seeded_in = seed.elapsed();
         counter.reset();
-        let scheduler = Scheduler::new(
-            registry,
-            aws.sqs.clone(),
-            stack.config.pull_queue_url.clone(),
-        );
+        let scheduler = Scheduler::new(registry, aws.queue(&stack.config.pull_queue_url));
         let done = Arc::new(AtomicBool::new(false));
         let consumers = spawn_consumers(stack.config.pull_queue_url.clone(), done.clone())?;
         let (t, cpu0) = (Instant::now(), thread_cpu());
@@ -437,7 +434,8 @@ pub async fn deletion(records: usize, versions: u64) -> anyhow::Result<Vec<Figur
 
     let counter = RequestCounter::default();
     let aws = counting_aws(&stack.aws.sdk, &counter);
-    let deleter = Deleter::new(&aws, &stack.config).with_options(LifecycleOptions::default());
+    let deleter = eds_shared::wiring::delete::deleter(&aws, &stack.config)
+        .with_options(LifecycleOptions::default());
     let event: EventBridgeEvent<Value> = serde_json::from_value(json!({
         "version": "0", "id": uuid::Uuid::new_v4().to_string(),
         "detail-type": "tenant.deletion_requested", "source": "eds.settings",

@@ -14,15 +14,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use eds_e2e::Stack;
+use eds_local::queue::{delete_succeeded, receive_event};
 use eds_shared::connector::{AtsConnector, ConnectorError, Cursor, IdPage, Page, RequestStats};
 use eds_shared::connector::{Stream, Window};
 use eds_shared::domain::ids::TenantId;
 use eds_shared::domain::model::{LayerKind, ObservationScope};
 use eds_shared::domain::version::Change;
 use eds_shared::pipeline::connect::{ConnectError, Connection, ConnectorFactory};
-use eds_shared::pipeline::local::{delete_succeeded, receive_event};
 use eds_shared::pipeline::puller::{JobReport, Puller, PullerSettings};
 use eds_shared::store::RecordWrite;
+use eds_shared::tenants::TenantLifecycle;
 use eds_shared::tenants::{StreamName, TenantConfig};
 use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator};
 use serde_json::json;
@@ -115,10 +116,6 @@ impl ConnectorFactory for TimedFactory {
             tokens: c.tokens,
             attachments: c.attachments,
         })
-    }
-
-    async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError> {
-        self.inner.uses_refresh_token(cfg).await
     }
 }
 

@@ -35,16 +35,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use eds_local::queue::{delete_succeeded, receive_event};
 use eds_shared::attachments::{BlobStore, S3BlobStore};
 use eds_shared::credentials::{CredentialsConfig, SecretName, SecretsManagerStore};
 use eds_shared::domain::ids::TenantId;
-use eds_shared::pipeline::connect::GreenhouseFactory;
-use eds_shared::pipeline::local::{delete_succeeded, receive_event};
+use eds_shared::pipeline::connect::Providers;
 use eds_shared::pipeline::puller::{JobReport, Puller, PullerSettings};
 use eds_shared::pipeline::scheduler::Scheduler;
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::tenants::{
-    ApiVersion, AtsKind, DEFAULT_RECONCILE_EVERY_SECS, TenantConfig, TenantRegistry, TenantState,
+    AtsSettings, DEFAULT_RECONCILE_EVERY_SECS, GreenhouseSettings, TenantConfig, TenantLifecycle,
+    TenantRegistry, TenantState,
 };
 use greenhouse_sim::SimHandle;
 
@@ -52,8 +53,11 @@ use greenhouse_sim::SimHandle;
 pub const SECRET_PREFIX: &str = "eds/tenants/";
 
 impl Stack {
-    pub fn registry(&self) -> TenantRegistry {
-        TenantRegistry::new(self.aws.dynamodb.clone(), self.config.tenants_table.clone())
+    pub fn registry(&self) -> Arc<TenantRegistry> {
+        Arc::new(TenantRegistry::new(
+            self.aws.dynamodb.clone(),
+            self.config.tenants_table.clone(),
+        ))
     }
 
     pub fn store(&self) -> Arc<DynamoStore> {
@@ -64,11 +68,7 @@ impl Stack {
     }
 
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler::new(
-            self.registry(),
-            self.aws.sqs.clone(),
-            self.config.pull_queue_url.clone(),
-        )
+        Scheduler::new(self.registry(), self.aws.queue(&self.config.pull_queue_url))
     }
 
     /// The puller as deployed, with loopback attachment hosts allowed (the simulator's
@@ -86,20 +86,18 @@ impl Stack {
             self.aws.s3.clone(),
             self.config.attachments_bucket.clone(),
         ));
-        let factory = GreenhouseFactory {
+        let factory = Providers {
             credentials,
             services,
-            blobs,
+            blobs: blobs.clone(),
             allow_loopback_for_local_testing: true,
             fast_retries: true,
         };
         Ok(Puller {
             registry: self.registry(),
             store: self.store(),
-            sqs: self.aws.sqs.clone(),
-            pull_queue_url: self.config.pull_queue_url.clone(),
-            s3: self.aws.s3.clone(),
-            bucket: self.config.attachments_bucket.clone(),
+            queue: self.aws.queue(&self.config.pull_queue_url),
+            blobs,
             factory: Arc::new(factory),
             settings,
         })
@@ -140,8 +138,7 @@ impl Stack {
             .to_string();
         let mut cfg = TenantConfig {
             tenant_id: id,
-            ats_kind: AtsKind::Greenhouse,
-            api_version: ApiVersion::V3,
+            ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
             api_base_url: sim.api_base(),
             auth_url: Some(sim.token_url()),
             secret_name: name.as_str().to_string(),

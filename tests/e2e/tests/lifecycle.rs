@@ -19,9 +19,10 @@ use eds_shared::pipeline::delete::{DeleteOutcome, Deleter};
 use eds_shared::pipeline::disable::{Deadline, DisableOutcome, Disabler, LifecycleOptions, Via};
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::store::{RecordRead, RecordSweep, RecordWrite, SHARDS};
+use eds_shared::tenants::{Erasure, Leases, RunLog, TenantLifecycle};
 use eds_shared::tenants::{
-    QuarantineEntry, RunCounts, StreamName, StreamState, SyncRun, SyncStatus, TenantConfig,
-    TenantRegistry, TenantState,
+    LeaseOutcome, QuarantineEntry, RunCounts, StreamName, StreamState, SyncRun, SyncStatus,
+    TenantConfig, TenantRegistry, TenantState,
 };
 use serde_json::{Value, json};
 
@@ -92,11 +93,11 @@ impl Env {
     }
 
     fn disabler(&self) -> Disabler {
-        Disabler::from_config(&self.stack.aws, &self.config).with_options(options())
+        eds_shared::wiring::disable::disabler(&self.stack.aws, &self.config).with_options(options())
     }
 
     fn deleter(&self) -> Deleter {
-        Deleter::new(&self.stack.aws, &self.config).with_options(options())
+        eds_shared::wiring::delete::deleter(&self.stack.aws, &self.config).with_options(options())
     }
 
     fn config_for(&self, tenant: &TenantId, now: DateTime<Utc>) -> TenantConfig {
@@ -404,7 +405,7 @@ fn delete_event(tenant: &TenantId, request_id: &str) -> Value {
 /// Receives the queue's messages as a Lambda SQS event (what the event source mapping
 /// would deliver).
 async fn receive(env: &Env, queue_url: &str) -> Value {
-    let event = eds_shared::pipeline::local::receive_event(&env.stack.aws.sqs, queue_url, 10, 1)
+    let event = eds_local::queue::receive_event(&env.stack.aws.sqs, queue_url, 10, 1)
         .await
         .unwrap();
     serde_json::to_value(event).unwrap()
@@ -523,7 +524,7 @@ async fn ack(env: &Env, queue_url: &str, event: &Value, response: &Value) {
     let response: aws_lambda_events::event::sqs::SqsBatchResponse =
         serde_json::from_value(response.clone()).unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
-    eds_shared::pipeline::local::delete_succeeded(&env.stack.aws.sqs, queue_url, &event, &response)
+    eds_local::queue::delete_succeeded(&env.stack.aws.sqs, queue_url, &event, &response)
         .await
         .unwrap();
 }
@@ -660,6 +661,7 @@ mod disable {
                 .acquire_lease(&a, "puller-1", epoch, now + chrono::Duration::hours(1), now)
                 .await
                 .unwrap()
+                == LeaseOutcome::Held
         );
 
         let out = env
@@ -675,10 +677,11 @@ mod disable {
         // The in-flight puller's next renewal is refused: it cannot write another page.
         let now = Utc::now();
         assert!(
-            !env.registry
+            env.registry
                 .acquire_lease(&a, "puller-1", epoch, now + chrono::Duration::hours(1), now)
                 .await
                 .unwrap()
+                == LeaseOutcome::EpochMoved
         );
         let head = env.store.get(&env.key(&a, "0")).await.unwrap().unwrap();
         assert_eq!(head.state.mode, ViewMode::Merged);
@@ -710,8 +713,8 @@ mod disable {
         let env = Env::new().await;
         let a = tid("dis-pages");
         seed(&env, &a, 4, 10).await;
-        let disabler =
-            Disabler::from_config(&env.stack.aws, &env.config).with_options(tiny_pages());
+        let disabler = eds_shared::wiring::disable::disabler(&env.stack.aws, &env.config)
+            .with_options(tiny_pages());
         // Every invocation's deadline has passed: each sweeps its one guaranteed page (of
         // one record). At most one page per record plus each shard's last listing.
         let bound = 10 + SHARDS as usize;
@@ -761,6 +764,7 @@ mod disable {
                 )
                 .await
                 .unwrap()
+                == LeaseOutcome::Held
         );
         let url = env.config.disable_queue_url.clone();
         let out = env
@@ -853,7 +857,7 @@ mod disable {
         let head = env.store.get(&env.key(&a, "0")).await.unwrap().unwrap();
         assert_eq!(head.state.mode, ViewMode::Merged);
         assert!(
-            eds_shared::pipeline::local::receive_event(
+            eds_local::queue::receive_event(
                 &env.stack.aws.sqs,
                 &env.config.disable_queue_url,
                 10,
@@ -985,7 +989,7 @@ mod delete {
         let now = Utc::now();
         for stale in [epoch_before, epoch_before + 1] {
             assert!(
-                !env.registry
+                env.registry
                     .acquire_lease(
                         &a,
                         "old-job",
@@ -994,7 +998,8 @@ mod delete {
                         now
                     )
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    == LeaseOutcome::EpochMoved,
                 "epoch {stale} of the deleted registration"
             );
         }
@@ -1013,6 +1018,7 @@ mod delete {
                 .acquire_lease(&a, "puller-1", epoch, now + hour, now)
                 .await
                 .unwrap()
+                == LeaseOutcome::Held
         );
         assert!(
             env.registry
@@ -1042,10 +1048,11 @@ mod delete {
         // The in-flight puller's renewal after the epoch bump is refused; so is a new push.
         let now = Utc::now();
         assert!(
-            !env.registry
+            env.registry
                 .acquire_lease(&a, "puller-1", epoch, now + hour, now)
                 .await
                 .unwrap()
+                == LeaseOutcome::EpochMoved
         );
         assert!(
             env.registry
@@ -1074,7 +1081,7 @@ mod delete {
                     .to_string()
             ]
         );
-        eds_shared::pipeline::local::delete_succeeded(
+        eds_local::queue::delete_succeeded(
             &env.stack.aws.sqs,
             &env.config.delete_queue_url,
             &serde_json::from_value(batch.clone()).unwrap(),
@@ -1126,7 +1133,8 @@ mod delete {
         // One record per page and a deadline already past on every invocation: each
         // invocation does its one guaranteed unit, so the deletion is carried by a
         // chain of continuations whose length depends on the pages, not on the clock.
-        let deleter = Deleter::new(&env.stack.aws, &env.config).with_options(tiny_pages());
+        let deleter = eds_shared::wiring::delete::deleter(&env.stack.aws, &env.config)
+            .with_options(tiny_pages());
         let invocations = expired_chain(
             &env,
             &env.config.delete_queue_url,
@@ -1161,7 +1169,8 @@ mod delete {
         seed(&env, &a, 6, 6).await;
         let before = footprint(&env, &a, 6).await;
         let bound = deletion_chain_bound(6, before.objects, before.tenant_items - 1, 1);
-        let deleter = Deleter::new(&env.stack.aws, &env.config).with_options(tiny_pages());
+        let deleter = eds_shared::wiring::delete::deleter(&env.stack.aws, &env.config)
+            .with_options(tiny_pages());
         // The second invocation's message is handled twice: the chain may fork in two,
         // each branch at most as long as the chain.
         let invocations = expired_chain(
@@ -1199,6 +1208,7 @@ mod delete {
                 .acquire_lease(&a, "puller-1", epoch, until, now)
                 .await
                 .unwrap()
+                == LeaseOutcome::Held
         );
         let before = footprint(&env, &a, 2).await;
         let url = env.config.delete_queue_url.clone();
@@ -1375,11 +1385,12 @@ mod races {
         for round in 1..=pages {
             jitter(&mut rng).await;
             let now = Utc::now();
-            if !env
+            if env
                 .registry
                 .acquire_lease(&tenant, &owner, epoch, now + LEASE, now)
                 .await
                 .unwrap()
+                != LeaseOutcome::Held
             {
                 env.registry.release_lease(&tenant, &owner).await.unwrap();
                 tally.writer_refused.fetch_add(1, Ordering::Relaxed);

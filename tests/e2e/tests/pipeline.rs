@@ -3,6 +3,7 @@
 
 mod scheduler {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use chrono::{Duration, Utc};
     use eds_e2e::Stack;
@@ -14,8 +15,7 @@ mod scheduler {
     pub fn tenant_config(id: &str, now: chrono::DateTime<Utc>) -> TenantConfig {
         TenantConfig {
             tenant_id: TenantId::parse(id).unwrap(),
-            ats_kind: AtsKind::Greenhouse,
-            api_version: ApiVersion::V3,
+            ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
             api_base_url: "http://127.0.0.1:1".into(),
             auth_url: None,
             secret_name: format!("eds/tenants/{id}"),
@@ -81,10 +81,10 @@ mod scheduler {
     #[tokio::test]
     async fn due_tenants_get_exactly_one_job_each_in_batches_of_ten_and_no_double_enqueue() {
         let stack = Stack::new().await.unwrap();
-        let registry = TenantRegistry::new(
+        let registry = Arc::new(TenantRegistry::new(
             stack.aws.dynamodb.clone(),
             stack.config.tenants_table.clone(),
-        );
+        ));
         let now = Utc::now();
         for i in 0..23 {
             registry
@@ -110,8 +110,7 @@ mod scheduler {
             .unwrap();
         let scheduler = Scheduler::new(
             registry.clone(),
-            stack.aws.sqs.clone(),
-            stack.config.pull_queue_url.clone(),
+            stack.aws.queue(&stack.config.pull_queue_url),
         );
         let report = scheduler.run(now + Duration::seconds(1)).await.unwrap();
         assert_eq!(report.claimed, 23);
@@ -169,6 +168,7 @@ mod scheduler {
 }
 
 mod pull {
+    use eds_shared::tenants::RunLog;
     use std::collections::BTreeSet;
 
     use chrono::{Duration, Utc};
@@ -364,17 +364,20 @@ mod pull {
 }
 
 mod lifecycle_of_pulls {
+    use eds_shared::tenants::{RunLog, TenantLifecycle};
     use std::collections::BTreeMap;
     use std::sync::atomic::AtomicU64;
     use std::time::Duration as StdDuration;
 
     use chrono::{Duration, Utc};
     use eds_e2e::Stack;
+    use eds_local::queue::{delete_succeeded, receive_event};
     use eds_shared::credentials::{TokenEndpoint, TokenEndpointConfig, TokenGrant};
     use eds_shared::domain::ids::TenantId;
-    use eds_shared::pipeline::local::{delete_succeeded, receive_event};
     use eds_shared::pipeline::puller::PullerSettings;
-    use eds_shared::tenants::{ApiVersion, SyncStatus, TenantState};
+    use eds_shared::tenants::{
+        ApiVersion, AtsSettings, GreenhouseSettings, SyncStatus, TenantState,
+    };
     use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
     use secrecy::ExposeSecret;
     use serde_json::json;
@@ -509,7 +512,9 @@ mod lifecycle_of_pulls {
             )
             .await
             .unwrap();
-        cfg.api_version = ApiVersion::Retired;
+        cfg.ats = AtsSettings::Greenhouse(GreenhouseSettings {
+            api_version: ApiVersion::Retired,
+        });
         stack
             .registry()
             .enable(cfg.clone(), Utc::now())
@@ -880,6 +885,7 @@ mod distrust {
     use eds_shared::domain::version::{Cause, Change};
     use eds_shared::pipeline::puller::{MAX_STALLED_INVOCATIONS, PullerSettings};
     use eds_shared::store::{RecordRead, RecordWrite};
+    use eds_shared::tenants::RunLog;
     use eds_shared::tenants::{StreamName, SyncStatus, TenantConfig};
     use greenhouse_sim::{
         ALL_SCOPES, Entity, Faults, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator,

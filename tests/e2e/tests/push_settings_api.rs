@@ -15,12 +15,13 @@ use eds_shared::auth::AuthError;
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope};
 use eds_shared::domain::version::Change;
-use eds_shared::lambda::JobError;
 use eds_shared::pipeline::push::{PushError, PushIngest};
 use eds_shared::pipeline::records_api::RecordsApi;
 use eds_shared::pipeline::settings::{CredentialCheck, Settings, SettingsError};
+use eds_shared::queue::JobError;
 use eds_shared::store::RecordWrite;
 use eds_shared::store::dynamodb::DynamoStore;
+use eds_shared::tenants::{Leases, RunLog, TenantLifecycle};
 use eds_shared::tenants::{
     RunCounts, StreamName, SyncRun, TenantConfig, TenantRegistry, TenantState, first_epoch,
 };
@@ -132,7 +133,7 @@ impl CredentialCheck for FakeCheck {
 
 struct Env {
     stack: Stack,
-    registry: TenantRegistry,
+    registry: Arc<TenantRegistry>,
     store: Arc<DynamoStore>,
     push: PushIngest,
     settings: Settings<FakeCheck>,
@@ -142,10 +143,10 @@ struct Env {
 
 async fn env() -> Env {
     let stack = Stack::new().await.unwrap();
-    let registry = TenantRegistry::new(
+    let registry = Arc::new(TenantRegistry::new(
         stack.aws.dynamodb.clone(),
         stack.config.tenants_table.clone(),
-    );
+    ));
     let store = Arc::new(DynamoStore::new(
         stack.aws.dynamodb.clone(),
         stack.config.records_table.clone(),
@@ -261,8 +262,7 @@ async fn pushed_records_read_back_through_the_api_with_push_provenance() {
         .push
         .handle_event(
             &sqs_event(&[body]),
-            &e.stack.aws.sqs,
-            &e.stack.config.pull_queue_url,
+            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
         )
         .await;
     assert!(
@@ -380,8 +380,7 @@ async fn an_invalid_record_is_quarantined_with_its_reason_and_the_rest_applied()
         .push
         .handle_event(
             &sqs_event(&[body]),
-            &e.stack.aws.sqs,
-            &e.stack.config.pull_queue_url,
+            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
         )
         .await;
     assert!(resp.batch_item_failures.is_empty());
@@ -437,8 +436,7 @@ async fn a_record_the_json_parser_refuses_is_quarantined_alone_and_its_batch_app
         .push
         .handle_event(
             &sqs_event(&[body]),
-            &e.stack.aws.sqs,
-            &e.stack.config.pull_queue_url,
+            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
         )
         .await;
     assert!(
@@ -577,7 +575,7 @@ async fn push_to_a_deleting_tenant_writes_nothing_and_unknown_tenants_are_poison
     let event = sqs_event(std::slice::from_ref(&body));
     let resp = e
         .push
-        .handle_event(&event, &e.stack.aws.sqs, &e.stack.config.pull_queue_url)
+        .handle_event(&event, &*e.stack.aws.queue(&e.stack.config.pull_queue_url))
         .await;
     assert_eq!(resp.batch_item_failures.len(), 1);
     assert_eq!(

@@ -16,6 +16,7 @@ mod common {
     use aws_sdk_dynamodb::types::AttributeValue;
     use chrono::Utc;
     use eds_e2e::Stack;
+    use eds_local::queue::{delete_succeeded, receive_event};
     use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
     use eds_shared::connector::{
         AtsConnector, ConnectorError, Cursor, IdPage, Page, RateLimiter, RequestStats, Window,
@@ -24,7 +25,6 @@ mod common {
     use eds_shared::credentials::{TokenCache, TokenEndpoint, TokenEndpointConfig, TokenGrant};
     use eds_shared::domain::ids::TenantId;
     use eds_shared::pipeline::connect::{ConnectError, Connection, ConnectorFactory};
-    use eds_shared::pipeline::local::{delete_succeeded, receive_event};
     use eds_shared::pipeline::puller::{Puller, PullerSettings};
     use eds_shared::tenants::{StreamName, TenantConfig};
     use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator};
@@ -139,10 +139,6 @@ mod common {
             );
             Ok(conn)
         }
-
-        async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError> {
-            self.inner.uses_refresh_token(cfg).await
-        }
     }
 
     /// Rewrites every signed attachment link the ATS returns (the SSRF tests).
@@ -202,10 +198,6 @@ mod common {
                 rewrite: self.rewrite,
             });
             Ok(conn)
-        }
-
-        async fn uses_refresh_token(&self, cfg: &TenantConfig) -> Result<bool, ConnectError> {
-            self.inner.uses_refresh_token(cfg).await
         }
     }
 
@@ -452,7 +444,7 @@ mod common {
     }
 
     pub async fn queue_depth(stack: &Stack, url: &str) -> u64 {
-        eds_shared::pipeline::local::queue_depth(&stack.aws.sqs, url)
+        eds_local::queue::queue_depth(&stack.aws.sqs, url)
             .await
             .unwrap()
     }
@@ -491,6 +483,7 @@ mod common {
 // ------------------------------------------------------------------ crashes
 
 mod crashes {
+    use eds_shared::tenants::{Erasure, RunLog, TenantLifecycle};
     use std::collections::{BTreeMap, BTreeSet};
     use std::sync::Arc;
     use std::time::Duration;
@@ -502,7 +495,7 @@ mod crashes {
     use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey};
     use eds_shared::domain::merge::ViewMode;
     use eds_shared::pipeline::delete::Deleter;
-    use eds_shared::pipeline::disable::{Deadline, DisableOutcome, Disabler, LifecycleOptions};
+    use eds_shared::pipeline::disable::{Deadline, DisableOutcome, LifecycleOptions};
     use eds_shared::pipeline::push::PushIngest;
     use eds_shared::store::RecordRead;
     use eds_shared::tenants::{SyncStatus, TenantState};
@@ -582,7 +575,7 @@ mod crashes {
     }
 
     fn deleter(stack: &Stack) -> Deleter {
-        Deleter::new(&stack.aws, &stack.config).with_options(options())
+        eds_shared::wiring::delete::deleter(&stack.aws, &stack.config).with_options(options())
     }
 
     fn deletion_event(tenant: &TenantId, request_id: &str) -> Value {
@@ -747,7 +740,8 @@ mod crashes {
                 Some(p) => Plan::crash_at(p, 1),
                 None => Plan::record(),
             };
-            let disabler = Disabler::from_config(&stack.aws, &stack.config).with_options(options());
+            let disabler = eds_shared::wiring::disable::disabler(&stack.aws, &stack.config)
+                .with_options(options());
             let mut done = false;
             for _ in 0..5 {
                 let run = eds_shared::crash::run(
@@ -889,6 +883,7 @@ mod crashes {
 // ------------------------------------------------------------------ fault storm
 
 mod storm {
+    use eds_shared::tenants::{RunLog, TenantLifecycle};
     use std::collections::BTreeSet;
     use std::sync::Arc;
     use std::time::Duration;
@@ -1179,6 +1174,7 @@ mod storm {
 // ------------------------------------------------------------------ races
 
 mod races {
+    use eds_shared::tenants::{RunLog, TenantLifecycle};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -1189,9 +1185,9 @@ mod races {
     use eds_shared::domain::model::{Fields, LayerKind, Observation, ObservationScope, Provenance};
     use eds_shared::domain::version::Change;
     use eds_shared::jobs::PullJob;
-    use eds_shared::lambda::JobError;
     use eds_shared::pipeline::push::PushIngest;
     use eds_shared::pipeline::scheduler::plan_run;
+    use eds_shared::queue::JobError;
     use eds_shared::store::{RecordRead, RecordWrite};
     use eds_shared::tenants::TenantRegistry;
     use futures::StreamExt;
@@ -1342,7 +1338,7 @@ mod races {
         // The reference: one puller, one delivery.
         let reference = tenant("dref");
         client_credentials_tenant(&stack, &sim, &reference).await;
-        let job_for = |registry: TenantRegistry, t: TenantId| async move {
+        let job_for = |registry: Arc<TenantRegistry>, t: TenantId| async move {
             let now = Utc::now();
             let cfg = registry.require(&t).await.unwrap().config;
             let run_id = uuid::Uuid::new_v4().simple().to_string();
@@ -1451,6 +1447,7 @@ mod races {
 // ------------------------------------------------------------------ poison messages
 
 mod poison {
+    use eds_shared::tenants::RunLog;
     use std::time::Duration;
 
     use chrono::Utc;
@@ -1524,6 +1521,7 @@ mod poison {
 // ------------------------------------------------------------------ isolation
 
 mod isolation {
+    use eds_shared::tenants::TenantLifecycle;
     use std::time::Duration;
 
     use chrono::Utc;
@@ -1531,10 +1529,10 @@ mod isolation {
     use eds_shared::credentials::SecretName;
     use eds_shared::jobs::Step;
     use eds_shared::jobs::{PullJob, parse_job};
-    use eds_shared::lambda::JobError;
     use eds_shared::pipeline::puller::JobOutcome;
     use eds_shared::pipeline::push::PushIngest;
     use eds_shared::pipeline::records_api::route;
+    use eds_shared::queue::JobError;
     use eds_shared::tenants::{StreamName, TenantState};
     use greenhouse_sim::SimConfig;
     use serde_json::json;
@@ -1668,6 +1666,7 @@ mod isolation {
 // ------------------------------------------------------------------ SSRF
 
 mod ssrf {
+    use eds_shared::tenants::RunLog;
     use std::time::Duration;
 
     use chrono::Utc;

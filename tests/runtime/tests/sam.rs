@@ -8,6 +8,7 @@ mod cases;
 runtime_cases!(eds_runtime_tests::Backend::SamInvoke);
 
 mod start_lambda {
+    use eds_shared::tenants::{Erasure, TenantLifecycle};
     use std::time::Duration;
 
     use aws_sdk_lambda::primitives::Blob;

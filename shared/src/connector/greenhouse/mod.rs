@@ -6,6 +6,8 @@
 //! verbatim, after checking that it stays on the configured origin and resource.
 
 pub mod normalize;
+pub mod provider;
+pub mod streams;
 pub mod v3;
 
 use std::time::Duration;

@@ -137,14 +137,7 @@ pub(crate) fn ids_page(stream: Stream, rows: &[Value]) -> (Vec<AtsId>, Vec<Quara
 #[async_trait]
 impl AtsConnector for GreenhouseV3 {
     fn streams(&self) -> &'static [Stream] {
-        // Jobs first so that applications refer to known jobs sooner; attachments last
-        // so that their candidates exist.
-        &[
-            Stream::Jobs,
-            Stream::Candidates,
-            Stream::Applications,
-            Stream::Attachments,
-        ]
+        super::streams::STREAMS
     }
 
     async fn list_changed(

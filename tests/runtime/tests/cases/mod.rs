@@ -9,8 +9,10 @@ use chrono::Utc;
 use eds_runtime_tests::{Backend, Harness, repo_root};
 use eds_shared::domain::ids::TenantId;
 use eds_shared::tenants::{
-    ApiVersion, AtsKind, DEFAULT_RECONCILE_EVERY_SECS, TenantConfig, TenantRegistry, TenantState,
+    AtsSettings, DEFAULT_RECONCILE_EVERY_SECS, GreenhouseSettings, TenantConfig, TenantRegistry,
+    TenantState,
 };
+use eds_shared::tenants::{Erasure, TenantLifecycle};
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> Value {
@@ -31,8 +33,7 @@ async fn enable(h: &Harness, tenant: &str) -> u64 {
     let now = Utc::now();
     let cfg = TenantConfig {
         tenant_id: TenantId::parse(tenant).expect("tenant id"),
-        ats_kind: AtsKind::Greenhouse,
-        api_version: ApiVersion::V3,
+        ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
         api_base_url: "https://harvest.greenhouse.io".into(),
         auth_url: None,
         secret_name: format!("{}{tenant}", h.stack.env["SECRET_PREFIX"]),

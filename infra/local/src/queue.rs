@@ -4,7 +4,6 @@
 //! their visibility timeout and the queue's redrive policy, as Lambda does.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
@@ -108,9 +107,4 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Result<u
     };
     Ok(get(&QueueAttributeName::ApproximateNumberOfMessages)
         + get(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
-}
-
-/// The invocation budget the local driver gives each batch (a Lambda timeout).
-pub fn invocation_budget(timeout: Duration) -> tokio::time::Instant {
-    tokio::time::Instant::now() + timeout
 }

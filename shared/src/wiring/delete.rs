@@ -1,0 +1,20 @@
+//! The delete handler as deployed.
+
+use std::sync::Arc;
+
+use super::{blobs, registry, store};
+use crate::credentials::store::SecretsManagerStore;
+use crate::lambda::{Aws, Config};
+use crate::pipeline::delete::Deleter;
+
+/// The delete handler, continuing on the delete queue.
+pub fn deleter(aws: &Aws, config: &Config) -> Deleter {
+    Deleter::new(
+        registry(aws, config),
+        store(aws, config),
+        blobs(aws, config),
+        Arc::new(SecretsManagerStore::new(aws.secrets.clone())),
+        aws.queue(&config.delete_queue_url),
+        config.secret_prefix.clone(),
+    )
+}
