@@ -7,7 +7,8 @@ pub mod auth;
 pub mod connector;
 pub mod crash;
 pub mod credentials;
-pub mod domain;
+/// The domain lives in its own crate (`eds-core`), which depends on no I/O at all.
+pub use eds_core::domain;
 pub(crate) mod dynamo;
 pub mod jobs;
 pub mod lambda;

@@ -14,10 +14,8 @@ use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::merge::{DeletedBy, ViewMode};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope, Provenance};
 use eds_shared::domain::version::{Cause, Change, apply, apply_in_run};
-use eds_shared::store::dynamodb::DynamoStore;
-use eds_shared::store::{
-    RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, record_pk, shard_of,
-};
+use eds_shared::store::dynamodb::{DynamoStore, record_pk};
+use eds_shared::store::{RecordOutcome, RecordRead, RecordSweep, RecordWrite, SHARDS, shard_of};
 use serde_json::{Value, json};
 
 /// Records the DynamoDB operation (`X-Amz-Target`) of every request sent.

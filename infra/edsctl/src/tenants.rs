@@ -19,7 +19,7 @@ use eds_shared::pipeline::settings::{
     CREDENTIALS_UPDATED, DELETION_REQUESTED, DISABLE_REQUESTED, ENABLED, INTERVAL_CHANGED, SOURCE,
     Settings, SettingsError, SettingsOutcome, TokenCheck,
 };
-use eds_shared::tenants::{DeletionReceipt, TenantConfig};
+use eds_shared::tenants::{ConfigUpdate, DeletionReceipt, TenantConfig, TenantState};
 use eds_shared::tenants::{Erasure, TenantLifecycle};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -278,24 +278,27 @@ fn enable_detail(a: &EnableArgs, secret_name: &str) -> Value {
 /// storage host (the settings event has no such member on purpose; the deployment must
 /// also say `EDS_LOCAL_TESTING=true` for it to take effect).
 async fn allow_loopback(d: &Deployment, tenant: &TenantId, epoch: u64) -> Result<(), CliError> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    d.aws
-        .dynamodb
-        .update_item()
-        .table_name(&d.config.tenants_table)
-        .key(
-            "pk",
-            AttributeValue::S(eds_shared::tenants::dynamo::tenant_pk(tenant)),
-        )
-        .key("sk", AttributeValue::S("CONFIG".into()))
-        .condition_expression("epoch = :e")
-        .update_expression("SET allow_loopback_attachments = :t")
-        .expression_attribute_values(":e", AttributeValue::N(epoch.to_string()))
-        .expression_attribute_values(":t", AttributeValue::Bool(true))
-        .send()
+    let update = ConfigUpdate {
+        allow_loopback_attachments: Some(true),
+        ..ConfigUpdate::at(chrono::Utc::now())
+    };
+    let live = [
+        TenantState::Enabled,
+        TenantState::NeedsReauth,
+        TenantState::Disabled,
+    ];
+    let applied = d
+        .registry()
+        .update_config_fenced(tenant, epoch, &live, &update)
         .await
-        .map_err(|e| d.aws_err(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
-    Ok(())
+        .map_err(|e| d.aws_err(e))?;
+    if applied {
+        Ok(())
+    } else {
+        Err(d.aws_err(format!(
+            "tenant {tenant} changed while loopback attachments were allowed; run the command again"
+        )))
+    }
 }
 
 /// `tenants credentials`: new secret version, then `tenant.credentials_updated` (which

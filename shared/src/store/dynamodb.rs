@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{
-    BATCH_GET_MAX, HEAD_SK, HistoryEntry, KeyPage, KeySummary, MAX_ITEM_BYTES, PageOutcome,
-    RecordOutcome, RecordRead, RecordResult, RecordSweep, RecordWrite, RequestCount, SHARDS,
-    StoreError, delete_batches, gsi1pk, gsi1sk, parse_gsi1sk, record_pk, shard_of, version_sk,
+    BATCH_GET_MAX, BATCH_WRITE_MAX, HEAD_SK, HistoryEntry, KeyPage, KeySummary, MAX_ITEM_BYTES,
+    PageOutcome, RecordOutcome, RecordRead, RecordResult, RecordSweep, RecordWrite, RequestCount,
+    SHARDS, StoreError, gsi1sk, parse_gsi1sk, shard_of,
 };
 use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use crate::domain::merge::{MergeReport, View};
@@ -38,6 +38,30 @@ const MAX_ATTEMPTS: u32 = 5;
 const MAX_BATCH_ROUNDS: u32 = 8;
 /// Records of a page written concurrently.
 const WRITE_CONCURRENCY: usize = 8;
+
+/// `R#{tenant}#{entity}#{ats_id}`.
+pub fn record_pk(key: &RecordKey) -> String {
+    format!("R#{}#{}#{}", key.tenant, key.entity, key.ats_id)
+}
+
+/// `V#{version:010}`: zero-padded so that sort order is version order.
+pub fn version_sk(version: u64) -> String {
+    format!("V#{version:010}")
+}
+
+/// `{tenant}#{shard:02}`.
+pub fn gsi1pk(tenant: &TenantId, shard: u8) -> String {
+    format!("{tenant}#{shard:02}")
+}
+
+/// Splits the sort keys of a record's items into BatchWriteItem-sized delete batches,
+/// the head last, so that the record stays listed until everything else is gone.
+pub fn delete_batches(mut sks: Vec<String>) -> Vec<Vec<String>> {
+    sks.sort_by_key(|sk| sk == HEAD_SK);
+    sks.chunks(BATCH_WRITE_MAX)
+        .map(<[String]>::to_vec)
+        .collect()
+}
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -1166,5 +1190,35 @@ impl RecordSweep for DynamoStore {
             .iter()
             .map(|&t| if t == 0 { 0 } else { t as usize + 1 })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        let key = RecordKey::new(
+            TenantId::parse("acme").unwrap(),
+            EntityKind::Candidate,
+            AtsId::parse("42").unwrap(),
+        );
+        assert_eq!(record_pk(&key), "R#acme#candidate#42");
+        assert_eq!(version_sk(7), "V#0000000007");
+        assert!(version_sk(9) < version_sk(10));
+        assert_eq!(gsi1pk(&key.tenant, 3), "acme#03");
+    }
+
+    #[test]
+    fn delete_batches_hold_at_most_25_and_put_the_head_last() {
+        let mut sks: Vec<String> = (1..=60).map(version_sk).collect();
+        sks.insert(10, HEAD_SK.to_owned());
+        let batches = delete_batches(sks);
+        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![25, 25, 11]);
+        assert_eq!(batches.last().unwrap().last().unwrap(), HEAD_SK);
+        assert_eq!(batches.iter().flatten().count(), 61);
+        assert!(delete_batches(Vec::new()).is_empty());
     }
 }

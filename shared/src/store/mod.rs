@@ -260,25 +260,10 @@ pub trait RecordStore: RecordRead + RecordWrite + RecordSweep {}
 
 impl<T: RecordRead + RecordWrite + RecordSweep> RecordStore for T {}
 
-/// `R#{tenant}#{entity}#{ats_id}`.
-pub fn record_pk(key: &RecordKey) -> String {
-    format!("R#{}#{}#{}", key.tenant, key.entity, key.ats_id)
-}
-
-/// `V#{version:010}`: zero-padded so that sort order is version order.
-pub fn version_sk(version: u64) -> String {
-    format!("V#{version:010}")
-}
-
 /// The stable `by_tenant` shard of a record (XXH3 of `entity#ats_id`, mod 16).
 pub fn shard_of(entity: EntityKind, ats_id: &AtsId) -> u8 {
     let digest = twox_hash::XxHash3_128::oneshot(gsi1sk(entity, ats_id).as_bytes());
     (digest % u128::from(SHARDS)) as u8
-}
-
-/// `{tenant}#{shard:02}`.
-pub fn gsi1pk(tenant: &TenantId, shard: u8) -> String {
-    format!("{tenant}#{shard:02}")
 }
 
 /// `{entity}#{ats_id}`.
@@ -290,15 +275,6 @@ pub fn gsi1sk(entity: EntityKind, ats_id: &AtsId) -> String {
 pub fn parse_gsi1sk(s: &str) -> Option<(EntityKind, AtsId)> {
     let (entity, id) = s.split_once('#')?;
     Some((EntityKind::parse(entity).ok()?, AtsId::parse(id).ok()?))
-}
-
-/// Splits the sort keys of a record's items into BatchWriteItem-sized delete batches,
-/// the head last, so that the record stays listed until everything else is gone.
-pub fn delete_batches(mut sks: Vec<String>) -> Vec<Vec<String>> {
-    sks.sort_by_key(|sk| sk == HEAD_SK);
-    sks.chunks(BATCH_WRITE_MAX)
-        .map(<[String]>::to_vec)
-        .collect()
 }
 
 #[cfg(test)]
@@ -314,11 +290,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_follow_the_documented_layout() {
-        assert_eq!(record_pk(&key()), "R#acme#candidate#42");
-        assert_eq!(version_sk(7), "V#0000000007");
-        assert!(version_sk(9) < version_sk(10));
-        assert_eq!(gsi1pk(&key().tenant, 3), "acme#03");
+    fn listing_cursors_name_the_record_and_parse_back() {
         assert_eq!(gsi1sk(EntityKind::Job, &key().ats_id), "job#42");
         assert_eq!(
             parse_gsi1sk("application#a-1"),
@@ -340,18 +312,6 @@ mod tests {
         }
         // Each shard gets roughly 1/16 (1000) of a sequential id range.
         assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
-    }
-
-    #[test]
-    fn delete_batches_hold_at_most_25_and_put_the_head_last() {
-        let mut sks: Vec<String> = (1..=60).map(version_sk).collect();
-        sks.insert(10, HEAD_SK.to_owned());
-        let batches = delete_batches(sks);
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![25, 25, 11]);
-        assert_eq!(batches.last().unwrap().last().unwrap(), HEAD_SK);
-        assert_eq!(batches.iter().flatten().count(), 61);
-        assert!(delete_batches(Vec::new()).is_empty());
     }
 
     #[test]

@@ -358,6 +358,9 @@ impl TenantLifecycle for TenantRegistry {
         if let Some(secs) = update.interval_secs {
             set.push(("interval_secs", n(secs)));
         }
+        if let Some(allow) = update.allow_loopback_attachments {
+            set.push(("allow_loopback_attachments", AttributeValue::Bool(allow)));
+        }
         match &update.state_reason {
             Edit::Keep => {}
             Edit::Set(reason) => set.push(("state_reason", s(reason.clone()))),

@@ -208,6 +208,8 @@ pub struct ConfigUpdate {
     pub state_reason: Edit<String>,
     pub interval_secs: Option<u64>,
     pub next_run_at: Edit<DateTime<Utc>>,
+    /// Local testing only (`edsctl tenants enable --allow-loopback-attachments`).
+    pub allow_loopback_attachments: Option<bool>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -219,6 +221,7 @@ impl ConfigUpdate {
             state_reason: Edit::Keep,
             interval_secs: None,
             next_run_at: Edit::Keep,
+            allow_loopback_attachments: None,
             updated_at,
         }
     }

@@ -809,7 +809,7 @@ mod one_version_per_sync {
         let versions = versions_by_record(&stack).await;
         let pushed_pks: Vec<String> = pushed
             .iter()
-            .map(|id| eds_shared::store::record_pk(&key(*id)))
+            .map(|id| eds_shared::store::dynamodb::record_pk(&key(*id)))
             .collect();
         let mut extra: Vec<(&String, usize)> = versions
             .iter()
