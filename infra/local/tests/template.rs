@@ -2,7 +2,8 @@
 //!
 //! What a function needs is derived from the source, not from a list kept by hand:
 //! starting at `functions/<name>/src/main.rs`, the test follows `use` paths into
-//! `shared/src` (file level) and then function calls by name (fn level, test code cut
+//! `shared/src` and `shared/core/src` (file level; `eds-shared` re-exports the core
+//! crate's modules at the same paths, so the two are one module tree here) and then function calls by name (fn level, test code cut
 //! out), and collects the environment variables read (`env::var("X")`, `var("X")` in
 //! `Config::from_lookup`, `lambda::ENV_VARS`) and the AWS SDK operations called
 //! (`.put_item()`, `.send_message_batch()`, ...). Name-based call resolution
@@ -464,26 +465,50 @@ fn declared_env_vars(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// The module file for a path of module names under `shared/src` (longest existing prefix).
-fn module_file(root: &Path, segments: &[String]) -> Option<PathBuf> {
-    let base = root.join("shared/src");
+/// The library source roots: `eds-shared`, then the core crate it re-exports.
+const LIBRARY_ROOTS: [&str; 2] = ["shared/src", "shared/core/src"];
+
+/// The module file for a path of module names in the library (longest existing prefix;
+/// at each length the core crate first when `core_first`: a path written in the core
+/// crate, or through `eds_core`).
+fn module_file(root: &Path, segments: &[String], core_first: bool) -> Option<PathBuf> {
+    let mut bases: Vec<PathBuf> = LIBRARY_ROOTS.iter().map(|r| root.join(r)).collect();
+    if core_first {
+        bases.reverse();
+    }
     for n in (1..=segments.len()).rev() {
         let dir: PathBuf = segments[..n].iter().collect();
-        let as_file = base.join(&dir).with_extension("rs");
-        if as_file.is_file() {
-            return Some(as_file);
+        for base in &bases {
+            let as_file = base.join(&dir).with_extension("rs");
+            if as_file.is_file() {
+                return Some(as_file);
+            }
+            let as_mod = base.join(&dir).join("mod.rs");
+            if as_mod.is_file() {
+                return Some(as_mod);
+            }
         }
-        let as_mod = base.join(&dir).join("mod.rs");
-        if as_mod.is_file() {
-            return Some(as_mod);
-        }
+    }
+    if core_first && segments.is_empty() {
+        return Some(root.join("shared/core/src/lib.rs"));
     }
     None
 }
 
-/// The module path (under `shared/src`) of a file.
+fn in_library(root: &Path, file: &Path) -> bool {
+    LIBRARY_ROOTS.iter().any(|r| file.starts_with(root.join(r)))
+}
+
+fn in_core(root: &Path, file: &Path) -> bool {
+    file.starts_with(root.join("shared/core/src"))
+}
+
+/// The module path (in the library) of a file.
 fn module_of(root: &Path, file: &Path) -> Vec<String> {
-    let rel = file.strip_prefix(root.join("shared/src")).unwrap_or(file);
+    let rel = LIBRARY_ROOTS
+        .iter()
+        .find_map(|r| file.strip_prefix(root.join(r)).ok())
+        .unwrap_or(file);
     let mut segs: Vec<String> = rel
         .iter()
         .map(|s| s.to_string_lossy().trim_end_matches(".rs").to_string())
@@ -537,7 +562,8 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
     let mut todo: Vec<PathBuf> = start.to_vec();
     while let Some(file) = todo.pop() {
         let src = Source::load(&file);
-        let in_shared = file.starts_with(root.join("shared/src"));
+        let in_shared = in_library(root, &file);
+        let here_core = in_core(root, &file);
         let here = module_of(root, &file);
         let is_mod_root = file.ends_with("mod.rs") || file.ends_with("lib.rs") || !in_shared;
         let children: BTreeSet<String> = if in_shared && is_mod_root {
@@ -549,7 +575,7 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
         } else {
             BTreeSet::new()
         };
-        let mut paths = Vec::new();
+        let mut paths: Vec<(Vec<String>, bool)> = Vec::new();
         for (at, w) in words(&src.code) {
             let after = at + w.len();
             if !src.code[after..].starts_with("::")
@@ -560,8 +586,13 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
             if at >= 2 && &src.code[at - 2..at] == "::" {
                 continue;
             }
+            let core_first = match w {
+                "eds_core" => true,
+                "eds_shared" => false,
+                _ => here_core,
+            };
             let base: Option<Vec<String>> = match w {
-                "eds_shared" | "crate" => Some(vec![]),
+                "eds_shared" | "crate" | "eds_core" => Some(vec![]),
                 "super" => {
                     let mut h = here.clone();
                     if !is_mod_root || file.ends_with("mod.rs") {
@@ -579,12 +610,14 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
             };
             let Some(base) = base else { continue };
             let start = skip_ws(&src.code, after) + 2;
-            use_tree(&src.code, start, base, &mut paths);
+            let mut found = Vec::new();
+            use_tree(&src.code, start, base, &mut found);
+            paths.extend(found.into_iter().map(|p| (p, core_first)));
         }
         // `child::x` (handled above) and also `pub use child::...`: the child segment is
         // already in the path; module files are found by longest prefix.
-        for p in paths {
-            if let Some(f) = module_file(root, &p)
+        for (p, core_first) in paths {
+            if let Some(f) = module_file(root, &p, core_first)
                 && seen.insert(f.clone())
             {
                 todo.push(f);

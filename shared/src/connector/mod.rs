@@ -23,58 +23,15 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthError;
-use crate::domain::ids::{AtsId, EntityKind};
+use crate::domain::ids::AtsId;
 use crate::domain::model::Observation;
 
 pub use http::RetryPolicy;
 pub use ratelimit::RateLimiter;
 pub use window::{Window, WindowPolicy};
 
-/// A list the connector can page through. Attachments are a stream of their own
-/// (Greenhouse v3 lists them separately) although canonically they live inside the
-/// candidate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Stream {
-    Candidates,
-    Applications,
-    Jobs,
-    Attachments,
-}
-
-impl Stream {
-    pub const ALL: [Stream; 4] = [
-        Stream::Candidates,
-        Stream::Applications,
-        Stream::Jobs,
-        Stream::Attachments,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Candidates => "candidates",
-            Stream::Applications => "applications",
-            Stream::Jobs => "jobs",
-            Stream::Attachments => "attachments",
-        }
-    }
-
-    /// The canonical entity whose records this stream's observations touch
-    /// (attachments are elements of the candidate).
-    pub fn entity(self) -> EntityKind {
-        match self {
-            Stream::Candidates | Stream::Attachments => EntityKind::Candidate,
-            Stream::Applications => EntityKind::Application,
-            Stream::Jobs => EntityKind::Job,
-        }
-    }
-}
-
-impl fmt::Display for Stream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The streams are core types (tenant state and jobs name them).
+pub use eds_core::stream::Stream;
 
 /// Where to continue a listing: opaque to the caller, which only stores it in its
 /// checkpoint and hands it back. For Greenhouse it is the `Link: rel="next"` URL (it

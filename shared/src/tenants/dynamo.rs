@@ -974,3 +974,27 @@ fn epoch_of(attrs: Option<&HashMap<String, AttributeValue>>) -> Result<u64, Regi
         _ => Err(RegistryError::Malformed("epoch missing".into())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_configuration_round_trips_through_the_tables_item_format_flat() {
+        let cfg: TenantConfig = serde_json::from_value(serde_json::json!({
+            "tenant_id": "acme", "ats_kind": "greenhouse", "api_version": "v3",
+            "api_base_url": "https://harvest.greenhouse.io", "secret_name": "eds/tenants/acme",
+            "interval_secs": 900, "state": "enabled", "epoch": 7,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z",
+        }))
+        .unwrap();
+        let item: HashMap<String, AttributeValue> = serde_dynamo::to_item(&cfg).unwrap();
+        assert_eq!(item.get("ats_kind"), Some(&s("greenhouse")));
+        assert_eq!(item.get("api_version"), Some(&s("v3")));
+        assert!(!item.contains_key("ats"));
+        assert_eq!(
+            serde_dynamo::from_item::<_, TenantConfig>(item).unwrap(),
+            cfg
+        );
+    }
+}

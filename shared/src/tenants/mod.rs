@@ -8,9 +8,7 @@
 //! epochs to end, so nothing pulled under the old epoch is written after it sweeps.
 
 pub mod dynamo;
-pub mod model;
-pub mod ports;
 
 pub use dynamo::TenantRegistry;
-pub use model::*;
-pub use ports::*;
+/// The model and the ports are core types (`eds_core::tenants`).
+pub use eds_core::tenants::*;

@@ -1,6 +1,6 @@
 //! The tenant registry's ports: what the handlers may ask of the tenants table, split
 //! by concern, and the types they exchange. The one adapter is
-//! [`TenantRegistry`](super::TenantRegistry) on DynamoDB; it alone knows the table's keys.
+//! `TenantRegistry` (`eds_shared::tenants`) on DynamoDB; it alone knows the table's keys.
 //!
 //! - [`TenantLifecycle`]: the `CONFIG` item (registration, state and epoch, settings).
 //! - [`RunLog`]: scheduling (the due index, run claims), per-stream state, run reports
