@@ -3,15 +3,13 @@
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
 /// Core types and ports live in their own crate (`eds-core`), which depends on no I/O.
-pub use eds_core::{auth, domain, jobs, queue};
+pub use eds_core::{auth, crash, domain, jobs, metrics, queue};
 
 pub mod attachments;
 pub mod connector;
-pub mod crash;
 pub mod credentials;
 pub(crate) mod dynamo;
 pub mod lambda;
-pub mod metrics;
 pub mod pipeline;
 pub mod store;
 pub mod tenants;

@@ -4,15 +4,21 @@
 //!   per-field provenance, versioning (content hash, next version, SCD-2 validity).
 //! - [`stream`], [`tenants`] (model and registry ports), [`jobs`] (queue messages),
 //!   [`store`] (record ports), [`queue`] (job queue port and batch helpers), [`auth`]
-//!   (the access-token port).
+//!   (the access-token port), [`connector`] (the ATS connector port, its page types and
+//!   the sync windows).
+//! - [`crash`] (the reliability suite's crash points) and [`metrics`] (run metrics in
+//!   CloudWatch's embedded metric format, written to stdout).
 //!
 //! No AWS SDK, no HTTP client, no tokio (`cargo tree -p eds-core -e normal`): adapters
 //! live in `eds-shared`, which re-exports these modules at the same paths
 //! (`eds_shared::domain`, `eds_shared::tenants`, ...).
 
 pub mod auth;
+pub mod connector;
+pub mod crash;
 pub mod domain;
 pub mod jobs;
+pub mod metrics;
 pub mod queue;
 pub mod store;
 pub mod stream;

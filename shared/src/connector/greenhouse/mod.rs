@@ -153,7 +153,7 @@ pub(crate) async fn fetch_rows(
                 ConnectorError::UntrustedLink("Link rel=next is not a URL".to_string())
             })?;
             api.check_link(&u, &expected_path)?;
-            Some(Cursor(u.to_string()))
+            Some(Cursor::new(u.to_string()))
         }
     };
     Ok(RawPage { rows, next, stats })
