@@ -5,7 +5,8 @@
 //! - [`stream`], [`tenants`] (model and registry ports), [`jobs`] (queue messages),
 //!   [`store`] (record ports), [`queue`] (job queue port and batch helpers), [`auth`]
 //!   (the access-token port), [`connector`] (the ATS connector port, its page types and
-//!   the sync windows).
+//!   the sync windows), [`attachments`] (the blob store and attachment source ports),
+//!   [`secrets`] (the secret store port and tenant secret names).
 //! - [`crash`] (the reliability suite's crash points) and [`metrics`] (run metrics in
 //!   CloudWatch's embedded metric format, written to stdout).
 //!
@@ -13,6 +14,7 @@
 //! live in `eds-shared`, which re-exports these modules at the same paths
 //! (`eds_shared::domain`, `eds_shared::tenants`, ...).
 
+pub mod attachments;
 pub mod auth;
 pub mod connector;
 pub mod crash;
@@ -20,6 +22,7 @@ pub mod domain;
 pub mod jobs;
 pub mod metrics;
 pub mod queue;
+pub mod secrets;
 pub mod store;
 pub mod stream;
 pub mod tenants;

@@ -1,5 +1,5 @@
-//! Object storage: the `BlobStore` port (attachment files, the puller's reconciliation
-//! state, the deleter's sweep) and its S3 adapter.
+//! Object storage: the S3 adapter of the `BlobStore` port (`eds_core::attachments`,
+//! re-exported here).
 
 use std::path::Path;
 
@@ -8,47 +8,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 
-#[derive(Debug, thiserror::Error)]
-#[error("blob store {op} of {key} failed: {detail}")]
-pub struct BlobError {
-    pub op: &'static str,
-    pub key: String,
-    pub detail: String,
-}
-
-/// Most keys [`BlobStore::delete_blobs`] takes at once (S3's `DeleteObjects` limit).
-pub const DELETE_BLOBS_MAX: usize = 1000;
-
-/// Object storage keyed by path-like keys.
-#[async_trait]
-pub trait BlobStore: Send + Sync {
-    /// Whether an object exists under `key`.
-    async fn exists(&self, key: &str) -> Result<bool, BlobError>;
-
-    /// Upload the file at `path` (streamed from disk) under `key`.
-    async fn put_file(
-        &self,
-        key: &str,
-        path: &Path,
-        content_type: Option<&str>,
-        sha256_hex: &str,
-    ) -> Result<(), BlobError>;
-
-    /// Store `body` under `key`, replacing what was there.
-    async fn write_blob(&self, key: &str, body: Vec<u8>) -> Result<(), BlobError>;
-
-    /// The object under `key`; `None` when there is none.
-    async fn read_blob(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError>;
-
-    /// Delete the object under `key` (no error when there is none).
-    async fn delete_blob(&self, key: &str) -> Result<(), BlobError>;
-
-    /// Up to `max` keys under `prefix`, in key order from the first.
-    async fn list_blobs(&self, prefix: &str, max: usize) -> Result<Vec<String>, BlobError>;
-
-    /// Delete `keys` (at most [`DELETE_BLOBS_MAX`]); an error when any was not deleted.
-    async fn delete_blobs(&self, keys: &[String]) -> Result<(), BlobError>;
-}
+pub use eds_core::attachments::{BlobError, BlobStore, DELETE_BLOBS_MAX};
 
 /// S3 adapter.
 #[derive(Clone, Debug)]

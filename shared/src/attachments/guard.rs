@@ -12,25 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use url::{Host, Url};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum GuardError {
-    #[error("attachment URL scheme {0:?} is not allowed (https only)")]
-    Scheme(String),
-    #[error("attachment URL has no host")]
-    NoHost,
-    #[error("attachment URL carries user credentials: refused")]
-    UserInfo,
-    #[error("attachment host {0} is not in the allowed host list")]
-    HostNotAllowed(String),
-    #[error("attachment host {host} resolves to {ip}, a {why} address: refused")]
-    ForbiddenAddress {
-        host: String,
-        ip: IpAddr,
-        why: &'static str,
-    },
-    #[error("attachment host {host} could not be resolved: {detail}")]
-    Resolve { host: String, detail: String },
-}
+pub use eds_core::attachments::GuardError;
 
 /// Where attachments may be downloaded from.
 #[derive(Debug, Clone, Default)]

@@ -25,79 +25,11 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use url::{Host, Url};
 
-pub use blob::{BlobError, BlobStore, DELETE_BLOBS_MAX, S3BlobStore};
-pub use guard::{GuardError, HostPolicy, deployment_allows_local_testing, forbidden_reason};
+pub use blob::S3BlobStore;
+pub use eds_core::attachments::*;
+pub use guard::{HostPolicy, deployment_allows_local_testing, forbidden_reason};
 
 use crate::domain::ids::TenantId;
-
-/// Default size cap of one attachment.
-pub const DEFAULT_MAX_BYTES: u64 = 25 * 1024 * 1024;
-
-/// A file kept in the blob store.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredFile {
-    /// `tenants/{tenant}/attachments/sha256/{hex}`.
-    pub key: String,
-    /// Lowercase hex SHA-256 of the content.
-    pub sha256: String,
-    pub size: u64,
-    pub content_type: Option<String>,
-    /// The object was already there (same content stored before); nothing uploaded.
-    pub already_stored: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AttachmentError {
-    #[error("attachment URL is not a valid absolute URL")]
-    BadUrl,
-    #[error(transparent)]
-    Refused(#[from] GuardError),
-    #[error(
-        "attachment link {url} was refused with HTTP {status}: signed links expire (7 days); \
-         list the attachment again for a fresh link"
-    )]
-    LinkExpired { url: String, status: u16 },
-    #[error("attachment {url} no longer exists (HTTP 404)")]
-    NotFound { url: String },
-    #[error("attachment {url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("attachment {url} redirected more than {max} times")]
-    TooManyRedirects { url: String, max: u8 },
-    #[error("attachment {url} redirected without a usable Location header")]
-    BadRedirect { url: String },
-    #[error("attachment {url} is larger than the {max} byte cap")]
-    TooLarge { url: String, max: u64 },
-    #[error("attachment {url} download failed: {detail}")]
-    Network { url: String, detail: String },
-    #[error("attachment temporary file: {0}")]
-    TempFile(String),
-    #[error(transparent)]
-    Blob(#[from] BlobError),
-}
-
-impl AttachmentError {
-    /// Worth retrying in a later attempt of the same job.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            AttachmentError::Network { .. } | AttachmentError::Blob(_) => true,
-            AttachmentError::Status { status, .. } => *status >= 500 || *status == 429,
-            _ => false,
-        }
-    }
-}
-
-/// Where a pull gets a record's files: downloads a (signed, expiring) link and keeps the
-/// file in the blob store. The adapter is [`AttachmentFetcher`] (HTTP, SSRF-guarded).
-#[async_trait::async_trait]
-pub trait AttachmentSource: Send + Sync {
-    /// Download the file behind `url` (a secret: signed links are credentials) and store
-    /// it for `tenant`, content-addressed.
-    async fn fetch_and_store_signed(
-        &self,
-        tenant: &TenantId,
-        url: &secrecy::SecretString,
-    ) -> Result<StoredFile, AttachmentError>;
-}
 
 /// Limits and policy of attachment downloads.
 #[derive(Debug, Clone)]
