@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use eds_shared::credentials::CredentialsConfig;
+use eds_shared::credentials::TokenCheck;
 use eds_shared::lambda::{Config, dynamodb_client, init_logging, sdk_config};
-use eds_shared::pipeline::settings::{Settings, TokenCheck};
+use eds_shared::pipeline::settings::Settings;
 use eds_shared::tenants::TenantRegistry;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 

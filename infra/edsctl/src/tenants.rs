@@ -11,13 +11,13 @@ use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;
 use chrono::Utc;
 use eds_local::queue::{delete_succeeded, receive_event};
-use eds_shared::credentials::{SecretName, SecretsManagerStore, TenantSecret};
+use eds_shared::credentials::{SecretName, SecretsManagerStore, TenantSecret, TokenCheck};
 use eds_shared::domain::ids::TenantId;
 use eds_shared::pipeline::delete::{DeleteOutcome, DeleteReport};
 use eds_shared::pipeline::disable::{Deadline, DisableOutcome, DisableReport};
 use eds_shared::pipeline::settings::{
     CREDENTIALS_UPDATED, DELETION_REQUESTED, DISABLE_REQUESTED, ENABLED, INTERVAL_CHANGED, SOURCE,
-    Settings, SettingsError, SettingsOutcome, TokenCheck,
+    Settings, SettingsError, SettingsOutcome,
 };
 use eds_shared::tenants::{ConfigUpdate, DeletionReceipt, TenantConfig, TenantState};
 use eds_shared::tenants::{Erasure, TenantLifecycle};

@@ -1,6 +1,6 @@
 //! What a pull of each ATS visits: the provider registry's static half, read by the
 //! scheduler when it plans a run. The other half, building a tenant's connection, is
-//! `pipeline::connect::Providers`.
+//! [`Providers`](super::providers::Providers).
 
 use super::Stream;
 use super::greenhouse::streams as greenhouse;

@@ -1,10 +1,12 @@
 //! ATS connectors: the port and its types are core (`eds_core::connector`, re-exported
 //! here); this module holds the HTTP core (auth, pacing, retries, deadline), the rate
-//! limiter, the stream catalog and one folder per ATS.
+//! limiter, the provider registry (the stream catalog and the connection builder) and one
+//! folder per ATS.
 
 pub mod catalog;
 pub mod greenhouse;
 mod http;
+pub mod providers;
 pub mod ratelimit;
 
 pub use eds_core::connector::*;

@@ -33,6 +33,7 @@
 //! Secret values live in `secrecy::SecretString`; every type here that holds one
 //! implements `Debug` by hand without the value; errors name fields, never values.
 
+pub mod check;
 pub mod lock;
 pub mod manager;
 pub mod secret;
@@ -41,6 +42,7 @@ pub mod token;
 
 use std::sync::Arc;
 
+pub use check::TokenCheck;
 pub use lock::{DynamoRefreshLock, LockError, RefreshLock};
 pub use manager::{
     Clock, RefreshOutcome, SystemClock, TokenCache, TokenIssuer, TokenManager, TokenManagerConfig,

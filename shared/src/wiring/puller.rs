@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::{blobs, registry, store};
 use crate::attachments::deployment_allows_local_testing;
 use crate::auth::AuthError;
+use crate::connector::providers::Providers;
 use crate::credentials::CredentialsConfig;
 use crate::lambda::{Aws, Config};
-use crate::pipeline::connect::Providers;
 use crate::pipeline::puller::{Puller, PullerSettings};
 
 /// The puller: the provider registry with the credentials adapter, continuing on the
