@@ -63,3 +63,10 @@ pub trait AccessTokens: Send + Sync {
         Ok(())
     }
 }
+
+/// Revalidates a tenant's credentials (a token request, for OAuth tenants): the settings
+/// function's check before it enables a tenant or clears `needs_reauth`.
+#[async_trait]
+pub trait CredentialCheck: Send + Sync {
+    async fn check(&self, cfg: &crate::tenants::TenantConfig) -> Result<(), AuthError>;
+}

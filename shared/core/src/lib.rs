@@ -5,7 +5,8 @@
 //! - [`stream`], [`tenants`] (model and registry ports), [`jobs`] (queue messages),
 //!   [`store`] (record ports), [`queue`] (job queue port and batch helpers), [`auth`]
 //!   (the access-token port), [`connector`] (the ATS connector port, its page types and
-//!   the sync windows), [`attachments`] (the blob store and attachment source ports),
+//!   the sync windows), [`connection`] (what the puller talks to a tenant's ATS through,
+//!   and the factory port that builds it), [`attachments`] (the blob store and attachment source ports),
 //!   [`secrets`] (the secret store port and tenant secret names).
 //! - [`crash`] (the reliability suite's crash points) and [`metrics`] (run metrics in
 //!   CloudWatch's embedded metric format, written to stdout).
@@ -16,6 +17,7 @@
 
 pub mod attachments;
 pub mod auth;
+pub mod connection;
 pub mod connector;
 pub mod crash;
 pub mod domain;

@@ -18,8 +18,8 @@ use crate::connector::{AtsConnector, greenhouse};
 use crate::credentials::{
     CredentialsConfig, SecretName, TokenEndpoint, TokenEndpointConfig, TokenManager, TokenServices,
 };
-use crate::pipeline::connect::{ConnectError, Connection, ConnectorFactory};
 use crate::tenants::{AtsSettings, TenantConfig};
+use eds_core::connection::{ConnectError, Connection, ConnectorFactory};
 
 /// The provider registry: builds a tenant's connection for the ATS its settings name.
 /// What every ATS shares is done here (the tenant's own secret, the token manager, the

@@ -9,8 +9,7 @@ use super::{
     CredentialsConfig, SecretName, TokenCache, TokenEndpoint, TokenEndpointConfig, TokenManager,
     TokenServices,
 };
-use crate::auth::AuthError;
-use crate::pipeline::settings::CredentialCheck;
+use crate::auth::{AuthError, CredentialCheck};
 use crate::tenants::TenantConfig;
 
 /// The production check: a forced token request through the credentials adapter

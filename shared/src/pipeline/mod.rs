@@ -1,7 +1,8 @@
 //! The handlers behind the Lambda functions, as library code so that the functions'
 //! `main` is only wiring and `edsctl` can drive the very same handlers locally.
 
-pub mod connect;
+/// The connection port is core (`eds_core::connection`).
+pub use eds_core::connection as connect;
 pub mod delete;
 pub mod disable;
 pub mod puller;

@@ -20,7 +20,6 @@
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -312,11 +311,8 @@ pub fn parse_event(
     }
 }
 
-/// Revalidates a tenant's credentials (a token request, for OAuth tenants).
-#[async_trait]
-pub trait CredentialCheck: Send + Sync {
-    async fn check(&self, cfg: &TenantConfig) -> Result<(), AuthError>;
-}
+/// The credential check is a core port (`eds_core::auth`).
+pub use crate::auth::CredentialCheck;
 
 /// What a settings event did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
