@@ -45,13 +45,13 @@ use super::disable::{
     Budget, Deadline, LifecycleOptions, Via, event_source_id, parse_settings_detail,
     send_continuation, wait_visibility,
 };
-use crate::attachments::blob::{BlobError, BlobStore, DELETE_BLOBS_MAX};
-use crate::credentials::store::{SecretName, SecretStore, SecretStoreError};
 use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
 use crate::queue::{JobError, JobQueue, SendError, fifo_batch};
 use crate::store::{RecordSweep, SHARDS, StoreError};
 use crate::tenants::{DeletionReceipt, Registry, RegistryError, TenantState};
+use eds_core::attachments::{BlobError, BlobStore, DELETE_BLOBS_MAX};
+use eds_core::secrets::{SecretName, SecretStore, SecretStoreError};
 
 /// `detail-type` of a deletion request.
 pub const DELETION_REQUESTED: &str = "tenant.deletion_requested";
