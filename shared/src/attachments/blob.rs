@@ -41,6 +41,18 @@ impl S3BlobStore {
     }
 }
 
+/// The error of `op` on `key`, with the SDK's whole error chain as its detail.
+fn failed<E: std::error::Error + 'static>(
+    op: &'static str,
+    key: &str,
+) -> impl FnOnce(E) -> BlobError {
+    move |e| BlobError {
+        op,
+        key: key.into(),
+        detail: detail(&e),
+    }
+}
+
 fn detail<E: std::error::Error + 'static>(e: &E) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -67,11 +79,7 @@ impl BlobStore for S3BlobStore {
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(false),
             // HEAD responses have no body, so some 404s arrive as unmodelled errors.
             Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(false),
-            Err(e) => Err(BlobError {
-                op: "HeadObject",
-                key: key.into(),
-                detail: detail(&e),
-            }),
+            Err(e) => Err(failed("HeadObject", key)(e)),
         }
     }
 
@@ -82,11 +90,9 @@ impl BlobStore for S3BlobStore {
         content_type: Option<&str>,
         sha256_hex: &str,
     ) -> Result<(), BlobError> {
-        let body = ByteStream::from_path(path).await.map_err(|e| BlobError {
-            op: "read temp file",
-            key: key.into(),
-            detail: detail(&e),
-        })?;
+        let body = ByteStream::from_path(path)
+            .await
+            .map_err(failed("read temp file", key))?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -96,11 +102,7 @@ impl BlobStore for S3BlobStore {
             .metadata("sha256", sha256_hex)
             .send()
             .await
-            .map_err(|e| BlobError {
-                op: "PutObject",
-                key: key.into(),
-                detail: detail(&e),
-            })?;
+            .map_err(failed("PutObject", key))?;
         Ok(())
     }
 
@@ -112,11 +114,7 @@ impl BlobStore for S3BlobStore {
             .body(body.into())
             .send()
             .await
-            .map_err(|e| BlobError {
-                op: "PutObject",
-                key: key.into(),
-                detail: detail(&e),
-            })?;
+            .map_err(failed("PutObject", key))?;
         Ok(())
     }
 
@@ -132,18 +130,14 @@ impl BlobStore for S3BlobStore {
             Ok(o) => o,
             Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
             Err(e) => {
-                return Err(BlobError {
-                    op: "GetObject",
-                    key: key.into(),
-                    detail: detail(&e),
-                });
+                return Err(failed("GetObject", key)(e));
             }
         };
-        let bytes = out.body.collect().await.map_err(|e| BlobError {
-            op: "GetObject body",
-            key: key.into(),
-            detail: detail(&e),
-        })?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(failed("GetObject body", key))?;
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
@@ -154,11 +148,7 @@ impl BlobStore for S3BlobStore {
             .key(key)
             .send()
             .await
-            .map_err(|e| BlobError {
-                op: "DeleteObject",
-                key: key.into(),
-                detail: detail(&e),
-            })?;
+            .map_err(failed("DeleteObject", key))?;
         Ok(())
     }
 
@@ -171,11 +161,7 @@ impl BlobStore for S3BlobStore {
             .max_keys(i32::try_from(max).unwrap_or(i32::MAX))
             .send()
             .await
-            .map_err(|e| BlobError {
-                op: "ListObjectsV2",
-                key: prefix.into(),
-                detail: detail(&e),
-            })?;
+            .map_err(failed("ListObjectsV2", prefix))?;
         Ok(out
             .contents()
             .iter()
