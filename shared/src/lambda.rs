@@ -19,6 +19,10 @@ pub struct Config {
     pub disable_queue_url: String,
     pub delete_queue_url: String,
     pub secret_prefix: String,
+    /// `EDS_LOCAL_TESTING=true`: the local stack's switch (D26), absent from every
+    /// deployment. Plain http and loopback hosts for the ATS API, the token URL and,
+    /// when the tenant asks too, attachments. Read here once; handlers get it passed.
+    pub local_testing: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,11 @@ pub const ENV_VARS: &[&str] = &[
 ];
 
 impl Config {
+    /// The bar a tenant's API base URL and token URL must meet in this deployment.
+    pub fn api_host_rules(&self) -> crate::hosts::ApiHostRules {
+        crate::hosts::ApiHostRules::new(self.local_testing)
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -52,6 +61,7 @@ impl Config {
             disable_queue_url: var("DISABLE_QUEUE_URL")?,
             delete_queue_url: var("DELETE_QUEUE_URL")?,
             secret_prefix: var("SECRET_PREFIX")?,
+            local_testing: get("EDS_LOCAL_TESTING").is_some_and(|v| v == "true"),
         })
     }
 }

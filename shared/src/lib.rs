@@ -3,7 +3,7 @@
 //! ATS HTTP clients). Lambda binaries under `functions/` only wire these together.
 
 /// Core types and ports live in their own crate (`eds-core`), which depends on no I/O.
-pub use eds_core::{auth, crash, domain, jobs, metrics, queue};
+pub use eds_core::{auth, crash, domain, hosts, invocation, jobs, metrics, queue};
 
 pub mod attachments;
 pub mod connector;

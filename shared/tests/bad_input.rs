@@ -318,7 +318,7 @@ fn check_event(raw: &Value) {
     let Ok(event) = serde_json::from_value::<EventBridgeEvent<Value>>(raw.clone()) else {
         return;
     };
-    if let Err(e) = settings::parse_event(&event, "eds/tenants/") {
+    if let Err(e) = settings::parse_event(&event, "eds/tenants/", Default::default()) {
         assert_clear("settings::parse_event", &e.to_string(), &text);
     }
     if let Err(e) = disable::parse_disable_requested(&event) {
@@ -425,7 +425,7 @@ fn the_valid_seeds_of_the_generators_are_accepted() {
     let ev: EventBridgeEvent<Value> =
         serde_json::from_value(envelope("tenant.enabled", "eds.settings", enabled_detail()))
             .expect("envelope");
-    assert!(settings::parse_event(&ev, "eds/tenants/").is_ok());
+    assert!(settings::parse_event(&ev, "eds/tenants/", Default::default()).is_ok());
     let ev: EventBridgeEvent<Value> = serde_json::from_value(envelope(
         "tenant.deletion_requested",
         "eds.settings",

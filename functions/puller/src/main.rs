@@ -4,30 +4,20 @@
 // The handler future (batch -> job -> steps -> SDK calls) is deep for the type checker.
 #![recursion_limit = "256"]
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
-use eds_shared::credentials::CredentialsConfig;
-use eds_shared::lambda::{Aws, Config, deadline_instant, init_logging};
-use eds_shared::pipeline::puller::PullerSettings;
+use eds_shared::invocation::Invocation;
+use eds_shared::lambda::{Config, init_logging, sdk_config};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let aws = Aws::from_env().await;
-    let credentials = CredentialsConfig::from_env()?;
-    let puller = eds_shared::wiring::puller::puller(
-        &aws,
-        &config,
-        credentials,
-        PullerSettings::default(),
-        false,
-    )?;
-    let puller = &puller;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let deadline = deadline_instant(event.context.deadline);
-        let (response, _report) = puller.handle_batch(&event.payload, deadline).await;
-        Ok::<SqsBatchResponse, Error>(response)
-    }))
+    let h = &eds_shared::wiring::puller::puller(&sdk_config().await, &config)?;
+    run(service_fn(
+        move |event: LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| async move {
+            let invocation = Invocation::new(event.context.deadline());
+            Ok::<_, Error>(h.handle(event.payload, invocation).await.0)
+        },
+    ))
     .await
 }

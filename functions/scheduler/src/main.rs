@@ -1,35 +1,23 @@
 //! scheduler: triggered by an EventBridge schedule every minute; enqueues one pull job
 //! per due tenant (see `eds_shared::pipeline::scheduler`).
 
-use std::sync::Arc;
-
-use eds_shared::lambda::{Config, SqsQueue, dynamodb_client, init_logging, sdk_config, sqs_client};
-use eds_shared::pipeline::scheduler::Scheduler;
-use eds_shared::tenants::TenantRegistry;
+use eds_shared::invocation::Invocation;
+use eds_shared::lambda::{Config, init_logging, sdk_config};
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_logging();
     let config = Config::from_env()?;
-    let sdk = sdk_config().await;
-    let registry = Arc::new(TenantRegistry::new(
-        dynamodb_client(&sdk),
-        config.tenants_table.clone(),
-    ));
-    let scheduler = Scheduler::new(
-        registry,
-        Arc::new(SqsQueue::new(
-            sqs_client(&sdk),
-            config.pull_queue_url.clone(),
-        )),
-    );
-    let scheduler = &scheduler;
-    // The schedule's payload carries nothing we need: the time is taken from the clock.
+    let h = &eds_shared::wiring::scheduler::scheduler(&sdk_config().await, &config)?;
     run(service_fn(
-        move |_event: LambdaEvent<serde_json::Value>| async move {
-            let report = scheduler.run(chrono::Utc::now()).await?;
-            Ok::<_, Error>(serde_json::to_value(report)?)
+        move |event: LambdaEvent<
+            aws_lambda_events::event::eventbridge::EventBridgeEvent<serde_json::Value>,
+        >| async move {
+            let invocation = Invocation::new(event.context.deadline());
+            Ok::<_, Error>(serde_json::to_value(
+                h.handle(event.payload, invocation).await?,
+            )?)
         },
     ))
     .await

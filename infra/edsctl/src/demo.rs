@@ -282,7 +282,7 @@ fn say(quiet: bool, s: impl AsRef<str>) {
 
 /// Runs the demo; returns everything it measured (printed as JSON with `--json`).
 pub async fn run(d: &Deployment, args: &DemoArgs) -> Result<Value, CliError> {
-    if !eds_shared::attachments::guard::deployment_allows_local_testing() {
+    if !d.config.local_testing {
         return Err(CliError::Usage(
             "the demo downloads resumes from the simulator on 127.0.0.1: set EDS_LOCAL_TESTING=true (make demo does)".into(),
         ));

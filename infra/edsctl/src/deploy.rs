@@ -63,8 +63,11 @@ impl Deployment {
         let local: LocalStack = provision(&sdk, &template, stage)
             .await
             .map_err(|e| CliError::from_aws_text(&e.to_string(), Some(&url)))?;
-        let config = Config::from_lookup(|k| local.env.get(k).cloned())
+        let mut config = Config::from_lookup(|k| local.env.get(k).cloned())
             .map_err(|e| CliError::Usage(e.to_string()))?;
+        // edsctl runs the handlers in its own process: the local-testing switch is its
+        // own environment's (`make demo` sets it), not the stack's.
+        config.local_testing = eds_shared::hosts::deployment_allows_local_testing();
         Ok(Self {
             config,
             aws: Aws::from_sdk(&sdk),

@@ -161,8 +161,10 @@ fn send_batches(bodies: &[String]) -> Vec<&[String]> {
     out
 }
 
-fn ingest(d: &Deployment) -> PushIngest {
-    PushIngest::new(d.registry(), Arc::new(d.store()))
+/// The push handler, handing failed messages back on `queue` (the direct path calls
+/// `handle_body` alone, which never touches the queue).
+fn ingest(d: &Deployment, queue: &str) -> PushIngest {
+    PushIngest::new(d.registry(), Arc::new(d.store()), d.aws.queue(queue))
 }
 
 pub async fn push(
@@ -179,7 +181,7 @@ pub async fn push(
         messages: bodies.len(),
         ..Default::default()
     };
-    let ingest = ingest(d);
+    let ingest = ingest(d, d.push_queue_url.as_deref().unwrap_or_default());
     let queue = if direct {
         None
     } else {

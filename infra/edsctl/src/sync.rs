@@ -85,7 +85,7 @@ pub fn puller(d: &Deployment, invocation: Duration) -> Result<Puller, CliError> 
         margin,
         ..PullerSettings::default()
     };
-    eds_shared::wiring::puller::puller(&d.aws, &d.config, d.credentials()?, settings, false)
+    eds_shared::wiring::puller::puller_with(&d.aws, &d.config, d.credentials()?, settings, false)
         .map_err(|e| CliError::Usage(format!("the puller cannot start: {e}")))
 }
 
@@ -223,7 +223,11 @@ pub async fn sync(
             .await
             .map_err(|e| d.aws_err(e))?;
     }
-    let scheduler = Scheduler::new(registry.clone(), d.aws.queue(&d.config.pull_queue_url));
+    let scheduler = Scheduler::new(
+        registry.clone(),
+        d.aws.queue(&d.config.pull_queue_url),
+        eds_shared::connector::catalog::plan,
+    );
     let scheduled = scheduler
         .run(now)
         .await
@@ -269,8 +273,8 @@ pub async fn sync(
             continue;
         }
         batches += 1;
-        let deadline = tokio::time::Instant::now() + opts.invocation;
-        let (response, report) = Box::pin(puller.handle_batch(&event, deadline)).await;
+        let invocation_budget = eds_shared::invocation::Invocation::after(opts.invocation);
+        let (response, report) = Box::pin(puller.handle(event.clone(), invocation_budget)).await;
         failed += response.batch_item_failures.len() as u64;
         delete_succeeded(&d.aws.sqs, queue, &event, &response)
             .await

@@ -123,8 +123,9 @@ fn settings_handler(d: &Deployment) -> Result<Settings<TokenCheck>, CliError> {
         .map_err(|e| CliError::Usage(format!("the credentials adapter cannot start: {e}")))?;
     Ok(Settings::new(
         d.registry(),
-        TokenCheck::new(credentials, services),
+        TokenCheck::new(credentials, services, d.config.local_testing),
         d.config.secret_prefix.clone(),
+        d.config.api_host_rules(),
     ))
 }
 
@@ -151,7 +152,10 @@ async fn apply(
 ) -> Result<(SettingsOutcome, bool), CliError> {
     let event = settings_event(detail_type, detail);
     let outcome = settings_handler(d)?
-        .handle(&event, Utc::now())
+        .handle(
+            event.clone(),
+            eds_shared::invocation::Invocation::after(LIFECYCLE_INVOCATION),
+        )
         .await
         .map_err(|e| settings_err(d, e))?;
     let published = publish(d, &event).await?;
@@ -210,9 +214,7 @@ async fn remove_secret(d: &Deployment, name: &SecretName) -> Result<(), CliError
 /// enable still fails and the secret is new, it is removed again: a rejected enable
 /// leaves nothing behind (no secret of a tenant that is not registered).
 pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
-    if a.allow_loopback_attachments
-        && !eds_shared::attachments::guard::deployment_allows_local_testing()
-    {
+    if a.allow_loopback_attachments && !d.config.local_testing {
         return Err(CliError::Usage(
             "--allow-loopback-attachments is for local testing only: set EDS_LOCAL_TESTING=true (never in a deployment)".into(),
         ));
@@ -222,6 +224,7 @@ pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
     eds_shared::pipeline::settings::parse_event(
         &settings_event(ENABLED, detail.clone()),
         &d.config.secret_prefix,
+        d.config.api_host_rules(),
     )
     .map_err(|ev| CliError::Usage(format!("the settings event was rejected: {ev}")))?;
     let existed = secret_exists(d, &name).await?;
@@ -378,7 +381,7 @@ where
 /// `tenants disable`: fence, drain, sweep every record push-only, to completion.
 pub async fn disable(d: &Deployment, tenant: &TenantId) -> Result<Value, CliError> {
     require(d, tenant).await?;
-    let disabler = eds_shared::wiring::disable::disabler(&d.aws, &d.config);
+    let disabler = eds_shared::wiring::disable::disabler_on(&d.aws, &d.config);
     let event = settings_event(DISABLE_REQUESTED, json!({"tenant_id": tenant}));
     let report: DisableReport =
         Box::pin(disabler.on_event(&event, Deadline::after(LIFECYCLE_INVOCATION)))
@@ -424,7 +427,7 @@ pub async fn delete(
     if existing.is_none() {
         require(d, tenant).await?;
     }
-    let deleter = eds_shared::wiring::delete::deleter(&d.aws, &d.config);
+    let deleter = eds_shared::wiring::delete::deleter_on(&d.aws, &d.config);
     let event = settings_event(
         DELETION_REQUESTED,
         json!({"tenant_id": tenant, "request_id": request_id}),

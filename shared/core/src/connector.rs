@@ -27,6 +27,19 @@ pub use window::{Window, WindowPolicy};
 /// The streams are core types of their own (tenant state and jobs name them).
 pub use crate::stream::Stream;
 
+/// What a pull of one ATS visits: the provider registry's static half (the adapters'
+/// `connector::catalog::plan`), given to the scheduler, which plans runs from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamPlan {
+    /// A full pull's streams, in the connector's order (its `AtsConnector::streams`).
+    pub streams: &'static [Stream],
+    /// The streams a reconciliation lists in full.
+    pub reconciled: &'static [Stream],
+}
+
+/// The registry's lookup of each ATS's plan.
+pub type Catalog = fn(crate::tenants::AtsKind) -> StreamPlan;
+
 /// Where to continue a listing: opaque to the caller, which only stores it in its
 /// checkpoint and hands it back. For Greenhouse it is the `Link: rel="next"` URL (it
 /// carries no credential); the connector re-validates it on use because a checkpoint is

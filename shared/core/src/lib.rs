@@ -21,6 +21,8 @@ pub mod connection;
 pub mod connector;
 pub mod crash;
 pub mod domain;
+pub mod hosts;
+pub mod invocation;
 pub mod jobs;
 pub mod metrics;
 pub mod queue;

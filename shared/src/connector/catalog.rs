@@ -1,22 +1,41 @@
-//! What a pull of each ATS visits: the provider registry's static half, read by the
-//! scheduler when it plans a run. The other half, building a tenant's connection, is
-//! [`Providers`](super::providers::Providers).
+//! What a pull of each ATS visits: the provider registry's static half, given to the
+//! scheduler when it is built (`Scheduler::new(.., plan)`). The other half, building a
+//! tenant's connection, is [`Providers`](super::providers::Providers).
 
-use super::Stream;
+use super::StreamPlan;
 use super::greenhouse::streams as greenhouse;
 use crate::tenants::AtsKind;
 
-/// The streams a full pull of a `kind` tenant visits, in the connector's order (its
-/// `AtsConnector::streams`).
-pub fn streams(kind: AtsKind) -> &'static [Stream] {
+/// The streams a pull of a `kind` tenant visits, and those a reconciliation lists.
+pub fn plan(kind: AtsKind) -> StreamPlan {
     match kind {
-        AtsKind::Greenhouse => greenhouse::STREAMS,
+        AtsKind::Greenhouse => StreamPlan {
+            streams: greenhouse::STREAMS,
+            reconciled: greenhouse::RECONCILED,
+        },
     }
 }
 
-/// The streams a reconciliation of a `kind` tenant lists in full.
-pub fn reconciled(kind: AtsKind) -> &'static [Stream] {
-    match kind {
-        AtsKind::Greenhouse => greenhouse::RECONCILED,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connector::Stream;
+
+    #[test]
+    fn greenhouse_pulls_jobs_first_and_attachments_last_and_reconciles_the_rest() {
+        let p = plan(AtsKind::Greenhouse);
+        assert_eq!(
+            p.streams,
+            [
+                Stream::Jobs,
+                Stream::Candidates,
+                Stream::Applications,
+                Stream::Attachments
+            ]
+        );
+        assert_eq!(
+            p.reconciled,
+            [Stream::Jobs, Stream::Candidates, Stream::Applications]
+        );
     }
 }

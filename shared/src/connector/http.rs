@@ -155,7 +155,7 @@ impl ApiClient {
             rules
                 .check_url(&base)
                 .map_err(|why| ConnectorError::Config(format!("API base URL {why}")))?;
-            builder = builder.dns_resolver(rules.resolver());
+            builder = builder.dns_resolver(crate::attachments::guard::checked_resolver(rules));
         }
         let http = builder
             .build()

@@ -19,13 +19,20 @@ use crate::tenants::TenantConfig;
 pub struct TokenCheck {
     credentials: CredentialsConfig,
     services: TokenServices,
+    local_testing: bool,
 }
 
 impl TokenCheck {
-    pub fn new(credentials: CredentialsConfig, services: TokenServices) -> Self {
+    /// `local_testing`: the deployment's switch (`Config::local_testing`).
+    pub fn new(
+        credentials: CredentialsConfig,
+        services: TokenServices,
+        local_testing: bool,
+    ) -> Self {
         Self {
             credentials,
             services,
+            local_testing,
         }
     }
 }
@@ -48,7 +55,7 @@ impl CredentialCheck for TokenCheck {
             // the client secret where a sync would not.
             services.issuer = Arc::new(TokenEndpoint::new(TokenEndpointConfig::for_tenant(
                 url,
-                crate::attachments::guard::deployment_allows_local_testing(),
+                self.local_testing,
             ))?);
         }
         TokenManager::with_cache(name, services, TokenCache::new())

@@ -173,7 +173,7 @@ impl TokenEndpoint {
             rules
                 .check_url(&config.url)
                 .map_err(|why| AuthError::BadSecret(format!("the token URL {why}")))?;
-            builder = builder.dns_resolver(rules.resolver());
+            builder = builder.dns_resolver(crate::attachments::guard::checked_resolver(rules));
         }
         let http = builder
             .build()

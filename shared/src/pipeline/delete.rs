@@ -42,8 +42,8 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::disable::{
-    Budget, Deadline, LifecycleOptions, Via, event_source_id, parse_settings_detail,
-    send_continuation, wait_visibility,
+    Budget, Deadline, Invocation, LifecycleEvent, LifecycleOptions, LifecycleResponse, Via,
+    event_source_id, parse_settings_detail, send_continuation, wait_visibility,
 };
 use crate::domain::ids::{RecordKey, TenantId};
 use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
@@ -228,21 +228,23 @@ impl Deleter {
         self
     }
 
-    /// The Lambda entry point: an EventBridge request or an SQS batch of continuations.
-    pub async fn handle(&self, event: Value, deadline: Deadline) -> Result<Value, DeleteError> {
-        if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event)
-                .map_err(|e| DeleteError::InvalidEvent(format!("SQS event: {e}")))?;
-            // Boxed: the handler's future is deep (SDK calls inside a batch helper), and
-            // a boxed future keeps the functions' `main` within the compiler's limits.
-            let response = Box::pin(self.on_sqs(&batch, deadline)).await;
-            return serde_json::to_value(response)
-                .map_err(|e| DeleteError::InvalidEvent(e.to_string()));
-        }
-        let event: EventBridgeEvent<Value> = serde_json::from_value(event)
-            .map_err(|e| DeleteError::InvalidEvent(format!("EventBridge event: {e}")))?;
-        let report = Box::pin(self.on_event(&event, deadline)).await?;
-        serde_json::to_value(report).map_err(|e| DeleteError::InvalidEvent(e.to_string()))
+    /// The Lambda entry point: the settings bus's request, or a batch of continuations.
+    pub async fn handle(
+        &self,
+        event: LifecycleEvent,
+        invocation: Invocation,
+    ) -> Result<LifecycleResponse<DeleteReport>, DeleteError> {
+        // Boxed: the handler's future is deep (SDK calls inside a batch helper), and a
+        // boxed future keeps the functions' `main` within the compiler's limits.
+        let deadline = invocation.deadline;
+        Ok(match event {
+            LifecycleEvent::Continuations(batch) => {
+                LifecycleResponse::Batch(Box::pin(self.on_sqs(&batch, deadline)).await)
+            }
+            LifecycleEvent::Request(request) => {
+                LifecycleResponse::Report(Box::pin(self.on_event(&request, deadline)).await?)
+            }
+        })
     }
 
     /// A `tenant.deletion_requested` event.

@@ -29,7 +29,7 @@
 //! continuation sending) live here too; deletion implies a disable and reuses them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -42,6 +42,7 @@ use tracing::Instrument;
 
 use crate::domain::ids::{AtsId, EntityKind, TenantId};
 use crate::domain::merge::ViewMode;
+pub use crate::invocation::{Deadline, Invocation, LifecycleEvent, LifecycleResponse};
 use crate::jobs::{LifecycleJob, parse_job};
 use crate::queue::{FifoMessage, JobError, JobQueue, SendError, fifo_batch};
 use crate::store::{RecordOutcome, RecordStore, SHARDS, StoreError};
@@ -51,40 +52,6 @@ use crate::tenants::{Registry, RegistryError, SyncStatus, TenantState};
 pub const SETTINGS_SOURCE: &str = "eds.settings";
 /// `detail-type` of a disable request.
 pub const DISABLE_REQUESTED: &str = "tenant.disable_requested";
-
-/// When the current invocation must have handed its remaining work on.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline {
-    at: Instant,
-}
-
-impl Deadline {
-    /// From `lambda_runtime::Context::deadline()`.
-    pub fn at(deadline: SystemTime) -> Self {
-        let left = deadline
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Self {
-            at: Instant::now() + left,
-        }
-    }
-
-    /// `d` from now (tests, local runs).
-    pub fn after(d: Duration) -> Self {
-        Self {
-            at: Instant::now() + d,
-        }
-    }
-
-    pub fn remaining(&self) -> Duration {
-        self.at.saturating_duration_since(Instant::now())
-    }
-
-    /// Whether less than `margin` is left.
-    pub fn near(&self, margin: Duration) -> bool {
-        self.remaining() < margin
-    }
-}
 
 /// One invocation's allowance of work. An invocation may stop (hand the rest on) only
 /// after it finished at least one unit of work (a page of a sweep, a phase step), and
@@ -397,22 +364,23 @@ impl Disabler {
         self
     }
 
-    /// The Lambda entry point: the function receives either the EventBridge request or
-    /// an SQS batch of continuations (told apart by `Records`).
-    pub async fn handle(&self, event: Value, deadline: Deadline) -> Result<Value, DisableError> {
-        if event.get("Records").is_some() {
-            let batch: SqsEvent = serde_json::from_value(event)
-                .map_err(|e| DisableError::InvalidEvent(format!("SQS event: {e}")))?;
-            // Boxed: the handler's future is deep (SDK calls inside a batch helper), and
-            // a boxed future keeps the functions' `main` within the compiler's limits.
-            let response = Box::pin(self.on_sqs(&batch, deadline)).await;
-            return serde_json::to_value(response)
-                .map_err(|e| DisableError::InvalidEvent(e.to_string()));
-        }
-        let event: EventBridgeEvent<Value> = serde_json::from_value(event)
-            .map_err(|e| DisableError::InvalidEvent(format!("EventBridge event: {e}")))?;
-        let report = Box::pin(self.on_event(&event, deadline)).await?;
-        serde_json::to_value(report).map_err(|e| DisableError::InvalidEvent(e.to_string()))
+    /// The Lambda entry point: the settings bus's request, or a batch of continuations.
+    pub async fn handle(
+        &self,
+        event: LifecycleEvent,
+        invocation: Invocation,
+    ) -> Result<LifecycleResponse<DisableReport>, DisableError> {
+        // Boxed: the handler's future is deep (SDK calls inside a batch helper), and a
+        // boxed future keeps the functions' `main` within the compiler's limits.
+        let deadline = invocation.deadline;
+        Ok(match event {
+            LifecycleEvent::Continuations(batch) => {
+                LifecycleResponse::Batch(Box::pin(self.on_sqs(&batch, deadline)).await)
+            }
+            LifecycleEvent::Request(request) => {
+                LifecycleResponse::Report(Box::pin(self.on_event(&request, deadline)).await?)
+            }
+        })
     }
 
     /// A `tenant.disable_requested` event: validated strictly, then fence and sweep.
@@ -714,6 +682,7 @@ impl Disabler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn event(source: &str, detail_type: &str, detail: Value) -> EventBridgeEvent<Value> {
         serde_json::from_value(serde_json::json!({
@@ -777,13 +746,6 @@ mod tests {
         assert_ne!(a, continuation_dedup_id("m2", "{}"));
         assert_ne!(a, continuation_dedup_id("m1", "{ }"));
         assert_eq!(a.len(), 32);
-    }
-
-    #[test]
-    fn deadline_from_the_past_is_near() {
-        let d = Deadline::at(SystemTime::now() - Duration::from_secs(1));
-        assert!(d.near(Duration::from_millis(1)));
-        assert!(!Deadline::after(Duration::from_secs(60)).near(Duration::from_secs(1)));
     }
 
     #[test]

@@ -1582,13 +1582,14 @@ impl Puller {
     /// The Lambda handler: a FIFO batch, in order; at the first failure that message and
     /// the later ones are reported for redelivery. Returns the batch response and what
     /// the successful jobs did.
-    pub async fn handle_batch(
+    pub async fn handle(
         &self,
-        event: &aws_lambda_events::event::sqs::SqsEvent,
-        deadline: Instant,
+        event: aws_lambda_events::event::sqs::SqsEvent,
+        invocation: crate::invocation::Invocation,
     ) -> (aws_lambda_events::event::sqs::SqsBatchResponse, JobReport) {
+        let deadline = invocation.deadline.instant();
         let report = std::sync::Mutex::new(JobReport::default());
-        let response = crate::queue::fifo_batch(event, &*self.queue, |msg| {
+        let response = crate::queue::fifo_batch(&event, &*self.queue, |msg| {
             let body = msg.body.clone().unwrap_or_default();
             let report = &report;
             async move {

@@ -32,6 +32,7 @@ use tracing::Instrument;
 use crate::domain::ids::{AtsId, EntityKind, IdError, TenantId};
 use crate::domain::model::{ATTACHMENTS, Fields, LayerKind, Observation, ObservationScope};
 use crate::domain::version::Change;
+use crate::invocation::Invocation;
 use crate::queue::{JobError, JobQueue, independent_batch};
 use crate::store::{RecordOutcome, RecordWrite, StoreError};
 use crate::tenants::{QuarantineEntry, Registry, RegistryError};
@@ -696,14 +697,21 @@ impl PushError {
 pub struct PushIngest {
     registry: Arc<dyn Registry>,
     store: Arc<dyn RecordWrite>,
+    /// The push queue: a failed message's visibility is set there (retry backoff).
+    queue: Arc<dyn JobQueue>,
     lease: Duration,
 }
 
 impl PushIngest {
-    pub fn new(registry: Arc<dyn Registry>, store: Arc<dyn RecordWrite>) -> Self {
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        store: Arc<dyn RecordWrite>,
+        queue: Arc<dyn JobQueue>,
+    ) -> Self {
         Self {
             registry,
             store,
+            queue,
             lease: Duration::seconds(DEFAULT_PUSH_LEASE_SECS),
         }
     }
@@ -716,8 +724,8 @@ impl PushIngest {
 
     /// Processes one SQS batch (standard queue): each message independently, failures
     /// reported as partial batch failures.
-    pub async fn handle_event(&self, event: &SqsEvent, queue: &dyn JobQueue) -> SqsBatchResponse {
-        independent_batch(event, queue, |msg: &SqsMessage| {
+    pub async fn handle(&self, event: SqsEvent, _invocation: Invocation) -> SqsBatchResponse {
+        independent_batch(&event, &*self.queue, |msg: &SqsMessage| {
             let body = msg.body.clone().unwrap_or_default();
             let id = msg.message_id.clone().unwrap_or_default();
             // Boxed: the message future is deep (registry, store, tracing), and an

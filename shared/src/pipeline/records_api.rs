@@ -35,6 +35,7 @@ use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use crate::domain::merge::{View, ViewMode};
 use crate::domain::model::Layer;
 use crate::domain::version::{Cause, Version};
+use crate::invocation::Invocation;
 use crate::store::{RecordRead, RecordSweep, SHARDS, StoreError, gsi1sk, parse_gsi1sk};
 use crate::tenants::{QuarantineEntry, Registry, RegistryError, StreamState, SyncRun, TenantState};
 
@@ -355,7 +356,12 @@ impl RecordsApi {
     }
 
     /// Handles one Function URL request.
-    pub async fn handle(&self, req: &LambdaFunctionUrlRequest) -> LambdaFunctionUrlResponse {
+    pub async fn handle(
+        &self,
+        req: LambdaFunctionUrlRequest,
+        _invocation: Invocation,
+    ) -> LambdaFunctionUrlResponse {
+        let req = &req;
         let method = req.request_context.http.method.as_deref().unwrap_or("");
         let path = req.raw_path.as_deref().unwrap_or("");
         let raw_query = req.raw_query_string.as_deref().unwrap_or("");

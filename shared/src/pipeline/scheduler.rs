@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
+use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Duration, Utc};
 use futures::StreamExt;
 use serde::Serialize;
+use serde_json::Value;
 
-use crate::connector::catalog::{reconciled, streams};
+use crate::connector::{Catalog, StreamPlan};
+use crate::invocation::Invocation;
 use crate::jobs::{PullJob, Step};
 use crate::queue::{FifoMessage, JobQueue, SendError};
 use crate::tenants::{
@@ -37,8 +40,8 @@ pub enum SchedulerError {
     Send(#[from] SendError),
 }
 
-/// The steps of a new run for a claimed tenant.
-pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
+/// The steps of a new run for a claimed tenant whose ATS visits `plan`.
+pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>, plan: StreamPlan) -> Vec<Step> {
     let mut steps = Vec::new();
     if cfg.remerge_pending {
         steps.push(Step::Remerge);
@@ -46,10 +49,9 @@ pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>) -> Vec<Step> {
     if token_refresh_due(cfg, now) {
         steps.push(Step::RefreshToken);
     }
-    let kind = cfg.ats.kind();
-    steps.extend(streams(kind).iter().map(|s| Step::Pull(*s)));
+    steps.extend(plan.streams.iter().map(|s| Step::Pull(*s)));
     if reconcile_due(cfg, now) {
-        steps.extend(reconciled(kind).iter().map(|s| Step::Reconcile(*s)));
+        steps.extend(plan.reconciled.iter().map(|s| Step::Reconcile(*s)));
     }
     steps
 }
@@ -67,16 +69,35 @@ pub fn next_run(interval_secs: u64, uses_refresh_token: bool, now: DateTime<Utc>
 pub struct Scheduler {
     registry: Arc<dyn Registry>,
     pull_queue: Arc<dyn JobQueue>,
+    catalog: Catalog,
 }
 
 impl Scheduler {
-    pub fn new(registry: Arc<dyn Registry>, pull_queue: Arc<dyn JobQueue>) -> Self {
+    /// `catalog`: what each ATS's pull visits (the provider registry's
+    /// `connector::catalog::plan`).
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        pull_queue: Arc<dyn JobQueue>,
+        catalog: Catalog,
+    ) -> Self {
         Self {
             registry,
             pull_queue,
+            catalog,
         }
     }
 
+    /// The Lambda entry point: a tick of the schedule. Its payload carries nothing the
+    /// run needs; the due time is the invocation's start.
+    pub async fn handle(
+        &self,
+        _tick: EventBridgeEvent<Value>,
+        invocation: Invocation,
+    ) -> Result<ScheduleReport, SchedulerError> {
+        self.run(invocation.now).await
+    }
+
+    /// Claims every tenant due at `now` and enqueues its run.
     pub async fn run(&self, now: DateTime<Utc>) -> Result<ScheduleReport, SchedulerError> {
         let mut report = ScheduleReport::default();
         let mut due = Vec::new();
@@ -98,7 +119,7 @@ impl Scheduler {
                     .await?;
                 Ok::<_, RegistryError>(match claim {
                     Claim::Claimed { epoch, config } => {
-                        let steps = plan_run(&config, now);
+                        let steps = plan_run(&config, now, (self.catalog)(config.ats.kind()));
                         Some(PullJob {
                             tenant,
                             epoch,
@@ -150,7 +171,22 @@ impl Scheduler {
 mod tests {
     use super::*;
     use crate::domain::ids::TenantId;
-    use crate::tenants::{AtsKind, AtsSettings, GreenhouseSettings, StreamName, TenantState};
+    use crate::tenants::{AtsSettings, GreenhouseSettings, StreamName, TenantState};
+
+    /// A plan of four streams, three of them reconciled.
+    const PLAN: StreamPlan = StreamPlan {
+        streams: &[
+            StreamName::Jobs,
+            StreamName::Candidates,
+            StreamName::Applications,
+            StreamName::Attachments,
+        ],
+        reconciled: &[
+            StreamName::Jobs,
+            StreamName::Candidates,
+            StreamName::Applications,
+        ],
+    };
 
     fn cfg() -> TenantConfig {
         let t = "2026-01-01T00:00:00Z".parse().unwrap();
@@ -195,33 +231,30 @@ mod tests {
     fn a_run_pulls_the_streams_its_ats_declares_in_their_order() {
         let c = cfg();
         let soon: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
-        let pulled: Vec<StreamName> = plan_run(&c, soon)
-            .into_iter()
-            .filter_map(|s| match s {
-                Step::Pull(stream) => Some(stream),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(pulled, streams(AtsKind::Greenhouse));
-        assert_eq!(
-            pulled,
-            [
-                StreamName::Jobs,
-                StreamName::Candidates,
-                StreamName::Applications,
-                StreamName::Attachments
-            ]
-        );
+        let reversed = StreamPlan {
+            streams: &[StreamName::Applications, StreamName::Jobs],
+            reconciled: &[],
+        };
+        for plan in [PLAN, reversed] {
+            let pulled: Vec<StreamName> = plan_run(&c, soon, plan)
+                .into_iter()
+                .filter_map(|s| match s {
+                    Step::Pull(stream) => Some(stream),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(pulled, plan.streams);
+        }
     }
 
     #[test]
     fn plan_adds_refresh_and_reconcile_only_when_due() {
         let c = cfg();
         let soon: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
-        let plan = plan_run(&c, soon);
+        let plan = plan_run(&c, soon, PLAN);
         assert_eq!(plan.len(), 4, "{plan:?}");
         let later: DateTime<Utc> = "2026-01-04T02:00:00Z".parse().unwrap();
-        let plan = plan_run(&c, later);
+        let plan = plan_run(&c, later, PLAN);
         assert_eq!(plan[0], Step::RefreshToken);
         assert_eq!(
             plan.iter()

@@ -27,6 +27,8 @@ use serde_json::Value;
 
 use crate::auth::AuthError;
 use crate::domain::ids::{IdError, TenantId};
+use crate::hosts::ApiHostRules;
+use crate::invocation::Invocation;
 use crate::tenants::{
     AtsSettings, AtsSettingsError, ConfigUpdate, DEFAULT_INTERVAL_SECS,
     DEFAULT_RECONCILE_EVERY_SECS, Edit, Registry, RegistryError, TenantConfig, TenantState,
@@ -176,19 +178,7 @@ fn interval(secs: u64) -> Result<u64, EventError> {
 /// (credentials never travel in URLs), without query or fragment. Under the
 /// local-testing switch (`EDS_LOCAL_TESTING=true`) plain http and loopback hosts are
 /// accepted too. The same rules hold again at connect time, after DNS resolution.
-fn check_url(member: &'static str, s: &str) -> Result<String, EventError> {
-    check_url_with(
-        member,
-        s,
-        crate::attachments::guard::deployment_allows_local_testing(),
-    )
-}
-
-fn check_url_with(
-    member: &'static str,
-    s: &str,
-    local_testing: bool,
-) -> Result<String, EventError> {
+fn check_url(member: &'static str, s: &str, hosts: ApiHostRules) -> Result<String, EventError> {
     let url = url::Url::parse(s).map_err(|_| EventError::Url {
         member,
         reason: "does not parse",
@@ -199,7 +189,7 @@ fn check_url_with(
             reason: "scheme must be https (or http for local testing)",
         });
     }
-    if url.scheme() == "http" && !local_testing {
+    if url.scheme() == "http" && !hosts.local_testing {
         return Err(EventError::Url {
             member,
             reason: "scheme must be https (plain http only under EDS_LOCAL_TESTING)",
@@ -223,10 +213,7 @@ fn check_url_with(
             reason: "must not carry a query or fragment",
         });
     }
-    if crate::attachments::guard::ApiHostRules::new(local_testing)
-        .check_url(&url)
-        .is_err()
-    {
+    if hosts.check_url(&url).is_err() {
         return Err(EventError::Url {
             member,
             reason: "host must be public (no loopback, private, link-local, CGNAT, metadata or unspecified address, no localhost)",
@@ -250,6 +237,7 @@ fn check_host(h: &str) -> bool {
 pub fn parse_event(
     event: &EventBridgeEvent<Value>,
     secret_prefix: &str,
+    hosts: ApiHostRules,
 ) -> Result<SettingsEvent, EventError> {
     if event.source != SOURCE {
         return Err(EventError::Source(event.source.chars().take(64).collect()));
@@ -259,11 +247,11 @@ pub fn parse_event(
             let d: EnabledDetail = detail(ENABLED, &event.detail)?;
             let tenant_id = tenant(d.tenant_id)?;
             let ats = AtsSettings::from_event(&d.ats_kind, d.api_version.as_deref())?;
-            let api_base_url = check_url("api_base_url", &d.api_base_url)?;
+            let api_base_url = check_url("api_base_url", &d.api_base_url, hosts)?;
             let auth_url = d
                 .auth_url
                 .as_deref()
-                .map(|u| check_url("auth_url", u))
+                .map(|u| check_url("auth_url", u, hosts))
                 .transpose()?;
             let expected = format!("{secret_prefix}{tenant_id}");
             if d.secret_name != expected {
@@ -346,24 +334,34 @@ pub struct Settings<C: CredentialCheck> {
     registry: Arc<dyn Registry>,
     check: C,
     secret_prefix: String,
+    hosts: ApiHostRules,
 }
 
 impl<C: CredentialCheck> Settings<C> {
-    pub fn new(registry: Arc<dyn Registry>, check: C, secret_prefix: impl Into<String>) -> Self {
+    /// `hosts`: the bar the event's URLs must meet (the deployment's local-testing
+    /// switch decides whether plain http and loopback pass).
+    pub fn new(
+        registry: Arc<dyn Registry>,
+        check: C,
+        secret_prefix: impl Into<String>,
+        hosts: ApiHostRules,
+    ) -> Self {
         Self {
             registry,
             check,
             secret_prefix: secret_prefix.into(),
+            hosts,
         }
     }
 
     /// Handles one event: validates it fully, then applies it.
     pub async fn handle(
         &self,
-        event: &EventBridgeEvent<Value>,
-        now: DateTime<Utc>,
+        event: EventBridgeEvent<Value>,
+        invocation: Invocation,
     ) -> Result<SettingsOutcome, SettingsError> {
-        let parsed = match parse_event(event, &self.secret_prefix) {
+        let (event, now) = (&event, invocation.now);
+        let parsed = match parse_event(event, &self.secret_prefix, self.hosts) {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(event_id = event.id.as_deref().unwrap_or(""), error = %e, "settings event rejected");
@@ -614,16 +612,20 @@ mod tests {
 
     #[test]
     fn a_complete_enable_event_parses() {
-        let SettingsEvent::Enabled(spec) =
-            parse_event(&event(ENABLED, enabled()), "eds/tenants/").unwrap()
-        else {
+        let SettingsEvent::Enabled(spec) = parse_event(
+            &event(ENABLED, enabled()),
+            "eds/tenants/",
+            ApiHostRules::default(),
+        )
+        .unwrap() else {
             panic!("not an enable")
         };
         assert_eq!(spec.tenant_id.as_str(), "acme");
         assert_eq!(spec.interval_secs, 600);
         let mut d = enabled();
         d.as_object_mut().unwrap().remove("interval_secs");
-        let SettingsEvent::Enabled(spec) = parse_event(&event(ENABLED, d), "eds/tenants/").unwrap()
+        let SettingsEvent::Enabled(spec) =
+            parse_event(&event(ENABLED, d), "eds/tenants/", ApiHostRules::default()).unwrap()
         else {
             panic!("not an enable")
         };
@@ -673,13 +675,15 @@ mod tests {
             ),
         ];
         for (ev, expected) in cases {
-            let err = parse_event(&ev, "eds/tenants/").unwrap_err().to_string();
+            let err = parse_event(&ev, "eds/tenants/", ApiHostRules::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(expected), "got {err:?}, expected {expected:?}");
         }
         let mut wrong_source = event(CREDENTIALS_UPDATED, json!({"tenant_id": "acme"}));
         wrong_source.source = "aws.events".into();
         assert_eq!(
-            parse_event(&wrong_source, "eds/tenants/"),
+            parse_event(&wrong_source, "eds/tenants/", ApiHostRules::default()),
             Err(EventError::Source("aws.events".into()))
         );
     }
@@ -692,7 +696,10 @@ mod tests {
                 "https://auth.greenhouse.io/token",
                 "https://8.8.8.8/v3",
             ] {
-                assert!(check_url_with(member, ok, false).is_ok(), "{ok}");
+                assert!(
+                    check_url(member, ok, ApiHostRules::new(false)).is_ok(),
+                    "{ok}"
+                );
             }
             for bad in [
                 "http://harvest.greenhouse.io",
@@ -710,21 +717,33 @@ mod tests {
                 "https://100.64.0.1/",
                 "https://0.0.0.0/",
             ] {
-                let err = check_url_with(member, bad, false).unwrap_err().to_string();
+                let err = check_url(member, bad, ApiHostRules::new(false))
+                    .unwrap_err()
+                    .to_string();
                 assert!(
                     err.starts_with(&format!("{member} is not a usable URL")),
                     "{err}"
                 );
             }
             // Local testing: the simulator on loopback over http, nothing else internal.
-            assert!(check_url_with(member, "http://127.0.0.1:8080", true).is_ok());
-            assert!(check_url_with(member, "http://localhost:8080/token", true).is_ok());
+            assert!(check_url(member, "http://127.0.0.1:8080", ApiHostRules::new(true)).is_ok());
+            assert!(
+                check_url(
+                    member,
+                    "http://localhost:8080/token",
+                    ApiHostRules::new(true)
+                )
+                .is_ok()
+            );
             for bad in [
                 "http://169.254.169.254/",
                 "http://10.0.0.1/",
                 "http://[fe80::1]/",
             ] {
-                assert!(check_url_with(member, bad, true).is_err(), "{bad}");
+                assert!(
+                    check_url(member, bad, ApiHostRules::new(true)).is_err(),
+                    "{bad}"
+                );
             }
         }
     }

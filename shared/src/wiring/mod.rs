@@ -4,11 +4,21 @@
 //!
 //! One file per handler, so that a function's code reaches only the adapters its handler
 //! is built from (the template test derives each function's IAM policy from what its
-//! code reaches, file by file).
+//! code reaches, file by file), and every one with the same shape:
+//! `wiring::<file>::<handler>(&SdkConfig, &Config) -> Result<Handler, BuildError>`. Each
+//! builds only the SDK clients its handler calls (D14: the others are not linked).
 
 pub mod delete;
 pub mod disable;
 pub mod puller;
+pub mod push;
+pub mod records_api;
+pub mod scheduler;
+pub mod settings;
+
+/// Why a handler could not be built at cold start (a missing or malformed variable, a
+/// credentials adapter that cannot start): the function fails its init, loudly.
+pub type BuildError = Box<dyn std::error::Error + Send + Sync>;
 
 use std::sync::Arc;
 

@@ -2,17 +2,30 @@
 
 use std::sync::Arc;
 
-use super::{blobs, registry, store};
-use crate::attachments::deployment_allows_local_testing;
+use super::{BuildError, blobs, registry, store};
 use crate::auth::AuthError;
 use crate::connector::providers::Providers;
 use crate::credentials::CredentialsConfig;
 use crate::lambda::{Aws, Config};
 use crate::pipeline::puller::{Puller, PullerSettings};
 
-/// The puller: the provider registry with the credentials adapter, continuing on the
-/// pull queue.
-pub fn puller(
+/// The puller as the function runs it: the credentials adapter configured from the
+/// environment, the default settings.
+pub fn puller(sdk: &aws_config::SdkConfig, config: &Config) -> Result<Puller, BuildError> {
+    let credentials = CredentialsConfig::from_env()?;
+    Ok(puller_with(
+        &Aws::from_sdk(sdk),
+        config,
+        credentials,
+        PullerSettings::default(),
+        false,
+    )?)
+}
+
+/// The puller with explicit credentials configuration and settings (`edsctl sync`, the
+/// tests): the provider registry with the credentials adapter, continuing on the pull
+/// queue.
+pub fn puller_with(
     aws: &Aws,
     config: &Config,
     credentials: CredentialsConfig,
@@ -25,7 +38,7 @@ pub fn puller(
         credentials,
         services,
         blobs: blobs.clone(),
-        allow_loopback_for_local_testing: deployment_allows_local_testing(),
+        allow_loopback_for_local_testing: config.local_testing,
         fast_retries,
     };
     Ok(Puller {

@@ -49,7 +49,7 @@ pub async fn rss_child(job_json: &str) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     let aws = Aws::from_env().await;
     let credentials = CredentialsConfig::from_env()?;
-    let puller = eds_shared::wiring::puller::puller(
+    let puller = eds_shared::wiring::puller::puller_with(
         &aws,
         &config,
         credentials,

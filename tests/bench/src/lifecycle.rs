@@ -244,7 +244,11 @@ pub async fn fanout(sizes: &[usize]) -> anyhow::Result<Vec<Figure>> {
         seed_tenants(&stack, &registry, n).await?;
         let seeded_in = seed.elapsed();
         counter.reset();
-        let scheduler = Scheduler::new(registry, aws.queue(&stack.config.pull_queue_url));
+        let scheduler = Scheduler::new(
+            registry,
+            aws.queue(&stack.config.pull_queue_url),
+            eds_shared::connector::catalog::plan,
+        );
         let done = Arc::new(AtomicBool::new(false));
         let consumers = spawn_consumers(stack.config.pull_queue_url.clone(), done.clone())?;
         let (t, cpu0) = (Instant::now(), thread_cpu());
@@ -434,7 +438,7 @@ pub async fn deletion(records: usize, versions: u64) -> anyhow::Result<Vec<Figur
 
     let counter = RequestCounter::default();
     let aws = counting_aws(&stack.aws.sdk, &counter);
-    let deleter = eds_shared::wiring::delete::deleter(&aws, &stack.config)
+    let deleter = eds_shared::wiring::delete::deleter_on(&aws, &stack.config)
         .with_options(LifecycleOptions::default());
     let event: EventBridgeEvent<Value> = serde_json::from_value(json!({
         "version": "0", "id": uuid::Uuid::new_v4().to_string(),

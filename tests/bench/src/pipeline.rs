@@ -211,8 +211,8 @@ pub async fn drive(stack: &Stack, puller: &Puller) -> anyhow::Result<Drive> {
         empty = 0;
         d.batches += 1;
         let (w, c) = (Instant::now(), thread_cpu());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
-        let (response, report) = puller.handle_batch(&event, deadline).await;
+        let invocation_budget = eds_shared::invocation::Invocation::after(Duration::from_secs(900));
+        let (response, report) = puller.handle(event.clone(), invocation_budget).await;
         d.wall += w.elapsed();
         d.cpu += thread_cpu().saturating_sub(c);
         if !response.batch_item_failures.is_empty() {

@@ -68,7 +68,11 @@ impl Stack {
     }
 
     pub fn scheduler(&self) -> Scheduler {
-        Scheduler::new(self.registry(), self.aws.queue(&self.config.pull_queue_url))
+        Scheduler::new(
+            self.registry(),
+            self.aws.queue(&self.config.pull_queue_url),
+            eds_shared::connector::catalog::plan,
+        )
     }
 
     /// The puller as deployed, with loopback attachment hosts allowed (the simulator's
@@ -186,8 +190,8 @@ impl Stack {
             }
             empty_polls = 0;
             batches += 1;
-            let deadline = tokio::time::Instant::now() + invocation;
-            let (response, report) = puller.handle_batch(&event, deadline).await;
+            let invocation_budget = eds_shared::invocation::Invocation::after(invocation);
+            let (response, report) = puller.handle(event.clone(), invocation_budget).await;
             delete_succeeded(
                 &self.aws.sqs,
                 &self.config.pull_queue_url,
@@ -210,5 +214,49 @@ impl Stack {
             .drain_pull_queue(puller, Duration::from_secs(300), 10_000)
             .await?;
         Ok(report)
+    }
+}
+
+/// A lifecycle handler driven as the Lambda runtime drives it: the invocation's JSON is
+/// decoded into the typed event (a payload that does not decode fails the invocation,
+/// like a handler error), the answer encoded back.
+#[allow(async_fn_in_trait)]
+pub trait Invoke {
+    async fn invoke(
+        &self,
+        event: serde_json::Value,
+        invocation: eds_shared::invocation::Invocation,
+    ) -> Result<serde_json::Value, String>;
+}
+
+macro_rules! invoke_lifecycle {
+    ($handler:ty) => {
+        impl Invoke for $handler {
+            async fn invoke(
+                &self,
+                event: serde_json::Value,
+                invocation: eds_shared::invocation::Invocation,
+            ) -> Result<serde_json::Value, String> {
+                let event = eds_shared::invocation::LifecycleEvent::from_value(event)?;
+                let answer = self
+                    .handle(event, invocation)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_value(answer).map_err(|e| e.to_string())
+            }
+        }
+    };
+}
+invoke_lifecycle!(eds_shared::pipeline::disable::Disabler);
+invoke_lifecycle!(eds_shared::pipeline::delete::Deleter);
+
+impl Stack {
+    /// The push queue (where the push handler hands failed messages back).
+    pub fn push_queue(&self) -> Arc<dyn eds_shared::queue::JobQueue> {
+        self.aws.queue(
+            self.local
+                .physical("PushQueue")
+                .expect("the template declares the push queue"),
+        )
     }
 }

@@ -9,14 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use eds_e2e::Invoke;
 use eds_e2e::Stack;
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::merge::ViewMode;
 use eds_shared::domain::model::{Fields, LayerKind, Observation, ObservationScope};
 use eds_shared::domain::version::{Cause, Change};
+use eds_shared::invocation::Invocation;
 use eds_shared::lambda::Config;
 use eds_shared::pipeline::delete::{DeleteOutcome, Deleter};
-use eds_shared::pipeline::disable::{Deadline, DisableOutcome, Disabler, LifecycleOptions, Via};
+use eds_shared::pipeline::disable::{DisableOutcome, Disabler, LifecycleOptions, Via};
 use eds_shared::store::dynamodb::DynamoStore;
 use eds_shared::store::{RecordRead, RecordSweep, RecordWrite, SHARDS};
 use eds_shared::tenants::{Erasure, Leases, RunLog, TenantLifecycle};
@@ -46,14 +48,14 @@ fn options() -> LifecycleOptions {
 }
 
 /// A generous deadline for runs that must complete in one invocation.
-fn long() -> Deadline {
-    Deadline::after(Duration::from_secs(120))
+fn long() -> Invocation {
+    Invocation::after(Duration::from_secs(120))
 }
 
 /// A deadline already past: the invocation does its one guaranteed unit of work (or,
 /// waiting, hands off at once). What it then does depends on no machine's speed.
-fn expired() -> Deadline {
-    Deadline::after(Duration::ZERO)
+fn expired() -> Invocation {
+    Invocation::after(Duration::ZERO)
 }
 
 /// Options with one record per page: each unit of work is as small as it gets.
@@ -93,11 +95,13 @@ impl Env {
     }
 
     fn disabler(&self) -> Disabler {
-        eds_shared::wiring::disable::disabler(&self.stack.aws, &self.config).with_options(options())
+        eds_shared::wiring::disable::disabler_on(&self.stack.aws, &self.config)
+            .with_options(options())
     }
 
     fn deleter(&self) -> Deleter {
-        eds_shared::wiring::delete::deleter(&self.stack.aws, &self.config).with_options(options())
+        eds_shared::wiring::delete::deleter_on(&self.stack.aws, &self.config)
+            .with_options(options())
     }
 
     fn config_for(&self, tenant: &TenantId, now: DateTime<Utc>) -> TenantConfig {
@@ -568,7 +572,7 @@ mod disable {
 
         let out = env
             .disabler()
-            .handle(disable_event(&a), long())
+            .invoke(disable_event(&a), long())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "completed", "{out}");
@@ -622,7 +626,7 @@ mod disable {
         let items_before = footprint(&env, &a, 8).await;
         let out = env
             .disabler()
-            .handle(disable_event(&a), long())
+            .invoke(disable_event(&a), long())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "completed");
@@ -666,7 +670,7 @@ mod disable {
 
         let out = env
             .disabler()
-            .handle(disable_event(&a), expired())
+            .invoke(disable_event(&a), expired())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
@@ -694,7 +698,7 @@ mod disable {
             serde_json::from_str(batch["Records"][0]["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["kind"], "disable");
         assert_eq!(body["epoch"], epoch + 1);
-        let response = env.disabler().handle(batch.clone(), long()).await.unwrap();
+        let response = env.disabler().invoke(batch.clone(), long()).await.unwrap();
         ack(&env, &env.config.disable_queue_url, &batch, &response).await;
         for i in 0..3 {
             let head = env
@@ -713,7 +717,7 @@ mod disable {
         let env = Env::new().await;
         let a = tid("dis-pages");
         seed(&env, &a, 4, 10).await;
-        let disabler = eds_shared::wiring::disable::disabler(&env.stack.aws, &env.config)
+        let disabler = eds_shared::wiring::disable::disabler_on(&env.stack.aws, &env.config)
             .with_options(tiny_pages());
         // Every invocation's deadline has passed: each sweeps its one guaranteed page (of
         // one record). At most one page per record plus each shard's last listing.
@@ -726,7 +730,7 @@ mod disable {
             None,
             |ev| {
                 let disabler = &disabler;
-                async move { disabler.handle(ev, expired()).await.unwrap() }
+                async move { disabler.invoke(ev, expired()).await.unwrap() }
             },
         )
         .await;
@@ -769,7 +773,7 @@ mod disable {
         let url = env.config.disable_queue_url.clone();
         let out = env
             .disabler()
-            .handle(disable_event(&a), expired())
+            .invoke(disable_event(&a), expired())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
@@ -787,7 +791,7 @@ mod disable {
             );
             let response = env
                 .disabler()
-                .handle(batch.clone(), expired())
+                .invoke(batch.clone(), expired())
                 .await
                 .unwrap();
             assert_eq!(handed_back(&response).len(), 1, "round {round}: {response}");
@@ -803,7 +807,7 @@ mod disable {
 
         env.registry.release_lease(&a, "puller-1").await.unwrap();
         let batch = receive(&env, &url).await;
-        let response = env.disabler().handle(batch.clone(), long()).await.unwrap();
+        let response = env.disabler().invoke(batch.clone(), long()).await.unwrap();
         ack(&env, &url, &batch, &response).await;
         for i in 0..3 {
             let head = env
@@ -850,7 +854,7 @@ mod disable {
             ),
         ];
         for e in bad {
-            let err = env.disabler().handle(e.clone(), long()).await;
+            let err = env.disabler().invoke(e.clone(), long()).await;
             assert!(err.is_err(), "{e}");
         }
         assert_eq!(env.registry.require(&a).await.unwrap(), before);
@@ -908,7 +912,7 @@ mod delete {
 
         let out = env
             .deleter()
-            .handle(delete_event(&a, "req-1"), long())
+            .invoke(delete_event(&a, "req-1"), long())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "completed", "{out}");
@@ -959,7 +963,7 @@ mod delete {
         // The same request again is fine and changes nothing.
         let out = env
             .deleter()
-            .handle(delete_event(&a, "req-1"), long())
+            .invoke(delete_event(&a, "req-1"), long())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "already_done");
@@ -1032,7 +1036,7 @@ mod delete {
         let short = expired;
         let out = env
             .deleter()
-            .handle(delete_event(&a, "req-w"), short())
+            .invoke(delete_event(&a, "req-w"), short())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
@@ -1071,7 +1075,7 @@ mod delete {
             serde_json::from_str(batch["Records"][0]["body"].as_str().unwrap()).unwrap();
         assert_eq!(body["kind"], "delete");
         assert_eq!(body["phase"], "wait_writers");
-        let response = env.deleter().handle(batch.clone(), short()).await.unwrap();
+        let response = env.deleter().invoke(batch.clone(), short()).await.unwrap();
         assert_eq!(
             handed_back(&response),
             vec![
@@ -1114,7 +1118,7 @@ mod delete {
             batch["Records"][0]["attributes"]["ApproximateReceiveCount"],
             "2"
         );
-        let response = env.deleter().handle(batch.clone(), long()).await.unwrap();
+        let response = env.deleter().invoke(batch.clone(), long()).await.unwrap();
         ack(&env, &env.config.delete_queue_url, &batch, &response).await;
         assert!(footprint(&env, &a, 4).await.is_empty());
         let receipt = env.registry.receipt(&a, "req-w").await.unwrap().unwrap();
@@ -1133,7 +1137,7 @@ mod delete {
         // One record per page and a deadline already past on every invocation: each
         // invocation does its one guaranteed unit, so the deletion is carried by a
         // chain of continuations whose length depends on the pages, not on the clock.
-        let deleter = eds_shared::wiring::delete::deleter(&env.stack.aws, &env.config)
+        let deleter = eds_shared::wiring::delete::deleter_on(&env.stack.aws, &env.config)
             .with_options(tiny_pages());
         let invocations = expired_chain(
             &env,
@@ -1143,7 +1147,7 @@ mod delete {
             None,
             |ev| {
                 let deleter = &deleter;
-                async move { deleter.handle(ev, expired()).await.unwrap() }
+                async move { deleter.invoke(ev, expired()).await.unwrap() }
             },
         )
         .await;
@@ -1169,7 +1173,7 @@ mod delete {
         seed(&env, &a, 6, 6).await;
         let before = footprint(&env, &a, 6).await;
         let bound = deletion_chain_bound(6, before.objects, before.tenant_items - 1, 1);
-        let deleter = eds_shared::wiring::delete::deleter(&env.stack.aws, &env.config)
+        let deleter = eds_shared::wiring::delete::deleter_on(&env.stack.aws, &env.config)
             .with_options(tiny_pages());
         // The second invocation's message is handled twice: the chain may fork in two,
         // each branch at most as long as the chain.
@@ -1181,7 +1185,7 @@ mod delete {
             Some(2),
             |ev| {
                 let deleter = &deleter;
-                async move { deleter.handle(ev, expired()).await.unwrap() }
+                async move { deleter.invoke(ev, expired()).await.unwrap() }
             },
         )
         .await;
@@ -1216,7 +1220,7 @@ mod delete {
         // back: it continues once.
         let out = env
             .deleter()
-            .handle(delete_event(&a, "req-s"), expired())
+            .invoke(delete_event(&a, "req-s"), expired())
             .await
             .unwrap();
         assert_eq!(out["outcome"], "continued", "{out}");
@@ -1235,7 +1239,7 @@ mod delete {
             );
             let response = env
                 .deleter()
-                .handle(batch.clone(), expired())
+                .invoke(batch.clone(), expired())
                 .await
                 .unwrap();
             assert_eq!(handed_back(&response).len(), 1, "round {round}: {response}");
@@ -1252,7 +1256,7 @@ mod delete {
         // The lease runs out (the puller released it): the same message completes.
         env.registry.release_lease(&a, "puller-1").await.unwrap();
         let batch = receive(&env, &url).await;
-        let response = env.deleter().handle(batch.clone(), long()).await.unwrap();
+        let response = env.deleter().invoke(batch.clone(), long()).await.unwrap();
         ack(&env, &url, &batch, &response).await;
         assert!(footprint(&env, &a, 2).await.is_empty());
         assert!(
@@ -1307,7 +1311,7 @@ mod delete {
         ];
         for e in bad {
             assert!(
-                env.deleter().handle(e.clone(), long()).await.is_err(),
+                env.deleter().invoke(e.clone(), long()).await.is_err(),
                 "{e}"
             );
         }
@@ -1493,7 +1497,7 @@ mod races {
             tokio::time::sleep(Duration::from_millis(rng.below(40))).await;
             let report = env
                 .disabler()
-                .disable(&tenant, &format!("seed-{seed}"), long())
+                .disable(&tenant, &format!("seed-{seed}"), long().deadline)
                 .await
                 .unwrap();
             assert_eq!(report.outcome, DisableOutcome::Completed, "seed {seed}");
@@ -1557,7 +1561,7 @@ mod races {
             };
             let report = env
                 .deleter()
-                .run(job, &format!("seed-{seed}"), Via::Event, long())
+                .run(job, &format!("seed-{seed}"), Via::Event, long().deadline)
                 .await
                 .unwrap();
             assert_eq!(report.outcome, DeleteOutcome::Completed, "seed {seed}");

@@ -111,6 +111,7 @@ mod scheduler {
         let scheduler = Scheduler::new(
             registry.clone(),
             stack.aws.queue(&stack.config.pull_queue_url),
+            eds_shared::connector::catalog::plan,
         );
         let report = scheduler.run(now + Duration::seconds(1)).await.unwrap();
         assert_eq!(report.claimed, 23);
@@ -647,13 +648,14 @@ mod lifecycle_of_pulls {
                 // unit of work (a 120-record page is ~240 writes) on a loaded 2-core CI
                 // machine: at 300 ms three invocations in a row made no progress there
                 // and the candidates stream failed (stop 29's fresh-clone run).
-                let deadline = || tokio::time::Instant::now() + StdDuration::from_millis(1500);
-                let (response, _) = puller.handle_batch(&event, deadline()).await;
+                let deadline =
+                    || eds_shared::invocation::Invocation::after(StdDuration::from_millis(1500));
+                let (response, _) = puller.handle(event.clone(), deadline()).await;
                 if duplicate {
                     // SQS redelivers the same message (e.g. the first invocation's
                     // delete was lost): the job runs again, and its continuation is
                     // sent again (deduplicated by id within five minutes).
-                    let (again, _) = puller.handle_batch(&event, deadline()).await;
+                    let (again, _) = puller.handle(event.clone(), deadline()).await;
                     assert!(
                         again.batch_item_failures.is_empty(),
                         "a redelivered job succeeds"
@@ -781,7 +783,7 @@ mod one_version_per_sync {
 
         // Two candidates with resumes were pushed before the pull was enabled.
         let pushed = &with_resume[..2];
-        let push = PushIngest::new(stack.registry(), store.clone());
+        let push = PushIngest::new(stack.registry(), store.clone(), stack.push_queue());
         let records: Vec<_> = pushed
             .iter()
             .map(|id| {

@@ -15,6 +15,7 @@ use eds_shared::auth::AuthError;
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::model::{LayerKind, Observation, ObservationScope};
 use eds_shared::domain::version::Change;
+use eds_shared::invocation::Invocation;
 use eds_shared::pipeline::push::{PushError, PushIngest};
 use eds_shared::pipeline::records_api::RecordsApi;
 use eds_shared::pipeline::settings::{CredentialCheck, Settings, SettingsError};
@@ -28,6 +29,8 @@ use eds_shared::tenants::{
 use serde_json::{Value, json};
 
 const PREFIX: &str = "eds/tenants/";
+/// Every handler here answers within a second; the budget only has to be generous.
+const BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 const SQS_FIXTURE: &str = include_str!("../../events/sqs-receive-message.json");
 const EVENTBRIDGE_FIXTURE: &str = include_str!("../../events/eventbridge-scheduled-event.json");
 const URL_FIXTURE: &str = include_str!("../../events/http-api-proxy.json");
@@ -153,8 +156,13 @@ async fn env() -> Env {
     ));
     let check = FakeCheck::new();
     Env {
-        push: PushIngest::new(registry.clone(), store.clone()),
-        settings: Settings::new(registry.clone(), check.clone(), PREFIX),
+        push: PushIngest::new(registry.clone(), store.clone(), stack.push_queue()),
+        settings: Settings::new(
+            registry.clone(),
+            check.clone(),
+            PREFIX,
+            eds_shared::hosts::ApiHostRules::default(),
+        ),
         api: RecordsApi::new(registry.clone(), store.clone(), store.clone()),
         check,
         registry,
@@ -166,11 +174,17 @@ async fn env() -> Env {
 impl Env {
     async fn enable(&self, tenant: &str) {
         let ev = eb_event("eds.settings", "tenant.enabled", enabled_detail(tenant));
-        self.settings.handle(&ev, Utc::now()).await.unwrap();
+        self.settings
+            .handle(ev, Invocation::after(BUDGET))
+            .await
+            .unwrap();
     }
 
     async fn get(&self, path: &str, query: &str) -> (i64, Value) {
-        let resp = self.api.handle(&url_request("GET", path, query)).await;
+        let resp = self
+            .api
+            .handle(url_request("GET", path, query), Invocation::after(BUDGET))
+            .await;
         let body: Value = serde_json::from_str(resp.body.as_deref().unwrap_or("null")).unwrap();
         (resp.status_code, body)
     }
@@ -260,10 +274,7 @@ async fn pushed_records_read_back_through_the_api_with_push_provenance() {
     // Through the Lambda event shape: one SQS message, no batch item failure.
     let resp = e
         .push
-        .handle_event(
-            &sqs_event(&[body]),
-            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
-        )
+        .handle(sqs_event(&[body]), Invocation::after(BUDGET))
         .await;
     assert!(
         resp.batch_item_failures.is_empty(),
@@ -378,10 +389,7 @@ async fn an_invalid_record_is_quarantined_with_its_reason_and_the_rest_applied()
     .to_string();
     let resp = e
         .push
-        .handle_event(
-            &sqs_event(&[body]),
-            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
-        )
+        .handle(sqs_event(&[body]), Invocation::after(BUDGET))
         .await;
     assert!(resp.batch_item_failures.is_empty());
     let q = e
@@ -434,10 +442,7 @@ async fn a_record_the_json_parser_refuses_is_quarantined_alone_and_its_batch_app
     );
     let resp = e
         .push
-        .handle_event(
-            &sqs_event(&[body]),
-            &*e.stack.aws.queue(&e.stack.config.pull_queue_url),
-        )
+        .handle(sqs_event(&[body]), Invocation::after(BUDGET))
         .await;
     assert!(
         resp.batch_item_failures.is_empty(),
@@ -575,7 +580,7 @@ async fn push_to_a_deleting_tenant_writes_nothing_and_unknown_tenants_are_poison
     let event = sqs_event(std::slice::from_ref(&body));
     let resp = e
         .push
-        .handle_event(&event, &*e.stack.aws.queue(&e.stack.config.pull_queue_url))
+        .handle(event.clone(), Invocation::after(BUDGET))
         .await;
     assert_eq!(resp.batch_item_failures.len(), 1);
     assert_eq!(
@@ -678,8 +683,8 @@ async fn settings_events_move_the_tenant_through_its_states() {
     let out = e
         .settings
         .handle(
-            &eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
-            now,
+            eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
+            Invocation::after(BUDGET).at(now),
         )
         .await
         .unwrap();
@@ -700,12 +705,12 @@ async fn settings_events_move_the_tenant_through_its_states() {
     // interval_changed: stored; the tenant is due now already, so that stays.
     e.settings
         .handle(
-            &eb_event(
+            eb_event(
                 "eds.settings",
                 "tenant.interval_changed",
                 json!({"tenant_id": t, "interval_secs": 120}),
             ),
-            now,
+            Invocation::after(BUDGET).at(now),
         )
         .await
         .unwrap();
@@ -726,12 +731,12 @@ async fn settings_events_move_the_tenant_through_its_states() {
         .unwrap();
     e.settings
         .handle(
-            &eb_event(
+            eb_event(
                 "eds.settings",
                 "tenant.interval_changed",
                 json!({"tenant_id": t, "interval_secs": 300}),
             ),
-            now,
+            Invocation::after(BUDGET).at(now),
         )
         .await
         .unwrap();
@@ -759,7 +764,11 @@ async fn settings_events_move_the_tenant_through_its_states() {
         json!({"tenant_id": t}),
     );
     let later = now + Duration::seconds(10);
-    let out = e.settings.handle(&creds, later).await.unwrap();
+    let out = e
+        .settings
+        .handle(creds.clone(), Invocation::after(BUDGET).at(later))
+        .await
+        .unwrap();
     assert_eq!((out.state, out.epoch), (TenantState::Enabled, first));
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.state, TenantState::Enabled);
@@ -771,14 +780,20 @@ async fn settings_events_move_the_tenant_through_its_states() {
     e.check.set(CheckMode::Transient);
     let before = e.registry.require(&tid).await.unwrap();
     assert!(matches!(
-        e.settings.handle(&creds, later).await,
+        e.settings
+            .handle(creds.clone(), Invocation::after(BUDGET).at(later))
+            .await,
         Err(SettingsError::CheckUnavailable(_))
     ));
     assert_eq!(e.registry.require(&tid).await.unwrap(), before);
 
     // A definitive failure leaves the tenant needs_reauth with the reason, unscheduled.
     e.check.set(CheckMode::InvalidGrant);
-    let out = e.settings.handle(&creds, later).await.unwrap();
+    let out = e
+        .settings
+        .handle(creds.clone(), Invocation::after(BUDGET).at(later))
+        .await
+        .unwrap();
     assert_eq!(out.state, TenantState::NeedsReauth);
     let rec = e.registry.require(&tid).await.unwrap();
     assert_eq!(rec.config.state, TenantState::NeedsReauth);
@@ -801,8 +816,8 @@ async fn settings_events_move_the_tenant_through_its_states() {
     let out = e
         .settings
         .handle(
-            &eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
-            later,
+            eb_event("eds.settings", "tenant.enabled", enabled_detail(&t)),
+            Invocation::after(BUDGET).at(later),
         )
         .await
         .unwrap();
@@ -835,7 +850,9 @@ async fn settings_events_move_the_tenant_through_its_states() {
         creds.clone(),
     ] {
         assert!(matches!(
-            e.settings.handle(&ev, later).await,
+            e.settings
+                .handle(ev, Invocation::after(BUDGET).at(later))
+                .await,
             Err(SettingsError::Conflict { .. }) | Err(SettingsError::Registry(_))
         ));
     }
@@ -953,7 +970,11 @@ async fn bad_pushes_and_events_are_rejected_with_a_precise_error_and_write_nothi
                 );
             }
             Bad::Event(ev) => {
-                let err = e.settings.handle(&ev, Utc::now()).await.unwrap_err();
+                let err = e
+                    .settings
+                    .handle(ev, Invocation::after(BUDGET))
+                    .await
+                    .unwrap_err();
                 assert!(
                     err.to_string().contains(expected),
                     "case {i}: got {err}, expected {expected:?}"
@@ -1046,11 +1067,10 @@ async fn the_api_answers_a_bare_404_for_other_tenants_records_and_invalid_ids() 
     assert_eq!(status, 400);
     let resp = e
         .api
-        .handle(&url_request(
-            "DELETE",
-            &format!("/tenants/{a}/records/candidate/1"),
-            "",
-        ))
+        .handle(
+            url_request("DELETE", &format!("/tenants/{a}/records/candidate/1"), ""),
+            Invocation::after(BUDGET),
+        )
         .await;
     assert_eq!(resp.status_code, 405);
 }

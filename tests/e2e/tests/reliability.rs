@@ -311,8 +311,13 @@ mod common {
             }
             empty = 0;
             d.invocations += 1;
-            let deadline = tokio::time::Instant::now() + budget;
-            match crash::run(plan.clone(), puller.handle_batch(&event, deadline)).await {
+            let invocation_budget = eds_shared::invocation::Invocation::after(budget);
+            match crash::run(
+                plan.clone(),
+                puller.handle(event.clone(), invocation_budget),
+            )
+            .await
+            {
                 Ok((response, report)) => {
                     d.versions_written += report.versions_written;
                     if !response.batch_item_failures.is_empty() {
@@ -489,11 +494,13 @@ mod crashes {
     use std::time::Duration;
 
     use chrono::Utc;
+    use eds_e2e::Invoke;
     use eds_e2e::Stack;
     use eds_shared::crash::Plan;
     use eds_shared::domain::ids::TenantId;
     use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey};
     use eds_shared::domain::merge::ViewMode;
+    use eds_shared::invocation::Invocation;
     use eds_shared::pipeline::delete::Deleter;
     use eds_shared::pipeline::disable::{Deadline, DisableOutcome, LifecycleOptions};
     use eds_shared::pipeline::push::PushIngest;
@@ -575,7 +582,7 @@ mod crashes {
     }
 
     fn deleter(stack: &Stack) -> Deleter {
-        eds_shared::wiring::delete::deleter(&stack.aws, &stack.config).with_options(options())
+        eds_shared::wiring::delete::deleter_on(&stack.aws, &stack.config).with_options(options())
     }
 
     fn deletion_event(tenant: &TenantId, request_id: &str) -> Value {
@@ -595,9 +602,9 @@ mod crashes {
         for attempt in 0..20 {
             let run = eds_shared::crash::run(
                 plan.clone(),
-                deleter(stack).handle(
+                deleter(stack).invoke(
                     deletion_event(tenant, &request),
-                    Deadline::after(Duration::from_secs(120)),
+                    Invocation::after(Duration::from_secs(120)),
                 ),
             )
             .await;
@@ -740,7 +747,7 @@ mod crashes {
                 Some(p) => Plan::crash_at(p, 1),
                 None => Plan::record(),
             };
-            let disabler = eds_shared::wiring::disable::disabler(&stack.aws, &stack.config)
+            let disabler = eds_shared::wiring::disable::disabler_on(&stack.aws, &stack.config)
                 .with_options(options());
             let mut done = false;
             for _ in 0..5 {
@@ -842,7 +849,7 @@ mod crashes {
             })).collect::<Vec<_>>()})
             .to_string()
         };
-        let ingest = PushIngest::new(stack.registry(), stack.store());
+        let ingest = PushIngest::new(stack.registry(), stack.store(), stack.push_queue());
         let reference = tenant("pr");
         client_credentials_tenant(&stack, &sim, &reference).await;
         let rec = Plan::record();
@@ -1236,7 +1243,11 @@ mod races {
         let t = tenant("pp");
         client_credentials_tenant(&stack, &sim, &t).await;
         let store = stack.store();
-        let ingest = Arc::new(PushIngest::new(stack.registry(), stack.store()));
+        let ingest = Arc::new(PushIngest::new(
+            stack.registry(),
+            stack.store(),
+            stack.push_queue(),
+        ));
         let push_first = Arc::new(AtomicUsize::new(0));
         let names = ["Ada", "Grace", "Edsger"];
         let outcomes = futures::stream::iter(0..seeds())
@@ -1357,7 +1368,11 @@ mod races {
                 tenant: t,
                 epoch: cfg.epoch,
                 run_id,
-                steps: plan_run(&cfg, now),
+                steps: plan_run(
+                    &cfg,
+                    now,
+                    eds_shared::connector::catalog::plan(cfg.ats.kind()),
+                ),
                 resume: None,
                 continuation: 0,
                 stalled: 0,
@@ -1628,7 +1643,7 @@ mod isolation {
             .chain([json!({"entity": "candidate", "id": "1", "op": "upsert", "tenant": b.as_str(),
                            "updated_at": "2026-03-01T10:00:00.000Z", "fields": {"first_name": "Mallory"}})])
             .collect();
-        let ingest = PushIngest::new(stack.registry(), stack.store());
+        let ingest = PushIngest::new(stack.registry(), stack.store(), stack.push_queue());
         let _ = ingest
             .handle_body(
                 &json!({"tenant": a.as_str(), "records": records}).to_string(),
