@@ -2,9 +2,10 @@
 //!
 //! What a function needs is derived from the source, not from a list kept by hand:
 //! starting at `functions/<name>/src/main.rs`, the test follows `use` paths into
-//! `shared/src` and `shared/core/src` (file level; `eds-shared` re-exports the core
-//! crate's modules at the same paths, so the two are one module tree here) and then function calls by name (fn level, test code cut
-//! out), and collects the environment variables read (`env::var("X")`, `var("X")` in
+//! `shared/src`, `shared/core/src` and `shared/app/src` (file level; `eds-shared`
+//! re-exports the core crate's modules at the same paths and the application crate as
+//! `pipeline`, so the three are one module tree here) and then function calls by name
+//! (fn level, test code cut out), and collects the environment variables read (`env::var("X")`, `var("X")` in
 //! `Config::from_lookup`, `lambda::ENV_VARS`) and the AWS SDK operations called
 //! (`.put_item()`, `.send_message_batch()`, ...). Name-based call resolution
 //! over-approximates (two types' `handle` methods look alike), so a function's policy may
@@ -465,20 +466,42 @@ fn declared_env_vars(root: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// The library source roots: `eds-shared`, then the core crate it re-exports.
-const LIBRARY_ROOTS: [&str; 2] = ["shared/src", "shared/core/src"];
+/// The library source roots and where each sits in the one module tree the analysis
+/// walks: `eds-shared`, the core crate it re-exports at its root, and the application
+/// crate it re-exports as `pipeline`.
+const LIBRARY_ROOTS: [(&str, &[&str]); 3] = [
+    ("shared/src", &[]),
+    ("shared/core/src", &[]),
+    ("shared/app/src", &["pipeline"]),
+];
+
+fn roots(root: &Path) -> impl Iterator<Item = (PathBuf, &'static [&'static str])> + '_ {
+    LIBRARY_ROOTS
+        .iter()
+        .map(move |(dir, at)| (root.join(dir), *at))
+}
 
 /// The module file for a path of module names in the library (longest existing prefix;
 /// at each length the core crate first when `core_first`: a path written in the core
 /// crate, or through `eds_core`).
 fn module_file(root: &Path, segments: &[String], core_first: bool) -> Option<PathBuf> {
-    let mut bases: Vec<PathBuf> = LIBRARY_ROOTS.iter().map(|r| root.join(r)).collect();
+    let mut bases: Vec<(PathBuf, &[&str])> = roots(root).collect();
     if core_first {
-        bases.reverse();
+        bases.swap(0, 1);
     }
     for n in (1..=segments.len()).rev() {
-        let dir: PathBuf = segments[..n].iter().collect();
-        for base in &bases {
+        for (base, at) in &bases {
+            if n < at.len() || segments[..at.len()] != at[..] {
+                continue;
+            }
+            let dir: PathBuf = segments[at.len()..n].iter().collect();
+            if dir.as_os_str().is_empty() {
+                let lib = base.join("lib.rs");
+                if lib.is_file() {
+                    return Some(lib);
+                }
+                continue;
+            }
             let as_file = base.join(&dir).with_extension("rs");
             if as_file.is_file() {
                 return Some(as_file);
@@ -496,7 +519,7 @@ fn module_file(root: &Path, segments: &[String], core_first: bool) -> Option<Pat
 }
 
 fn in_library(root: &Path, file: &Path) -> bool {
-    LIBRARY_ROOTS.iter().any(|r| file.starts_with(root.join(r)))
+    roots(root).any(|(r, _)| file.starts_with(r))
 }
 
 fn in_core(root: &Path, file: &Path) -> bool {
@@ -505,14 +528,18 @@ fn in_core(root: &Path, file: &Path) -> bool {
 
 /// The module path (in the library) of a file.
 fn module_of(root: &Path, file: &Path) -> Vec<String> {
-    let rel = LIBRARY_ROOTS
-        .iter()
-        .find_map(|r| file.strip_prefix(root.join(r)).ok())
-        .unwrap_or(file);
-    let mut segs: Vec<String> = rel
-        .iter()
-        .map(|s| s.to_string_lossy().trim_end_matches(".rs").to_string())
-        .collect();
+    let (at, rel) = roots(root)
+        .find_map(|(r, at)| {
+            file.strip_prefix(&r)
+                .ok()
+                .map(|rel| (at, rel.to_path_buf()))
+        })
+        .unwrap_or((&[], file.to_path_buf()));
+    let mut segs: Vec<String> = at.iter().map(|s| s.to_string()).collect();
+    segs.extend(
+        rel.iter()
+            .map(|s| s.to_string_lossy().trim_end_matches(".rs").to_string()),
+    );
     if segs.last().is_some_and(|s| s == "mod" || s == "lib") {
         segs.pop();
     }
@@ -591,7 +618,10 @@ fn reachable_files(root: &Path, start: &[PathBuf]) -> Vec<PathBuf> {
                 "eds_shared" => false,
                 _ => here_core,
             };
+            let here_app = file.starts_with(root.join("shared/app/src"));
             let base: Option<Vec<String>> = match w {
+                "crate" if here_app => Some(vec!["pipeline".to_string()]),
+                "eds_app" => Some(vec!["pipeline".to_string()]),
                 "eds_shared" | "crate" | "eds_core" => Some(vec![]),
                 "super" => {
                     let mut h = here.clone();

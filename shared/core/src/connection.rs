@@ -1,7 +1,7 @@
 //! A tenant's ATS connection, as the puller sees it: the connector, the access-token
 //! source and the attachment source, built by a [`ConnectorFactory`] (in production the
 //! provider registry, `eds_shared::connector::providers::Providers`). Re-exported as
-//! `eds_shared::pipeline::connect`.
+//! `eds_shared::connection`.
 
 use std::sync::Arc;
 

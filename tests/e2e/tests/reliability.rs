@@ -17,6 +17,7 @@ mod common {
     use chrono::Utc;
     use eds_e2e::Stack;
     use eds_local::queue::{delete_succeeded, receive_event};
+    use eds_shared::connection::{ConnectError, Connection, ConnectorFactory};
     use eds_shared::connector::greenhouse::{GreenhouseConfig, GreenhouseV3};
     use eds_shared::connector::{
         AtsConnector, ConnectorError, Cursor, IdPage, Page, RateLimiter, RequestStats, Window,
@@ -24,7 +25,6 @@ mod common {
     use eds_shared::crash::{self, Crashed, Plan};
     use eds_shared::credentials::{TokenCache, TokenEndpoint, TokenEndpointConfig, TokenGrant};
     use eds_shared::domain::ids::TenantId;
-    use eds_shared::pipeline::connect::{ConnectError, Connection, ConnectorFactory};
     use eds_shared::pipeline::puller::{Puller, PullerSettings};
     use eds_shared::tenants::{StreamName, TenantConfig};
     use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, SimHandle, Simulator};

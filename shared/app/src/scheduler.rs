@@ -11,11 +11,11 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::connector::{Catalog, StreamPlan};
-use crate::invocation::Invocation;
-use crate::jobs::{PullJob, Step};
-use crate::queue::{FifoMessage, JobQueue, SendError};
-use crate::tenants::{
+use eds_core::connector::{Catalog, StreamPlan};
+use eds_core::invocation::Invocation;
+use eds_core::jobs::{PullJob, Step};
+use eds_core::queue::{FifoMessage, JobQueue, SendError};
+use eds_core::tenants::{
     Claim, DUE_SHARDS, Registry, RegistryError, TOKEN_REFRESH_EVERY_SECS, TenantConfig,
     reconcile_due, token_refresh_due,
 };
@@ -170,8 +170,8 @@ impl Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ids::TenantId;
-    use crate::tenants::{AtsSettings, GreenhouseSettings, StreamName, TenantState};
+    use eds_core::domain::ids::TenantId;
+    use eds_core::tenants::{AtsSettings, GreenhouseSettings, StreamName, TenantState};
 
     /// A plan of four streams, three of them reconciled.
     const PLAN: StreamPlan = StreamPlan {

@@ -25,11 +25,11 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::AuthError;
-use crate::domain::ids::{IdError, TenantId};
-use crate::hosts::ApiHostRules;
-use crate::invocation::Invocation;
-use crate::tenants::{
+use eds_core::auth::AuthError;
+use eds_core::domain::ids::{IdError, TenantId};
+use eds_core::hosts::ApiHostRules;
+use eds_core::invocation::Invocation;
+use eds_core::tenants::{
     AtsSettings, AtsSettingsError, ConfigUpdate, DEFAULT_INTERVAL_SECS,
     DEFAULT_RECONCILE_EVERY_SECS, Edit, Registry, RegistryError, TenantConfig, TenantState,
     first_epoch,
@@ -300,7 +300,7 @@ pub fn parse_event(
 }
 
 /// The credential check is a core port (`eds_core::auth`).
-pub use crate::auth::CredentialCheck;
+pub use eds_core::auth::CredentialCheck;
 
 /// What a settings event did.
 #[derive(Debug, Clone, PartialEq, Serialize)]

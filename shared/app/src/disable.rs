@@ -40,13 +40,13 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::domain::ids::{AtsId, EntityKind, TenantId};
-use crate::domain::merge::ViewMode;
-pub use crate::invocation::{Deadline, Invocation, LifecycleEvent, LifecycleResponse};
-use crate::jobs::{LifecycleJob, parse_job};
-use crate::queue::{FifoMessage, JobError, JobQueue, SendError, fifo_batch};
-use crate::store::{RecordOutcome, RecordStore, SHARDS, StoreError};
-use crate::tenants::{Registry, RegistryError, SyncStatus, TenantState};
+use eds_core::domain::ids::{AtsId, EntityKind, TenantId};
+use eds_core::domain::merge::ViewMode;
+pub use eds_core::invocation::{Deadline, Invocation, LifecycleEvent, LifecycleResponse};
+use eds_core::jobs::{LifecycleJob, parse_job};
+use eds_core::queue::{FifoMessage, JobError, JobQueue, SendError, fifo_batch};
+use eds_core::store::{RecordOutcome, RecordStore, SHARDS, StoreError};
+use eds_core::tenants::{Registry, RegistryError, SyncStatus, TenantState};
 
 /// `source` of every settings event.
 pub const SETTINGS_SOURCE: &str = "eds.settings";
@@ -642,7 +642,7 @@ impl Disabler {
                 .store
                 .set_mode_page(tenant, &todo, ViewMode::PushOnly, Utc::now())
                 .await?;
-            crate::crash::point("disable.after_sweep_page");
+            eds_core::crash::point("disable.after_sweep_page");
             changed += out.created + out.updated;
             versions += out.versions_written;
             let mut retry = Vec::new();

@@ -45,13 +45,13 @@ use super::disable::{
     Budget, Deadline, Invocation, LifecycleEvent, LifecycleOptions, LifecycleResponse, Via,
     event_source_id, parse_settings_detail, send_continuation, wait_visibility,
 };
-use crate::domain::ids::{RecordKey, TenantId};
-use crate::jobs::{DeletePhase, LifecycleJob, parse_job};
-use crate::queue::{JobError, JobQueue, SendError, fifo_batch};
-use crate::store::{RecordSweep, SHARDS, StoreError};
-use crate::tenants::{DeletionReceipt, Registry, RegistryError, TenantState};
 use eds_core::attachments::{BlobError, BlobStore, DELETE_BLOBS_MAX};
+use eds_core::domain::ids::{RecordKey, TenantId};
+use eds_core::jobs::{DeletePhase, LifecycleJob, parse_job};
+use eds_core::queue::{JobError, JobQueue, SendError, fifo_batch};
 use eds_core::secrets::{SecretName, SecretStore, SecretStoreError};
+use eds_core::store::{RecordSweep, SHARDS, StoreError};
+use eds_core::tenants::{DeletionReceipt, Registry, RegistryError, TenantState};
 
 /// `detail-type` of a deletion request.
 pub const DELETION_REQUESTED: &str = "tenant.deletion_requested";
@@ -404,7 +404,7 @@ impl Deleter {
             .await?;
         self.registry.clear_run(tenant).await?;
         tracing::info!(epoch, "tenant fenced for deletion");
-        crate::crash::point("delete.after_fence");
+        eds_core::crash::point("delete.after_fence");
         Ok(true)
     }
 
@@ -487,7 +487,7 @@ impl Deleter {
                         bump(&mut report.counts, "record_versions", items as u64 - 1);
                     }
                 }
-                crate::crash::point("delete.after_records_page");
+                eds_core::crash::point("delete.after_records_page");
                 let next = page.next;
                 if next.is_none() {
                     report.shard += 1;
@@ -525,7 +525,7 @@ impl Deleter {
             }
             self.blobs.delete_blobs(&keys).await?;
             bump(&mut report.counts, "s3_objects", keys.len() as u64);
-            crate::crash::point("delete.after_s3_delete");
+            eds_core::crash::point("delete.after_s3_delete");
             budget.unit_done();
         }
     }
@@ -551,7 +551,7 @@ impl Deleter {
             for (kind, n) in deleted {
                 bump(&mut report.counts, registry_kind(&kind), n);
             }
-            crate::crash::point("delete.after_registry_page");
+            eds_core::crash::point("delete.after_registry_page");
             budget.unit_done();
         }
         if self
@@ -561,7 +561,7 @@ impl Deleter {
         {
             bump(&mut report.counts, "secrets", 1);
         }
-        crate::crash::point("delete.after_registry");
+        eds_core::crash::point("delete.after_registry");
         budget.unit_done();
         Ok(true)
     }
@@ -634,9 +634,9 @@ impl Deleter {
             counts: report.counts.clone(),
             verified_empty: true,
         };
-        crate::crash::point("delete.before_receipt");
+        eds_core::crash::point("delete.before_receipt");
         self.registry.put_receipt(&receipt).await?;
-        crate::crash::point("delete.after_receipt");
+        eds_core::crash::point("delete.after_receipt");
         self.drop_config(&tenant).await?;
         tracing::info!(counts = ?receipt.counts, "deletion complete; receipt written");
         report.outcome = DeleteOutcome::Completed;
@@ -693,7 +693,7 @@ fn registry_kind(kind: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pipeline::disable::SETTINGS_SOURCE;
+    use crate::disable::SETTINGS_SOURCE;
 
     fn event(detail_type: &str, detail: Value) -> EventBridgeEvent<Value> {
         serde_json::from_value(serde_json::json!({

@@ -31,13 +31,15 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
-use crate::domain::merge::{View, ViewMode};
-use crate::domain::model::Layer;
-use crate::domain::version::{Cause, Version};
-use crate::invocation::Invocation;
-use crate::store::{RecordRead, RecordSweep, SHARDS, StoreError, gsi1sk, parse_gsi1sk};
-use crate::tenants::{QuarantineEntry, Registry, RegistryError, StreamState, SyncRun, TenantState};
+use eds_core::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_core::domain::merge::{View, ViewMode};
+use eds_core::domain::model::Layer;
+use eds_core::domain::version::{Cause, Version};
+use eds_core::invocation::Invocation;
+use eds_core::store::{RecordRead, RecordSweep, SHARDS, StoreError, gsi1sk, parse_gsi1sk};
+use eds_core::tenants::{
+    QuarantineEntry, Registry, RegistryError, StreamState, SyncRun, TenantState,
+};
 
 /// Default and maximum page size of `/changes`.
 pub const DEFAULT_LIMIT: usize = 100;

@@ -19,19 +19,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::connect::{Connection, ConnectorFactory};
-use crate::attachments::BlobStore;
-use crate::connector::{
+use eds_core::attachments::BlobStore;
+use eds_core::connection::{Connection, ConnectorFactory};
+use eds_core::connector::{
     ConnectorError, Cursor, Presence, RequestStats, Window, WindowPolicy, canonical_timestamp,
 };
-use crate::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
-use crate::domain::merge::ViewMode;
-use crate::domain::model::{LayerKind, MAX_PULLED_FUTURE_SKEW, Observation, ObservationScope};
-use crate::domain::version::Change;
-use crate::jobs::{PullJob, Resume, Step, parse_job};
-use crate::queue::{FifoMessage, JobError, JobQueue};
-use crate::store::{PageOutcome, RecordOutcome, RecordStore, SHARDS, StoreError};
-use crate::tenants::{
+use eds_core::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_core::domain::merge::ViewMode;
+use eds_core::domain::model::{LayerKind, MAX_PULLED_FUTURE_SKEW, Observation, ObservationScope};
+use eds_core::domain::version::Change;
+use eds_core::jobs::{PullJob, Resume, Step, parse_job};
+use eds_core::queue::{FifoMessage, JobError, JobQueue};
+use eds_core::store::{PageOutcome, RecordOutcome, RecordStore, SHARDS, StoreError};
+use eds_core::tenants::{
     Checkpoint, LeaseOutcome, QuarantineEntry, QuarantinedInRun, Registry, RegistryError,
     RunCounts, StreamName, StreamState, SyncRun, SyncStatus, TenantConfig, TenantState,
 };
@@ -229,7 +229,7 @@ fn stalled_reason() -> String {
 /// The per-stream run metrics (EMF): quarantined records and attachments, by stream
 /// and outcome; an alarm on `AttachmentsQuarantined` reports degraded runs.
 fn emit_stream_metrics(stream: StreamName, outcome: &str, q: &QuarantinedInRun) {
-    use crate::metrics::{Metric, emit, function_name};
+    use eds_core::metrics::{Metric, emit, function_name};
     let function = function_name("puller");
     emit(
         &[
@@ -339,7 +339,7 @@ impl Puller {
             }
         }
         // Boxed: the step futures are deep, and callers' futures stay small.
-        crate::crash::point("puller.after_lease_acquired");
+        eds_core::crash::point("puller.after_lease_acquired");
         let result = Box::pin(self.run_steps(job, owner.clone(), cfg, deadline)).await;
         if let Err(e) = self.registry.release_lease(tenant, &owner).await {
             tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -435,7 +435,7 @@ impl Puller {
             .finish_stream(&job.tenant, &job.run_id, "run")
             .await
             .map_err(registry_err)?;
-        crate::crash::point("puller.after_run_finished");
+        eds_core::crash::point("puller.after_run_finished");
         Ok((JobOutcome::Done, run.report))
     }
 
@@ -445,7 +445,7 @@ impl Puller {
             group_id: next.tenant.to_string(),
             dedup_id: next.dedup_id(),
         };
-        crate::crash::point("puller.before_continuation_send");
+        eds_core::crash::point("puller.before_continuation_send");
         self.queue
             .enqueue(&[msg])
             .await
@@ -453,7 +453,7 @@ impl Puller {
                 reason: e.to_string(),
                 after: Duration::from_secs(10),
             })?;
-        crate::crash::point("puller.after_continuation_send");
+        eds_core::crash::point("puller.after_continuation_send");
         Ok(())
     }
 
@@ -688,7 +688,7 @@ impl Puller {
             .put_stream(&tenant, &st)
             .await
             .map_err(registry_err)?;
-        crate::crash::point("puller.after_stream_started");
+        eds_core::crash::point("puller.after_stream_started");
 
         let mut counts = RunCounts::default();
         let mut restarts = 0;
@@ -887,7 +887,7 @@ impl Puller {
                     reason: e.to_string(),
                     after: self.settings.retry_after,
                 })?;
-            crate::crash::point("puller.after_apply_page");
+            eds_core::crash::point("puller.after_apply_page");
             add_outcome(&mut counts, &outcome);
             run.report.versions_written += outcome.versions_written as u64;
             for r in &outcome.records {
@@ -940,10 +940,10 @@ impl Puller {
                     .put_stream(&tenant, &st)
                     .await
                     .map_err(registry_err)?;
-                crate::crash::point("puller.after_watermark");
+                eds_core::crash::point("puller.after_watermark");
                 self.record_run(run, stream, "pull", started_at, outcome, &counts)
                     .await?;
-                crate::crash::point("puller.after_stream_run_recorded");
+                eds_core::crash::point("puller.after_stream_run_recorded");
                 emit_stream_metrics(stream, outcome, &st.run_quarantined);
                 run.report.counts.add(&counts);
                 return Ok(StepEnd::Done);
@@ -958,7 +958,7 @@ impl Puller {
                 .put_stream(&tenant, &st)
                 .await
                 .map_err(registry_err)?;
-            crate::crash::point("puller.after_checkpoint");
+            eds_core::crash::point("puller.after_checkpoint");
         }
     }
 
@@ -1228,7 +1228,7 @@ impl Puller {
         }
         self.record_run(run, stream, "reconcile", started_at, "done", &counts)
             .await?;
-        crate::crash::point("puller.after_reconcile_run_recorded");
+        eds_core::crash::point("puller.after_reconcile_run_recorded");
         run.report.counts.add(&counts);
         self.delete_seen(&key).await;
         Ok(StepEnd::Done)
@@ -1282,7 +1282,7 @@ impl Puller {
                 .apply_page(&run.job.tenant, changes, Utc::now())
                 .await
                 .map_err(|e| store_retry(e, self.settings.retry_after))?;
-            crate::crash::point("puller.after_tombstone_page");
+            eds_core::crash::point("puller.after_tombstone_page");
             counts.tombstoned += (outcome.updated + outcome.created) as u64;
             run.report.versions_written += outcome.versions_written as u64;
         }
@@ -1383,7 +1383,7 @@ impl Puller {
             return Ok(StepEnd::Continue(None));
         };
         self.put_seen(key, listing).await?;
-        crate::crash::point("puller.after_reconcile_state_put");
+        eds_core::crash::point("puller.after_reconcile_state_put");
         self.record_run(run, stream, "reconcile", started_at, "continued", counts)
             .await?;
         run.report.counts.add(counts);
@@ -1585,11 +1585,11 @@ impl Puller {
     pub async fn handle(
         &self,
         event: aws_lambda_events::event::sqs::SqsEvent,
-        invocation: crate::invocation::Invocation,
+        invocation: eds_core::invocation::Invocation,
     ) -> (aws_lambda_events::event::sqs::SqsBatchResponse, JobReport) {
         let deadline = invocation.deadline.instant();
         let report = std::sync::Mutex::new(JobReport::default());
-        let response = crate::queue::fifo_batch(&event, &*self.queue, |msg| {
+        let response = eds_core::queue::fifo_batch(&event, &*self.queue, |msg| {
             let body = msg.body.clone().unwrap_or_default();
             let report = &report;
             async move {

@@ -29,20 +29,20 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use crate::domain::ids::{AtsId, EntityKind, IdError, TenantId};
-use crate::domain::model::{ATTACHMENTS, Fields, LayerKind, Observation, ObservationScope};
-use crate::domain::version::Change;
-use crate::invocation::Invocation;
-use crate::queue::{JobError, JobQueue, independent_batch};
-use crate::store::{RecordOutcome, RecordWrite, StoreError};
-use crate::tenants::{QuarantineEntry, Registry, RegistryError};
+use eds_core::domain::ids::{AtsId, EntityKind, IdError, TenantId};
+use eds_core::domain::model::{ATTACHMENTS, Fields, LayerKind, Observation, ObservationScope};
+use eds_core::domain::version::Change;
+use eds_core::invocation::Invocation;
+use eds_core::queue::{JobError, JobQueue, independent_batch};
+use eds_core::store::{RecordOutcome, RecordWrite, StoreError};
+use eds_core::tenants::{QuarantineEntry, Registry, RegistryError};
 
 /// At most this many records per message.
 pub const MAX_RECORDS: usize = 100;
 /// SQS's own message size limit; a larger body cannot have come from the queue.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Serialized size bound of one record's `fields` (the store's layer bound).
-pub const MAX_RECORD_FIELDS_BYTES: usize = crate::domain::version::MAX_LAYER_BYTES;
+pub const MAX_RECORD_FIELDS_BYTES: usize = eds_core::domain::version::MAX_LAYER_BYTES;
 /// A pushed `updated_at` may be at most this far in the future: a far-future time would
 /// win every later merge (rule 3), so it is treated as a sender clock error.
 pub const MAX_FUTURE_SKEW_SECS: i64 = 24 * 3600;
@@ -805,7 +805,7 @@ impl PushIngest {
             // nothing (version::apply) and is counted as an unknown id.
             let deletes: std::collections::HashSet<(EntityKind, AtsId)> = changes
                 .iter()
-                .filter(|c| c.cause() == crate::domain::version::Cause::PushDeleted)
+                .filter(|c| c.cause() == eds_core::domain::version::Cause::PushDeleted)
                 .map(|c| (c.entity(), c.ats_id().clone()))
                 .collect();
             let lease_id = uuid::Uuid::new_v4().simple().to_string();
@@ -822,7 +822,7 @@ impl PushIngest {
                 return Ok(report);
             };
             let applied = self.store.apply_page(&tenant, changes, now).await;
-            crate::crash::point("push.after_apply");
+            eds_core::crash::point("push.after_apply");
             if let Err(e) = self.registry.release_push_lease(&tenant, &lease_id).await {
                 // Not fatal: the lease expires on its own.
                 tracing::warn!(error = %e, "could not release the push lease");
@@ -940,7 +940,7 @@ mod tests {
         assert_eq!(observation.scope, ObservationScope::Deleted);
         assert_eq!(
             to_change(&r).cause(),
-            crate::domain::version::Cause::PushDeleted
+            eds_core::domain::version::Cause::PushDeleted
         );
     }
 
