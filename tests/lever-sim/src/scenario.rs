@@ -1348,6 +1348,11 @@ mod tests {
                 .count()
                 == m.trap(Trap::NullUpdatedAt).len()
         );
+        // Only a full (unfiltered) read can backfill this one.
+        assert!(
+            m.defects_of(DefectKind::MissingEmails)
+                .any(|d| m.trap(Trap::NullUpdatedAt).contains(&d.id))
+        );
         for id in m.trap(Trap::ManyResumes) {
             assert!(t.resumes_of(id).count() > 100);
         }
