@@ -234,17 +234,13 @@ impl Deleter {
         event: LifecycleEvent,
         invocation: Invocation,
     ) -> Result<LifecycleResponse<DeleteReport>, DeleteError> {
-        // Boxed: the handler's future is deep (SDK calls inside a batch helper), and a
-        // boxed future keeps the functions' `main` within the compiler's limits.
         let deadline = invocation.deadline;
-        Ok(match event {
-            LifecycleEvent::Continuations(batch) => {
-                LifecycleResponse::Batch(Box::pin(self.on_sqs(&batch, deadline)).await)
-            }
-            LifecycleEvent::Request(request) => {
-                LifecycleResponse::Report(Box::pin(self.on_event(&request, deadline)).await?)
-            }
-        })
+        event
+            .route(
+                |request| async move { self.on_event(&request, deadline).await },
+                |batch| async move { self.on_sqs(&batch, deadline).await },
+            )
+            .await
     }
 
     /// A `tenant.deletion_requested` event.

@@ -6,6 +6,7 @@
 //! (`eds_shared::wiring::<function>`), then for each event calls
 //! `handler.handle(event, Invocation::new(context.deadline()))` with the typed event.
 
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
@@ -109,6 +110,27 @@ impl LifecycleEvent {
     }
 }
 
+impl LifecycleEvent {
+    /// Runs the handler's half for this event: `request` for the settings bus's request,
+    /// `batch` for continuations; the answer is the report or the batch response. Both
+    /// futures are boxed (they are deep: SDK calls inside a batch helper, and a boxed
+    /// future keeps the functions' `main` within the compiler's limits).
+    pub async fn route<R, E, FR, FB>(
+        self,
+        request: impl FnOnce(Box<EventBridgeEvent<Value>>) -> FR,
+        batch: impl FnOnce(SqsEvent) -> FB,
+    ) -> Result<LifecycleResponse<R>, E>
+    where
+        FR: Future<Output = Result<R, E>>,
+        FB: Future<Output = SqsBatchResponse>,
+    {
+        Ok(match self {
+            LifecycleEvent::Continuations(b) => LifecycleResponse::Batch(Box::pin(batch(b)).await),
+            LifecycleEvent::Request(r) => LifecycleResponse::Report(Box::pin(request(r)).await?),
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for LifecycleEvent {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
@@ -178,5 +200,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("EventBridge event"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn route_runs_the_half_the_event_is_for() {
+        let batch = LifecycleEvent::from_value(json!({"Records": []})).unwrap();
+        let answer: LifecycleResponse<&str> = batch
+            .route(
+                |_| async { Err::<&str, String>("not a request".into()) },
+                |b| async move {
+                    assert!(b.records.is_empty());
+                    SqsBatchResponse::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(answer.batch().is_some());
+        let request = LifecycleEvent::from_value(json!({"detail-type": "t", "source": "s",
+            "detail": {}}))
+        .unwrap();
+        let failed = request
+            .route(
+                |r| async move { Err::<&str, String>(format!("refused {}", r.detail_type)) },
+                |_| async { panic!("not a batch") },
+            )
+            .await;
+        assert_eq!(failed.err().as_deref(), Some("refused t"));
     }
 }
