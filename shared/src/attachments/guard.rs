@@ -13,10 +13,8 @@ use std::net::{IpAddr, SocketAddr};
 use url::{Host, Url};
 
 pub use eds_core::attachments::GuardError;
-pub use eds_core::hosts::{
-    ApiHostRules, allowed_under_local_testing, deployment_allows_local_testing, forbidden_reason,
-    local_testing_addrs, normalise_host,
-};
+pub use eds_core::hosts::{ApiHostRules, forbidden_reason};
+use eds_core::hosts::{allowed_under_local_testing, local_testing_addrs, normalise_host};
 
 /// Where attachments may be downloaded from.
 #[derive(Debug, Clone, Default)]
@@ -45,7 +43,7 @@ impl HostPolicy {
 
     /// The policy of one tenant: its configured host suffixes; plain `http` and loopback
     /// only when the tenant asks for them **and** the deployment allows local testing
-    /// (`deployment_allows_local_testing()`), so that a tenant configuration alone can
+    /// (`Config::local_testing`), so that a tenant configuration alone can
     /// never open loopback in production.
     pub fn for_tenant(
         hosts: &[String],

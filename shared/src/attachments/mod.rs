@@ -27,7 +27,7 @@ use url::{Host, Url};
 
 pub use blob::S3BlobStore;
 pub use eds_core::attachments::*;
-pub use guard::{HostPolicy, deployment_allows_local_testing, forbidden_reason};
+pub use guard::{HostPolicy, forbidden_reason};
 
 use crate::domain::ids::TenantId;
 
