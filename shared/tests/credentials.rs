@@ -653,10 +653,14 @@ async fn attachment_is_streamed_hashed_and_stored_once_for_identical_downloads()
     );
     assert_eq!(first.content_type.as_deref(), Some("application/pdf"));
     assert!(!first.already_stored);
-    let second = fetcher
-        .fetch_and_store_signed(&env.tenant, &SecretString::from(url.clone()))
-        .await
-        .unwrap();
+    let file = eds_shared::connector::AttachmentRef {
+        candidate_id: eds_shared::domain::ids::AtsId::from_u64(1),
+        attachment_id: eds_shared::domain::ids::AtsId::from_u64(id),
+        url: SecretString::from(url.clone()),
+        filename: None,
+        access: eds_shared::connector::FileAccess::SignedLink,
+    };
+    let second = fetcher.fetch_and_store_ref(&env.tenant, &file).await.unwrap();
     assert_eq!(second.key, first.key);
     assert!(second.already_stored);
 

@@ -22,7 +22,8 @@ use tokio::time::Instant;
 use eds_core::attachments::BlobStore;
 use eds_core::connection::{Connection, ConnectorFactory};
 use eds_core::connector::{
-    ConnectorError, Cursor, Presence, RequestStats, Window, WindowPolicy, canonical_timestamp,
+    ConnectorError, Cursor, Presence, Probe, RequestStats, Window, WindowPolicy,
+    canonical_timestamp,
 };
 use eds_core::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_core::domain::merge::ViewMode;
@@ -406,7 +407,8 @@ impl Puller {
             let token_before = run.conn.tokens.token_requests();
             let end = match step {
                 Step::RefreshToken => self.refresh_token(&mut run).await?,
-                Step::Pull(stream) => self.pull_stream(&mut run, *stream).await?,
+                Step::Pull(stream) => self.pull_stream(&mut run, *stream, false).await?,
+                Step::Sweep(stream) => self.pull_stream(&mut run, *stream, true).await?,
                 Step::Reconcile(stream) => self.reconcile(&mut run, *stream, resume.take()).await?,
                 Step::Remerge => self.remerge(&mut run, resume.take()).await?,
             };
@@ -623,10 +625,13 @@ impl Puller {
         Ok(StepEnd::Done)
     }
 
+    /// Pulls `stream` from its watermark, or from the epoch when `sweep` (the plan's
+    /// `swept` streams when a reconciliation is due).
     async fn pull_stream(
         &self,
         run: &mut Run<'_>,
         stream: StreamName,
+        sweep: bool,
     ) -> Result<StepEnd, JobError> {
         let tenant = run.job.tenant.clone();
         let started_at = Utc::now();
@@ -650,6 +655,7 @@ impl Puller {
                 cp.cursor.clone().map(Cursor::from_checkpoint),
                 cp.pages_committed,
             ),
+            _ if sweep => (self.settings.window.initial(started_at), None, 0),
             _ => match self.settings.window.next(st.watermark, started_at) {
                 Some(w) => (w, None, 0),
                 None => return Ok(StepEnd::Done),
@@ -658,13 +664,16 @@ impl Puller {
         if !same_run {
             st.run_quarantined = QuarantinedInRun::default();
         }
-        // A backfill lists every record the ATS shows, so when this run reconciles the
-        // stream afterwards, the backfill's ids are that reconciliation's listing and the
-        // ATS is not listed a second time (kept in S3 like a reconciliation's ids). After
-        // a crash the kept ids may miss pages: then the reconciliation lists by itself.
+        // A backfill (or a sweep) lists every record the ATS shows, so when this run
+        // reconciles the stream afterwards, its ids are that reconciliation's listing and
+        // the ATS is not listed a second time (kept in S3 like a reconciliation's ids).
+        // After a crash the kept ids may miss pages: then the reconciliation lists by
+        // itself.
         let seen_key = Self::seen_key(&tenant, &run.job.run_id, stream);
         let mut seen: Option<HashSet<String>> = None;
-        if st.watermark.is_none() && run.job.steps.contains(&Step::Reconcile(stream)) {
+        if window.from == DateTime::<Utc>::UNIX_EPOCH
+            && run.job.steps.contains(&Step::Reconcile(stream))
+        {
             seen = if pages == 0 && cursor.is_none() {
                 Some(HashSet::new())
             } else {
@@ -837,7 +846,7 @@ impl Puller {
                 match run
                     .conn
                     .attachments
-                    .fetch_and_store_signed(&tenant, &a.url)
+                    .fetch_and_store_ref(&tenant, a)
                     .await
                 {
                     Ok(f) => {
@@ -1141,11 +1150,9 @@ impl Puller {
         // seen (the credential saw it once); a record only ever pushed may simply be
         // invisible to the credential (private, confidential, a missing scope), and a
         // backfill's listing stops a lag short of now. Those are confirmed by id.
-        let (mut gone, to_confirm) = if listing.from_backfill {
-            (Vec::new(), absent)
-        } else {
-            self.split_by_pull_layer(&tenant, entity, absent).await?
-        };
+        let (mut gone, to_confirm) = self
+            .split_by_pull_layer(&tenant, entity, absent, listing.from_backfill)
+            .await?;
         let mut i = 0;
         while i < to_confirm.len() {
             if !self.may_work(run) {
@@ -1235,13 +1242,15 @@ impl Puller {
     }
 
     /// Splits records absent from a full listing into those the pull had seen (gone) and
-    /// those only ever pushed (to confirm by id).
+    /// those only ever pushed (to confirm by id, with their parent read from the stored
+    /// head); after a backfill's listing every absent record is confirmed.
     async fn split_by_pull_layer(
         &self,
         tenant: &TenantId,
         entity: EntityKind,
         absent: Vec<AtsId>,
-    ) -> Result<(Vec<AtsId>, Vec<AtsId>), JobError> {
+        confirm_all: bool,
+    ) -> Result<(Vec<AtsId>, Vec<Probe>), JobError> {
         let heads: Vec<_> = futures::stream::iter(absent)
             .map(|id| async move {
                 let key = RecordKey::new(tenant.clone(), entity, id.clone());
@@ -1252,11 +1261,18 @@ impl Puller {
             .await;
         let (mut gone, mut to_confirm) = (Vec::new(), Vec::new());
         for h in heads {
-            match h.map_err(|e| store_retry(e, self.settings.retry_after))? {
-                (id, Some(head)) if head.state.layer(LayerKind::Pull).is_some() => gone.push(id),
-                (id, Some(_)) => to_confirm.push(id),
-                (_, None) => {}
+            let (id, head) = h.map_err(|e| store_retry(e, self.settings.retry_after))?;
+            let Some(head) = head else { continue };
+            if !confirm_all && head.state.layer(LayerKind::Pull).is_some() {
+                gone.push(id);
+                continue;
             }
+            let parent = entity
+                .parent_field()
+                .and_then(|f| head.view.fields.get(f))
+                .and_then(Value::as_str)
+                .and_then(|p| AtsId::parse(p).ok());
+            to_confirm.push(Probe { id, parent });
         }
         Ok((gone, to_confirm))
     }

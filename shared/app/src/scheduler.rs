@@ -49,8 +49,15 @@ pub fn plan_run(cfg: &TenantConfig, now: DateTime<Utc>, plan: StreamPlan) -> Vec
     if token_refresh_due(cfg, now) {
         steps.push(Step::RefreshToken);
     }
-    steps.extend(plan.streams.iter().map(|s| Step::Pull(*s)));
-    if reconcile_due(cfg, now) {
+    let reconcile = reconcile_due(cfg, now);
+    steps.extend(plan.streams.iter().map(|s| {
+        if reconcile && plan.swept.contains(s) {
+            Step::Sweep(*s)
+        } else {
+            Step::Pull(*s)
+        }
+    }));
+    if reconcile {
         steps.extend(plan.reconciled.iter().map(|s| Step::Reconcile(*s)));
     }
     steps
@@ -186,6 +193,7 @@ mod tests {
             StreamName::Candidates,
             StreamName::Applications,
         ],
+        swept: &[],
     };
 
     fn cfg() -> TenantConfig {
@@ -234,6 +242,7 @@ mod tests {
         let reversed = StreamPlan {
             streams: &[StreamName::Applications, StreamName::Jobs],
             reconciled: &[],
+            swept: &[],
         };
         for plan in [PLAN, reversed] {
             let pulled: Vec<StreamName> = plan_run(&c, soon, plan)
@@ -262,5 +271,23 @@ mod tests {
                 .count(),
             3
         );
+    }
+
+    #[test]
+    fn a_swept_stream_is_read_in_full_in_place_of_its_pull_when_a_reconciliation_is_due() {
+        let c = cfg();
+        let plan = StreamPlan {
+            swept: &[StreamName::Candidates],
+            ..PLAN
+        };
+        let soon: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
+        let steps = plan_run(&c, soon, plan);
+        assert!(steps.contains(&Step::Pull(StreamName::Candidates)));
+        assert!(!steps.iter().any(|s| matches!(s, Step::Sweep(_))));
+        let later: DateTime<Utc> = "2026-01-04T02:00:00Z".parse().unwrap();
+        let steps = plan_run(&c, later, plan);
+        assert!(steps.contains(&Step::Sweep(StreamName::Candidates)));
+        assert!(!steps.contains(&Step::Pull(StreamName::Candidates)));
+        assert!(steps.contains(&Step::Pull(StreamName::Jobs)));
     }
 }

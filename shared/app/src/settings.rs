@@ -654,7 +654,7 @@ mod tests {
             ),
             (with("interval_secs", json!(59)), "outside 60..=86400"),
             (with("tenant_id", json!("Acme")), "tenant_id is invalid"),
-            (with("ats_kind", json!("lever")), "ats_kind \"lever\""),
+            (with("ats_kind", json!("workday")), "ats_kind \"workday\""),
             (with("api_version", json!("v2")), "api_version \"v2\""),
             (
                 with("attachment_hosts", json!(["Bad Host"])),

@@ -7,7 +7,6 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use async_trait::async_trait;
-use secrecy::SecretString;
 
 use crate::domain::ids::TenantId;
 
@@ -38,6 +37,20 @@ pub enum AttachmentError {
          list the attachment again for a fresh link"
     )]
     LinkExpired { url: String, status: u16 },
+    #[error(
+        "attachment {url} is an API download but is not on the tenant's API origin: refused \
+         (the tenant's credential goes to that origin only)"
+    )]
+    NotApiOrigin { url: String },
+    #[error("attachment {url}: the ATS refused the tenant's credential for the download")]
+    Unauthorized { url: String },
+    /// 429 or 5xx: worth asking again after `wait`.
+    #[error("attachment {url} answered HTTP {status}: retry later")]
+    RetryLater {
+        url: String,
+        status: u16,
+        wait: std::time::Duration,
+    },
     #[error("attachment {url} no longer exists (HTTP 404)")]
     NotFound { url: String },
     #[error("attachment {url} answered HTTP {status}")]
@@ -60,7 +73,9 @@ impl AttachmentError {
     /// Worth retrying in a later attempt of the same job.
     pub fn is_retryable(&self) -> bool {
         match self {
-            AttachmentError::Network { .. } | AttachmentError::Blob(_) => true,
+            AttachmentError::Network { .. }
+            | AttachmentError::Blob(_)
+            | AttachmentError::RetryLater { .. } => true,
             AttachmentError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -71,12 +86,13 @@ impl AttachmentError {
 /// file in the blob store. The adapter is [`AttachmentFetcher`] (HTTP, SSRF-guarded).
 #[async_trait]
 pub trait AttachmentSource: Send + Sync {
-    /// Download the file behind `url` (a secret: signed links are credentials) and store
-    /// it for `tenant`, content-addressed.
-    async fn fetch_and_store_signed(
+    /// Download the file `file` names (its URL is a secret: signed links are
+    /// credentials; an API call carries the tenant's credential) and store it for
+    /// `tenant`, content-addressed.
+    async fn fetch_and_store_ref(
         &self,
         tenant: &TenantId,
-        url: &SecretString,
+        file: &crate::connector::AttachmentRef,
     ) -> Result<StoredFile, AttachmentError>;
 }
 

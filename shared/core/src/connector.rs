@@ -35,6 +35,11 @@ pub struct StreamPlan {
     pub streams: &'static [Stream],
     /// The streams a reconciliation lists in full.
     pub reconciled: &'static [Stream],
+    /// The streams whose `updated_at` misses changes (Lever: opportunities whose
+    /// `updatedAt` is null, resumes and files that never bump it): when a reconciliation
+    /// is due they are re-read in full (a window from the epoch, no filter) instead of
+    /// from their watermark.
+    pub swept: &'static [Stream],
 }
 
 /// The registry's lookup of each ATS's plan.
@@ -133,15 +138,35 @@ pub struct Quarantined {
     pub error: String,
 }
 
-/// A file the caller must download during this job (signed links expire). The signed
-/// URL is held as a secret: it grants access to the file by itself, so it never enters
-/// canonical fields, logs or `Debug` output.
+/// A file the caller must download during this job (signed links expire). The URL is
+/// held as a secret: a signed link grants access to the file by itself, so it never
+/// enters canonical fields, logs or `Debug` output.
 #[derive(Debug, Clone)]
 pub struct AttachmentRef {
     pub candidate_id: AtsId,
     pub attachment_id: AtsId,
     pub url: SecretString,
     pub filename: Option<String>,
+    pub access: FileAccess,
+}
+
+/// How a file's URL is fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileAccess {
+    /// A signed link (Greenhouse): the URL is the capability; no credential is sent.
+    SignedLink,
+    /// An API call (Lever's `/resumes/{id}/download`): sent with the tenant's
+    /// `Authorization` and paced like every API request, and only to the API's own origin.
+    ApiCall,
+}
+
+/// A record to confirm by id ([`AtsConnector::confirm_presence`]), with its parent when
+/// the ATS reads it under one (a Lever application lives under its opportunity): the
+/// stored record's [`EntityKind::parent_field`](crate::domain::ids::EntityKind).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    pub id: AtsId,
+    pub parent: Option<AtsId>,
 }
 
 /// One page of changed records.
@@ -317,22 +342,23 @@ pub trait AtsConnector: Send + Sync {
         deadline: tokio::time::Instant,
     ) -> Result<IdPage, ConnectorError>;
 
-    /// Reads `ids` of `stream` one by one to learn whether records absent from a listing
-    /// are really gone: absence alone is no proof when the credential cannot see
-    /// everything. Answers a prefix of `ids` when the deadline comes first (at least one
-    /// answer, or [`ConnectorError::Deadline`]). The default cannot read single records
-    /// and answers [`Presence::NotVisible`] for each, so nothing is tombstoned on it.
+    /// Reads `probes` of `stream` one by one to learn whether records absent from a
+    /// listing are really gone: absence alone is no proof when the credential cannot see
+    /// everything. Answers a prefix of `probes` when the deadline comes first (at least
+    /// one answer, or [`ConnectorError::Deadline`]). The default cannot read single
+    /// records and answers [`Presence::NotVisible`] for each, so nothing is tombstoned
+    /// on it.
     async fn confirm_presence(
         &self,
         stream: Stream,
-        ids: &[AtsId],
+        probes: &[Probe],
         deadline: tokio::time::Instant,
     ) -> Result<PresencePage, ConnectorError> {
         let _ = (stream, deadline);
         Ok(PresencePage {
-            checked: ids
+            checked: probes
                 .iter()
-                .map(|i| (i.clone(), Presence::NotVisible))
+                .map(|p| (p.id.clone(), Presence::NotVisible))
                 .collect(),
             stats: RequestStats::default(),
         })
@@ -426,6 +452,7 @@ mod tests {
             attachment_id: AtsId::from_u64(2),
             url: SecretString::from("https://files.example/x?sig=SECRETSIG"),
             filename: Some("cv.pdf".into()),
+            access: FileAccess::SignedLink,
         };
         assert!(!format!("{r:?}").contains("SECRETSIG"));
     }

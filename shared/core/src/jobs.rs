@@ -24,6 +24,10 @@ pub enum Step {
     Pull(StreamName),
     /// Full id listing of a stream compared with the stored records (tombstones).
     Reconcile(StreamName),
+    /// A pull of a stream from the epoch, without an `updated_at` filter, in place of
+    /// its incremental pull (for streams whose `updated_at` misses changes: the plan's
+    /// `swept`); its watermark moves as after any pull.
+    Sweep(StreamName),
     /// Re-merge every stored record of the tenant (after re-enable).
     Remerge,
 }

@@ -29,7 +29,11 @@ pub use blob::S3BlobStore;
 pub use eds_core::attachments::*;
 pub use guard::{HostPolicy, forbidden_reason};
 
+use crate::auth::AccessTokens;
+use crate::connector::ratelimit::{RateLimiter, retry_after};
+use crate::connector::{AttachmentRef, FileAccess};
 use crate::domain::ids::TenantId;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Limits and policy of attachment downloads.
 #[derive(Debug, Clone)]
@@ -54,11 +58,29 @@ impl DownloadConfig {
     }
 }
 
+/// What files fetched by an API call ([`FileAccess::ApiCall`]) need: the API's origin
+/// (the only one the credential is sent to), the tenant's credential, and the pacing
+/// every request to that API shares.
+#[derive(Clone)]
+pub struct ApiDownloads {
+    pub origin: Url,
+    pub tokens: Arc<dyn AccessTokens>,
+    pub limiter: Arc<RateLimiter>,
+}
+
+/// Longest pacing wait a download takes before giving up for this run (the file is
+/// quarantined and read again by a later run).
+const MAX_DOWNLOAD_PACING_WAIT: Duration = Duration::from_secs(30);
+
+/// Attempts of one API download answered 429 or 5xx.
+const API_DOWNLOAD_ATTEMPTS: u32 = 3;
+
 /// Downloads attachments and stores them in the blob store.
 #[derive(Clone)]
 pub struct AttachmentFetcher {
     config: DownloadConfig,
     blobs: Arc<dyn BlobStore>,
+    api: Option<ApiDownloads>,
 }
 
 impl std::fmt::Debug for AttachmentFetcher {
@@ -95,18 +117,107 @@ impl Drop for TempFile {
 
 impl AttachmentFetcher {
     pub fn new(config: DownloadConfig, blobs: Arc<dyn BlobStore>) -> Self {
-        Self { config, blobs }
+        Self {
+            config,
+            blobs,
+            api: None,
+        }
     }
 
-    /// `fetch_and_store` for a signed link held as a secret (`connector::AttachmentRef`).
-    /// Download `url` and store it for `tenant`.
+    /// Lets the fetcher make API downloads with the tenant's credential.
+    pub fn with_api_downloads(mut self, api: ApiDownloads) -> Self {
+        self.api = Some(api);
+        self
+    }
+
+    /// Download the signed link `url` and store it for `tenant`.
     pub async fn fetch_and_store(
         &self,
         tenant: &TenantId,
         url: &str,
     ) -> Result<StoredFile, AttachmentError> {
         let start = Url::parse(url).map_err(|_| AttachmentError::BadUrl)?;
-        let response = self.get_following_redirects(start).await?;
+        let response = self.get_following_redirects(start, None).await?;
+        self.store_response(tenant, response).await
+    }
+
+    /// Download `url` by an API call (the tenant's credential on the API's origin only,
+    /// paced with the API's requests) and store it for `tenant`. A 401 is answered by
+    /// one refresh; a 429 or 5xx is retried a bounded number of times.
+    pub async fn fetch_and_store_api(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+    ) -> Result<StoredFile, AttachmentError> {
+        let start = Url::parse(url).map_err(|_| AttachmentError::BadUrl)?;
+        let shown = redacted(&start);
+        let Some(api) = &self.api else {
+            return Err(AttachmentError::NotApiOrigin { url: shown });
+        };
+        let same_origin = start.scheme() == api.origin.scheme()
+            && start.host_str() == api.origin.host_str()
+            && start.port_or_known_default() == api.origin.port_or_known_default()
+            && start.username().is_empty()
+            && start.password().is_none();
+        if !same_origin {
+            return Err(AttachmentError::NotApiOrigin { url: shown });
+        }
+        let auth_error = |e: crate::auth::AuthError| AttachmentError::Network {
+            url: shown.clone(),
+            detail: format!("credentials: {e}"),
+        };
+        let mut auth = api.tokens.authorization().await.map_err(auth_error)?;
+        let mut refreshed = false;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let mut waited = Duration::ZERO;
+            while let Some(wait) = api.limiter.acquire() {
+                waited += wait;
+                if waited > MAX_DOWNLOAD_PACING_WAIT {
+                    return Err(AttachmentError::Status {
+                        url: shown,
+                        status: 429,
+                    });
+                }
+                tokio::time::sleep(wait).await;
+            }
+            let sent = self.get_following_redirects(start.clone(), Some(&auth)).await;
+            api.limiter.release();
+            match sent {
+                Ok(response) => return self.store_response(tenant, response).await,
+                Err(AttachmentError::LinkExpired { status: 401, .. }) if !refreshed => {
+                    refreshed = true;
+                    auth = api
+                        .tokens
+                        .refresh_after_unauthorized(&auth)
+                        .await
+                        .map_err(auth_error)?;
+                }
+                Err(AttachmentError::LinkExpired { status: 401, .. }) => {
+                    return Err(AttachmentError::Unauthorized { url: shown });
+                }
+                // Not an expired link: the API refused this file (403, 410).
+                Err(AttachmentError::LinkExpired { status, .. }) => {
+                    return Err(AttachmentError::Status { url: shown, status });
+                }
+                Err(AttachmentError::RetryLater { wait, status, .. }) => {
+                    if attempt >= API_DOWNLOAD_ATTEMPTS {
+                        return Err(AttachmentError::Status { url: shown, status });
+                    }
+                    // Every sharer of the credential waits, like after an API 429.
+                    api.limiter.block_for(wait * attempt);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn store_response(
+        &self,
+        tenant: &TenantId,
+        response: reqwest::Response,
+    ) -> Result<StoredFile, AttachmentError> {
         let shown = redacted(response.url());
         if let Some(len) = response.content_length()
             && len > self.config.max_bytes
@@ -152,14 +263,17 @@ impl AttachmentFetcher {
         })
     }
 
+    /// GET `url`, following redirects by hand. `auth` goes with the first request only
+    /// (a redirect never carries the credential on).
     async fn get_following_redirects(
         &self,
         mut url: Url,
+        mut auth: Option<&SecretString>,
     ) -> Result<reqwest::Response, AttachmentError> {
         let mut redirects = 0u8;
         loop {
             let addrs = self.config.policy.resolve_checked(&url).await?;
-            let resp = self.get_once(&url, &addrs).await?;
+            let resp = self.get_once(&url, &addrs, auth.take()).await?;
             let status = resp.status();
             if status.is_redirection() && status != StatusCode::NOT_MODIFIED {
                 if redirects >= self.config.max_redirects {
@@ -190,6 +304,17 @@ impl AttachmentFetcher {
                     })
                 }
                 StatusCode::NOT_FOUND => Err(AttachmentError::NotFound { url: shown }),
+                s if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() => {
+                    Err(AttachmentError::RetryLater {
+                        wait: retry_after(
+                            resp.headers(),
+                            std::time::SystemTime::now(),
+                            Duration::from_secs(1),
+                        ),
+                        url: shown,
+                        status: s.as_u16(),
+                    })
+                }
                 s => Err(AttachmentError::Status {
                     url: shown,
                     status: s.as_u16(),
@@ -202,6 +327,7 @@ impl AttachmentFetcher {
         &self,
         url: &Url,
         addrs: &[SocketAddr],
+        auth: Option<&SecretString>,
     ) -> Result<reqwest::Response, AttachmentError> {
         let mut builder = reqwest::Client::builder()
             // Redirects are followed by hand so that each hop passes the guard.
@@ -217,8 +343,19 @@ impl AttachmentFetcher {
             url: redacted(url),
             detail: format!("HTTP client: {e}"),
         })?;
-        client
-            .get(url.clone())
+        let mut request = client.get(url.clone());
+        if let Some(auth) = auth {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(auth.expose_secret()).map_err(|_| {
+                    AttachmentError::Network {
+                        url: redacted(url),
+                        detail: "the credential is not a valid header value".into(),
+                    }
+                })?;
+            value.set_sensitive(true);
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        request
             .send()
             .await
             .map_err(|e| AttachmentError::Network {
@@ -271,13 +408,16 @@ where
 
 #[async_trait::async_trait]
 impl AttachmentSource for AttachmentFetcher {
-    async fn fetch_and_store_signed(
+    async fn fetch_and_store_ref(
         &self,
         tenant: &TenantId,
-        url: &secrecy::SecretString,
+        file: &AttachmentRef,
     ) -> Result<StoredFile, AttachmentError> {
-        use secrecy::ExposeSecret;
-        self.fetch_and_store(tenant, url.expose_secret()).await
+        let url = file.url.expose_secret();
+        match file.access {
+            FileAccess::SignedLink => self.fetch_and_store(tenant, url).await,
+            FileAccess::ApiCall => self.fetch_and_store_api(tenant, url).await,
+        }
     }
 }
 

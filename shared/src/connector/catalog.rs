@@ -4,6 +4,7 @@
 
 use super::StreamPlan;
 use super::greenhouse::streams as greenhouse;
+use super::lever::streams as lever;
 use crate::tenants::AtsKind;
 
 /// The streams a pull of a `kind` tenant visits, and those a reconciliation lists.
@@ -12,6 +13,12 @@ pub fn plan(kind: AtsKind) -> StreamPlan {
         AtsKind::Greenhouse => StreamPlan {
             streams: greenhouse::STREAMS,
             reconciled: greenhouse::RECONCILED,
+            swept: &[],
+        },
+        AtsKind::Lever => StreamPlan {
+            streams: lever::STREAMS,
+            reconciled: lever::RECONCILED,
+            swept: lever::SWEPT,
         },
     }
 }

@@ -6,6 +6,7 @@
 pub mod catalog;
 pub mod greenhouse;
 mod http;
+pub mod lever;
 pub mod providers;
 pub mod ratelimit;
 

@@ -2,8 +2,8 @@
 //! from its configuration: credentials (the secret named by the tenant's own
 //! configuration, never by a message), the OAuth token manager, the rate limiter shared
 //! per credential, the ATS's connector, and the attachment fetcher with the tenant's
-//! allowed hosts. Adding an ATS adds one arm to the `match` here and to each in
-//! [`catalog`](super::catalog) (D30).
+//! allowed hosts. Adding an ATS adds one arm to the `match`es here (its connector, its
+//! token endpoint default) and one in [`catalog`](super::catalog) (D30).
 
 use std::sync::Arc;
 
@@ -11,14 +11,16 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::attachments::guard::ApiHostRules;
-use crate::attachments::{AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
+use crate::attachments::{
+    ApiDownloads, AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy,
+};
 use crate::auth::AccessTokens;
 use crate::connector::ratelimit::RateLimiter;
-use crate::connector::{AtsConnector, greenhouse};
+use crate::connector::{AtsConnector, greenhouse, lever};
 use crate::credentials::{
     CredentialsConfig, SecretName, TokenEndpoint, TokenEndpointConfig, TokenManager, TokenServices,
 };
-use crate::tenants::{AtsSettings, TenantConfig};
+use crate::tenants::{AtsKind, AtsSettings, TenantConfig};
 use eds_core::connection::{ConnectError, Connection, ConnectorFactory};
 
 /// The provider registry: builds a tenant's connection for the ATS its settings name.
@@ -47,29 +49,82 @@ impl Providers {
         .map_err(|e| ConnectError::Config(e.to_string()))
     }
 
-    /// The tenant's ATS connector and the hosts that ATS serves files from.
+    /// The tenant's ATS connector and what the rest of the connection needs of that
+    /// ATS.
     fn connector(
         &self,
         cfg: &TenantConfig,
         base: Url,
         tokens: Arc<dyn AccessTokens>,
-    ) -> Result<(Arc<dyn AtsConnector>, &'static [&'static str]), String> {
-        let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
+    ) -> Result<AtsParts, String> {
         let local = self.allow_loopback_for_local_testing;
+        let fast = self.fast_retries;
         match &cfg.ats {
-            AtsSettings::Greenhouse(s) => Ok((
-                greenhouse::provider::connector(
-                    s,
-                    base,
-                    tokens,
-                    limiter,
-                    local,
-                    self.fast_retries,
-                )?,
-                greenhouse::ATTACHMENT_HOSTS,
-            )),
+            AtsSettings::Greenhouse(s) => {
+                let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
+                Ok(AtsParts {
+                    connector: greenhouse::provider::connector(
+                        s, base, tokens, limiter.clone(), local, fast,
+                    )?,
+                    file_hosts: greenhouse::ATTACHMENT_HOSTS,
+                    api_downloads: None,
+                })
+            }
+            AtsSettings::Lever(s) => {
+                let limiter = RateLimiter::shared_with(cfg.tenant_id.as_str(), Some(lever::PACE));
+                Ok(AtsParts {
+                    connector: lever::provider::connector(
+                        s,
+                        base.clone(),
+                        tokens.clone(),
+                        limiter.clone(),
+                        local,
+                        fast,
+                    )?,
+                    file_hosts: &[],
+                    // Resumes and files are API calls on the API's own host.
+                    api_downloads: Some(ApiDownloads {
+                        origin: base,
+                        tokens,
+                        limiter,
+                    }),
+                })
+            }
         }
     }
+
+    /// The token endpoint of a tenant: its own `auth_url`, else its ATS's default
+    /// (none for Greenhouse: the deployment's `GREENHOUSE_TOKEN_URL`).
+    fn token_endpoint(&self, cfg: &TenantConfig) -> Result<Option<TokenEndpoint>, ConnectError> {
+        let (default, audience) = match cfg.ats.kind() {
+            AtsKind::Greenhouse => (None, None),
+            AtsKind::Lever => (Some(lever::DEFAULT_TOKEN_URL), Some(lever::AUDIENCE)),
+        };
+        let Some(raw) = cfg.auth_url.as_deref().or(default) else {
+            return Ok(None);
+        };
+        let url =
+            Url::parse(raw).map_err(|_| ConnectError::Config("auth_url is not a URL".into()))?;
+        let rules = ApiHostRules::new(self.allow_loopback_for_local_testing);
+        rules
+            .check_url(&url)
+            .map_err(|why| ConnectError::Config(format!("auth_url {why}")))?;
+        let mut config =
+            TokenEndpointConfig::for_tenant(url, self.allow_loopback_for_local_testing);
+        config.audience = audience.map(str::to_string);
+        TokenEndpoint::new(config)
+            .map(Some)
+            .map_err(|e| ConnectError::Config(e.to_string()))
+    }
+}
+
+/// What one ATS contributes to a tenant's connection.
+struct AtsParts {
+    connector: Arc<dyn AtsConnector>,
+    /// Hosts the ATS serves signed file links from (the tenant's own are added).
+    file_hosts: &'static [&'static str],
+    /// Files fetched by API calls with the tenant's credential.
+    api_downloads: Option<ApiDownloads>,
 }
 
 #[async_trait]
@@ -80,34 +135,30 @@ impl ConnectorFactory for Providers {
         // The tenant's URLs come from its settings: https on public hosts only (http
         // and loopback under local testing), checked now and on every DNS answer, so
         // that neither the client secret nor the bearer token goes to an internal host.
-        let rules = ApiHostRules::new(self.allow_loopback_for_local_testing);
-        if let Some(auth_url) = &cfg.auth_url {
-            let url = Url::parse(auth_url)
-                .map_err(|_| ConnectError::Config("auth_url is not a URL".into()))?;
-            rules
-                .check_url(&url)
-                .map_err(|why| ConnectError::Config(format!("auth_url {why}")))?;
-            services.issuer = Arc::new(
-                TokenEndpoint::new(TokenEndpointConfig::for_tenant(
-                    url,
-                    self.allow_loopback_for_local_testing,
-                ))
-                .map_err(|e| ConnectError::Config(e.to_string()))?,
-            );
+        if let Some(issuer) = self.token_endpoint(cfg)? {
+            services.issuer = Arc::new(issuer);
         }
+        let rules = ApiHostRules::new(self.allow_loopback_for_local_testing);
         let tokens: Arc<dyn AccessTokens> = Arc::new(TokenManager::new(name, services));
         let base = Url::parse(&cfg.api_base_url)
             .map_err(|_| ConnectError::Config("api_base_url is not a URL".into()))?;
         rules
             .check_url(&base)
             .map_err(|why| ConnectError::Config(format!("api_base_url {why}")))?;
-        let (ats, provider_hosts) = self
+        let parts = self
             .connector(cfg, base, tokens.clone())
             .map_err(ConnectError::Config)?;
-        // The provider's own file hosts, then the tenant's additions.
-        let hosts: Vec<String> = provider_hosts
+        // The provider's own file hosts (and the API's, for API downloads), then the
+        // tenant's additions.
+        let api_host = parts
+            .api_downloads
+            .as_ref()
+            .and_then(|a| a.origin.host_str().map(str::to_string));
+        let hosts: Vec<String> = parts
+            .file_hosts
             .iter()
             .map(|h| h.to_string())
+            .chain(api_host)
             .chain(cfg.attachment_hosts.iter().cloned())
             .collect();
         let policy = HostPolicy::for_tenant(
@@ -115,10 +166,12 @@ impl ConnectorFactory for Providers {
             cfg.allow_loopback_attachments,
             self.allow_loopback_for_local_testing,
         );
-        let attachments = Arc::new(AttachmentFetcher::new(
-            DownloadConfig::new(policy),
-            self.blobs.clone(),
-        ));
+        let mut fetcher = AttachmentFetcher::new(DownloadConfig::new(policy), self.blobs.clone());
+        if let Some(api) = parts.api_downloads {
+            fetcher = fetcher.with_api_downloads(api);
+        }
+        let attachments = Arc::new(fetcher);
+        let ats = parts.connector;
         Ok(Connection {
             ats,
             tokens,

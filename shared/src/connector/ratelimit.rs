@@ -117,6 +117,18 @@ struct State {
     in_flight: u64,
     /// Set by a 429: nobody sends before this.
     blocked_until_ms: Option<i64>,
+    /// The client-side bucket of a [`Pace`]: tokens left as of `bucket_at_ms`.
+    bucket_tokens: f64,
+    bucket_at_ms: Option<i64>,
+}
+
+/// A client-side token bucket for an ATS that publishes its limit but sends no
+/// rate-limit headers (Lever: 10 requests/s, bursts to 20, per credential): sends are
+/// spaced so that the ATS's own bucket is never emptied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    pub per_second: f64,
+    pub burst: f64,
 }
 
 /// How long a sender waits while the window's budget is unknown and another request
@@ -133,6 +145,7 @@ pub struct RateLimiter {
     /// Added to a reset time before sending again: the reset header has one-second
     /// resolution and the ATS's and our clocks differ a little.
     slack: Duration,
+    pace: Option<Pace>,
 }
 
 impl Default for RateLimiter {
@@ -153,12 +166,27 @@ impl RateLimiter {
             state: Mutex::new(State::default()),
             reserve,
             slack,
+            pace: None,
+        }
+    }
+
+    /// A limiter that also spaces sends by `pace` (from a full bucket).
+    pub fn paced(pace: Pace) -> Self {
+        Self {
+            pace: Some(pace),
+            ..Self::default()
         }
     }
 
     /// The limiter shared by every client of `credential_key` (e.g. the tenant id) in
     /// this process. Dropped when the last client is dropped.
     pub fn shared(credential_key: &str) -> Arc<RateLimiter> {
+        Self::shared_with(credential_key, None)
+    }
+
+    /// [`RateLimiter::shared`] with a client-side [`Pace`] (the pace of the first
+    /// limiter created for the key holds while it lives).
+    pub fn shared_with(credential_key: &str, pace: Option<Pace>) -> Arc<RateLimiter> {
         static REGISTRY: OnceLock<Mutex<HashMap<String, Weak<RateLimiter>>>> = OnceLock::new();
         let reg = REGISTRY.get_or_init(Default::default);
         let mut map = match reg.lock() {
@@ -169,7 +197,10 @@ impl RateLimiter {
             return l;
         }
         map.retain(|_, w| w.strong_count() > 0);
-        let l = Arc::new(RateLimiter::default());
+        let l = Arc::new(match pace {
+            Some(p) => RateLimiter::paced(p),
+            None => RateLimiter::default(),
+        });
         map.insert(credential_key.to_string(), Arc::downgrade(&l));
         l
     }
@@ -205,12 +236,10 @@ impl RateLimiter {
         }
         match s.remaining {
             // Unknown budget: one request at a time probes it, so that concurrent
-            // senders cannot overrun a window they know nothing about.
-            None if s.in_flight > 0 => Some(PROBE_WAIT),
-            None => {
-                s.in_flight += 1;
-                None
-            }
+            // senders cannot overrun a window they know nothing about. (A paced
+            // limiter knows its budget: its bucket.)
+            None if s.in_flight > 0 && self.pace.is_none() => return Some(PROBE_WAIT),
+            None => {}
             Some(remaining) => {
                 if remaining.saturating_sub(s.in_flight) <= self.reserve {
                     let reset = s
@@ -221,10 +250,26 @@ impl RateLimiter {
                         reset.saturating_sub(now_ms).max(1) as u64
                     ));
                 }
-                s.in_flight += 1;
-                None
             }
         }
+        if let Some(pace) = self.pace {
+            let rate = pace.per_second.max(0.001);
+            let tokens = match s.bucket_at_ms {
+                None => pace.burst,
+                Some(at) => (s.bucket_tokens
+                    + (now_ms.saturating_sub(at).max(0) as f64) * rate / 1000.0)
+                    .min(pace.burst),
+            };
+            s.bucket_at_ms = Some(now_ms);
+            s.bucket_tokens = tokens;
+            if tokens < 1.0 {
+                let ms = ((1.0 - tokens) * 1000.0 / rate).ceil().max(1.0);
+                return Some(Duration::from_millis(ms as u64));
+            }
+            s.bucket_tokens = tokens - 1.0;
+        }
+        s.in_flight += 1;
+        None
     }
 
     pub fn acquire(&self) -> Option<Duration> {
@@ -552,5 +597,53 @@ mod tests {
         let l = RateLimiter::new(0, Duration::ZERO);
         l.block_until(at(T0 - 1_000));
         assert_eq!(l.acquire_at(at(T0)), None);
+    }
+
+    #[test]
+    fn a_paced_limiter_sends_its_burst_then_one_request_per_interval() {
+        let l = RateLimiter::paced(Pace {
+            per_second: 8.0,
+            burst: 10.0,
+        });
+        for _ in 0..10 {
+            assert_eq!(l.acquire_at(at(T0)), None);
+            l.release();
+        }
+        // The bucket is empty: the next token comes 1/8 s later.
+        assert_eq!(l.acquire_at(at(T0)), Some(Duration::from_millis(125)));
+        assert_eq!(l.acquire_at(at(T0 + 125)), None);
+        l.release();
+        assert!(l.acquire_at(at(T0 + 130)).is_some());
+        // A long pause refills the bucket to its burst, never beyond.
+        for _ in 0..10 {
+            assert_eq!(l.acquire_at(at(T0 + 60_000)), None);
+            l.release();
+        }
+        assert!(l.acquire_at(at(T0 + 60_000)).is_some());
+    }
+
+    #[test]
+    fn over_any_second_a_paced_limiter_sends_at_most_burst_plus_rate() {
+        let l = RateLimiter::paced(Pace {
+            per_second: 8.0,
+            burst: 10.0,
+        });
+        let mut sent = Vec::new();
+        let mut now = T0;
+        while now < T0 + 5_000 {
+            match l.acquire_at(at(now)) {
+                None => {
+                    l.release();
+                    sent.push(now);
+                }
+                Some(wait) => now += wait.as_millis() as i64,
+            }
+        }
+        for (i, t) in sent.iter().enumerate() {
+            let in_second = sent[i..].iter().take_while(|u| **u < t + 1000).count();
+            assert!(in_second <= 18, "{in_second} sends in the second from {t}");
+        }
+        // Steady state: 8 per second after the burst.
+        assert!((48..=52).contains(&sent.len()), "{}", sent.len());
     }
 }

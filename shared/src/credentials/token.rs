@@ -128,6 +128,9 @@ pub struct TokenEndpointConfig {
     /// The bar a tenant's token URL must meet, also after DNS resolution; `None` for
     /// the deployment's own token URL.
     pub host_rules: Option<ApiHostRules>,
+    /// An `audience` form field sent with every grant (Lever requires it on the code
+    /// grant, and checks it on a refresh when sent).
+    pub audience: Option<String>,
 }
 
 impl TokenEndpointConfig {
@@ -139,6 +142,7 @@ impl TokenEndpointConfig {
             base_backoff: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(10),
             host_rules: None,
+            audience: None,
         }
     }
 
@@ -203,7 +207,10 @@ impl TokenEndpoint {
             AuthError::BadSecret("client id or secret contains characters not allowed".into())
         })?;
         auth.set_sensitive(true);
-        let form = grant.form();
+        let mut form = grant.form();
+        if let Some(a) = &self.config.audience {
+            form.push(("audience", a.clone()));
+        }
         let mut attempt = 0u32;
         loop {
             attempt += 1;

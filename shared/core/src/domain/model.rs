@@ -121,6 +121,15 @@ impl EntityKind {
         }
     }
 
+    /// The field naming the record a record of this entity is read under, in ATSs that
+    /// nest it (a Lever application lives under its opportunity, the candidate).
+    pub fn parent_field(self) -> Option<&'static str> {
+        match self {
+            EntityKind::Application => Some("candidate_id"),
+            EntityKind::Candidate | EntityKind::Job => None,
+        }
+    }
+
     pub fn is_known_field(self, name: &str) -> bool {
         self.fields().contains(&name)
     }

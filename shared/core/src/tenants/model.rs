@@ -46,12 +46,14 @@ impl TenantState {
 #[serde(rename_all = "snake_case")]
 pub enum AtsKind {
     Greenhouse,
+    Lever,
 }
 
 impl AtsKind {
     pub fn as_str(self) -> &'static str {
         match self {
             AtsKind::Greenhouse => "greenhouse",
+            AtsKind::Lever => "lever",
         }
     }
 }
@@ -63,7 +65,13 @@ impl AtsKind {
 #[serde(tag = "ats_kind", rename_all = "snake_case")]
 pub enum AtsSettings {
     Greenhouse(GreenhouseSettings),
+    Lever(LeverSettings),
 }
+
+/// A Lever tenant's own settings: none yet (Lever has one API version, v1). A struct so
+/// that settings can be added without changing the stored shape.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LeverSettings {}
 
 /// A Greenhouse tenant's own settings.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -75,18 +83,21 @@ pub struct GreenhouseSettings {
 /// A `tenant.enabled` event named an ATS or an ATS setting eds does not support.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AtsSettingsError {
-    #[error("ats_kind {0:?} is not supported (expected \"greenhouse\")")]
+    #[error("ats_kind {0:?} is not supported (expected \"greenhouse\" or \"lever\")")]
     Kind(String),
     #[error(
         "api_version {0:?} is not supported (expected \"v3\"; Greenhouse removed Harvest v1/v2 on 2026-08-31)"
     )]
     ApiVersion(String),
+    #[error("api_version {0:?} is not supported for Lever (expected none, or \"v1\")")]
+    LeverApiVersion(String),
 }
 
 impl AtsSettings {
     pub fn kind(&self) -> AtsKind {
         match self {
             AtsSettings::Greenhouse(_) => AtsKind::Greenhouse,
+            AtsSettings::Lever(_) => AtsKind::Lever,
         }
     }
 
@@ -103,6 +114,10 @@ impl AtsSettings {
                     api_version: ApiVersion::V3,
                 })),
                 other => Err(AtsSettingsError::ApiVersion(cut(other.unwrap_or("")))),
+            },
+            "lever" => match api_version {
+                None | Some("v1") => Ok(AtsSettings::Lever(LeverSettings {})),
+                Some(other) => Err(AtsSettingsError::LeverApiVersion(cut(other))),
             },
             other => Err(AtsSettingsError::Kind(cut(other))),
         }
@@ -479,6 +494,14 @@ mod tests {
         assert_eq!(
             AtsSettings::from_event("greenhouse", None),
             Err(AtsSettingsError::ApiVersion(String::new()))
+        );
+        assert_eq!(
+            AtsSettings::from_event("lever", None),
+            Ok(AtsSettings::Lever(LeverSettings {}))
+        );
+        assert_eq!(
+            AtsSettings::from_event("lever", Some("v3")),
+            Err(AtsSettingsError::LeverApiVersion("v3".into()))
         );
         assert_eq!(
             AtsSettings::from_event("workday", Some("v3")),

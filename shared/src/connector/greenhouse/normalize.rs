@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::{Map, Value};
 
-use crate::connector::{AttachmentRef, canonical_timestamp};
+use crate::connector::{AttachmentRef, FileAccess, canonical_timestamp};
 use crate::domain::ids::{AtsId, EntityKind};
 use crate::domain::model::{ATTACHMENTS, Fields, Observation, ObservationScope};
 
@@ -362,6 +362,7 @@ fn attachment(
         attachment_id: attachment_id.clone(),
         url: SecretString::from(u),
         filename,
+        access: FileAccess::SignedLink,
     });
     let obs = Observation {
         entity: EntityKind::Candidate,

@@ -18,8 +18,8 @@ use super::{GreenhouseConfig, fetch_rows};
 use crate::auth::AccessTokens;
 use crate::connector::http::{ApiClient, RequestKind};
 use crate::connector::{
-    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Quarantined,
-    RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
+    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Probe,
+    Quarantined, RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
 };
 use crate::domain::ids::AtsId;
 
@@ -187,11 +187,11 @@ impl AtsConnector for GreenhouseV3 {
     async fn confirm_presence(
         &self,
         stream: Stream,
-        ids: &[AtsId],
+        probes: &[Probe],
         deadline: Instant,
     ) -> Result<PresencePage, ConnectorError> {
         let mut out = PresencePage::default();
-        for id in ids {
+        for Probe { id, .. } in probes {
             let mut url = self.api.url(resource(stream))?;
             url.path_segments_mut()
                 .map_err(|_| ConnectorError::Config("base URL cannot have a path".into()))?
