@@ -5,6 +5,7 @@
 use eds_local::{LocalStack, Template, provision, sdk_config_from_env, template_path};
 use eds_shared::lambda::{Aws, Config};
 
+pub mod conformance;
 pub mod secrets;
 
 /// One isolated copy of the deployment in the emulator.
@@ -127,6 +128,27 @@ impl Stack {
         secret_json: serde_json::Value,
         edit: impl FnOnce(&mut TenantConfig),
     ) -> anyhow::Result<TenantConfig> {
+        let storage_host = url::Url::parse(&sim.storage_base())?
+            .host_str()
+            .unwrap_or("127.0.0.1")
+            .to_string();
+        self.enable_tenant_with(tenant, secret_json, |cfg| {
+            cfg.api_base_url = sim.api_base();
+            cfg.auth_url = Some(sim.token_url());
+            cfg.attachment_hosts = vec![storage_host];
+            edit(cfg)
+        })
+        .await
+    }
+
+    /// Stores a tenant secret and registers the tenant as enabled, with a configuration
+    /// that `edit` points at its ATS (the default is a Greenhouse tenant with no URLs).
+    pub async fn enable_tenant_with(
+        &self,
+        tenant: &str,
+        secret_json: serde_json::Value,
+        edit: impl FnOnce(&mut TenantConfig),
+    ) -> anyhow::Result<TenantConfig> {
         let id = TenantId::parse(tenant)?;
         let secrets = SecretsManagerStore::new(self.aws.secrets.clone());
         let name = SecretName::for_tenant(SECRET_PREFIX, &id);
@@ -136,17 +158,13 @@ impl Stack {
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let now = Utc::now();
-        let storage_host = url::Url::parse(&sim.storage_base())?
-            .host_str()
-            .unwrap_or("127.0.0.1")
-            .to_string();
         let mut cfg = TenantConfig {
             tenant_id: id,
             ats: AtsSettings::Greenhouse(GreenhouseSettings::default()),
-            api_base_url: sim.api_base(),
-            auth_url: Some(sim.token_url()),
+            api_base_url: String::new(),
+            auth_url: None,
             secret_name: name.as_str().to_string(),
-            attachment_hosts: vec![storage_host],
+            attachment_hosts: vec![],
             allow_loopback_attachments: true,
             interval_secs: 900,
             reconcile_every_secs: DEFAULT_RECONCILE_EVERY_SECS,

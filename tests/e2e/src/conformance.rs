@@ -1,0 +1,355 @@
+//! The ATS side of the conformance suite (`tests/conformance.rs`): each ATS eds pulls
+//! from gives its simulator, a scenario with its manifest of right answers, and the few
+//! mutations the properties need. The properties are written once against
+//! [`AtsUnderTest`]; a new ATS implements it and runs them all.
+
+use std::sync::atomic::AtomicU64;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use secrecy::ExposeSecret;
+use serde_json::{Map, Value, json};
+
+use crate::Stack;
+use eds_shared::credentials::{TokenEndpoint, TokenEndpointConfig, TokenGrant};
+use eds_shared::tenants::{AtsSettings, GreenhouseSettings, LeverSettings, TenantConfig};
+
+/// The partner OAuth client every fixture registers.
+pub const CLIENT_ID: &str = "eds-partner";
+pub const CLIENT_SECRET: &str = "partner-client-secret-value";
+
+/// One ATS under test: its simulator, serving a generated scenario.
+#[async_trait]
+pub trait AtsUnderTest: Send + Sync + Sized {
+    /// The ATS's name as tenants spell it (`ats_kind`).
+    const ATS: &'static str;
+    /// Requests of a run that finds nothing changed: one per list the ATS is read by.
+    const UNCHANGED_RUN_REQUESTS: u64;
+
+    /// A simulator serving a scenario of `candidates` candidates, with the partner
+    /// OAuth client registered.
+    async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self>;
+    /// The ATS's part of a tenant configuration (kind, URLs, file hosts).
+    fn configure(&self, cfg: &mut TenantConfig);
+    /// An authorization code for the partner client (onboarding).
+    fn authorization_code(&self) -> String;
+    /// The token endpoint's `audience`, when the ATS takes one.
+    fn audience(&self) -> Option<&'static str> {
+        None
+    }
+    fn token_url(&self) -> String;
+    /// The scenario's pushed snapshot (push format).
+    fn pushed(&self) -> Vec<Value>;
+    /// Every `(entity, id)` the manifest has an expected view for.
+    fn expected_keys(&self) -> Vec<(String, String)>;
+    /// How `view` (`None`: no live view) differs from the expected one.
+    fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>)
+    -> Vec<String>;
+    /// Candidate ids the ATS holds now, in a stable order.
+    fn candidate_ids(&self) -> Vec<String>;
+    /// Changes one candidate in the ATS; returns the canonical field and its new value.
+    fn change_candidate(&self, id: &str) -> anyhow::Result<(&'static str, Value)>;
+    /// Deletes a candidate in the ATS.
+    fn delete_candidate(&self, id: &str) -> anyhow::Result<()>;
+    /// API requests the simulator answered (token requests not included).
+    fn api_requests(&self) -> u64;
+    fn token_requests(&self) -> u64;
+    fn rate_limited(&self) -> u64;
+    fn reset_stats(&self);
+    /// Revokes every refresh token of the partner client.
+    fn revoke_grant(&self);
+    /// Sets the simulator's clock (the time its mutations stamp).
+    fn set_clock(&self, to: DateTime<Utc>);
+    /// Makes the simulator enforce a rate limit the sync must stay under (the ATS's
+    /// documented one, or a tight one where the ATS tells its budget in headers).
+    fn limit_rate(&self);
+
+}
+
+/// Exchanges an authorization code as onboarding does; returns the refresh token.
+pub async fn onboard<A: AtsUnderTest>(ats: &A, now: DateTime<Utc>) -> anyhow::Result<String> {
+    let mut config = TokenEndpointConfig::new(ats.token_url().parse()?);
+    config.audience = ats.audience().map(str::to_string);
+    let endpoint = TokenEndpoint::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let issued = endpoint
+        .request(
+            CLIENT_ID,
+            &CLIENT_SECRET.to_string().into(),
+            TokenGrant::AuthorizationCode {
+                code: &ats.authorization_code().into(),
+                redirect_uri: None,
+            },
+            &AtomicU64::new(0),
+            now,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let refresh = issued
+        .refresh_token
+        .ok_or_else(|| anyhow::anyhow!("no refresh token issued"))?;
+    Ok(refresh.expose_secret().to_string())
+}
+
+/// Registers `tenant` for `ats` with a freshly onboarded authorization-code grant.
+pub async fn enable<A: AtsUnderTest>(
+    stack: &Stack,
+    ats: &A,
+    tenant: &str,
+) -> anyhow::Result<TenantConfig> {
+    let refresh = onboard(ats, Utc::now()).await?;
+    let secret = json!({"kind": "authorization_code", "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET, "refresh_token": refresh});
+    stack
+        .enable_tenant_with(tenant, secret, |cfg| ats.configure(cfg))
+        .await
+}
+
+/// Greenhouse Harvest v3 (`greenhouse-sim`).
+pub struct Greenhouse {
+    pub sim: greenhouse_sim::SimHandle,
+    pub scenario: greenhouse_sim::Scenario,
+}
+
+#[async_trait]
+impl AtsUnderTest for Greenhouse {
+    const ATS: &'static str = "greenhouse";
+    /// Candidates, applications, jobs, attachments.
+    const UNCHANGED_RUN_REQUESTS: u64 = 4;
+
+    async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self> {
+        use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
+        let scenario = Scenario::generate(&ScenarioSpec {
+            seed,
+            candidates,
+            jobs: 8,
+            now,
+            ..ScenarioSpec::default()
+        });
+        let sim = Simulator::start(SimConfig::default(), scenario.truth.clone()).await?;
+        sim.add_oauth_client(CLIENT_ID, CLIENT_SECRET, ALL_SCOPES);
+        Ok(Self { sim, scenario })
+    }
+
+    fn configure(&self, cfg: &mut TenantConfig) {
+        cfg.ats = AtsSettings::Greenhouse(GreenhouseSettings::default());
+        cfg.api_base_url = self.sim.api_base();
+        cfg.auth_url = Some(self.sim.token_url());
+        let storage = url::Url::parse(&self.sim.storage_base())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string))
+            .unwrap_or_else(|| "127.0.0.1".into());
+        cfg.attachment_hosts = vec![storage];
+    }
+
+    fn authorization_code(&self) -> String {
+        self.sim.issue_authorization_code(CLIENT_ID, 7)
+    }
+
+    fn token_url(&self) -> String {
+        self.sim.token_url()
+    }
+
+    fn pushed(&self) -> Vec<Value> {
+        self.scenario.pushed.to_vec()
+    }
+
+    fn expected_keys(&self) -> Vec<(String, String)> {
+        self.scenario.manifest.expected_views.keys().cloned().collect()
+    }
+
+    fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>) -> Vec<String> {
+        self.scenario
+            .manifest
+            .check(entity, id, view)
+            .into_iter()
+            .map(|d| format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual))
+            .collect()
+    }
+
+    fn candidate_ids(&self) -> Vec<String> {
+        self.sim
+            .mutate()
+            .ids(greenhouse_sim::Entity::Candidate)
+            .into_iter()
+            .map(|i| i.to_string())
+            .collect()
+    }
+
+    fn change_candidate(&self, id: &str) -> anyhow::Result<(&'static str, Value)> {
+        let value = json!(format!("Principal Engineer {id}"));
+        self.sim
+            .mutate()
+            .update(greenhouse_sim::Entity::Candidate, id.parse()?, "title", value.clone())
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(("title", value))
+    }
+
+    fn delete_candidate(&self, id: &str) -> anyhow::Result<()> {
+        self.sim
+            .mutate()
+            .delete(greenhouse_sim::Entity::Candidate, id.parse()?)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    }
+
+    fn api_requests(&self) -> u64 {
+        let s = self.sim.stats();
+        s.total_requests - s.token_requests
+    }
+
+    fn token_requests(&self) -> u64 {
+        self.sim.stats().token_requests
+    }
+
+    fn rate_limited(&self) -> u64 {
+        self.sim.stats().status_total(429)
+    }
+
+    fn reset_stats(&self) {
+        self.sim.reset_stats();
+    }
+
+    fn revoke_grant(&self) {
+        self.sim.revoke_refresh_tokens(CLIENT_ID);
+    }
+
+    fn set_clock(&self, to: DateTime<Utc>) {
+        self.sim.clock().set(to);
+    }
+
+    fn limit_rate(&self) {
+        // A budget of 10 requests per window, told in `X-RateLimit-*` headers.
+        self.sim.set_rate_limit_v3(10);
+    }
+}
+
+/// Lever v1 (`lever-sim`).
+pub struct Lever {
+    pub sim: lever_sim::SimHandle,
+    pub scenario: lever_sim::Scenario,
+}
+
+#[async_trait]
+impl AtsUnderTest for Lever {
+    const ATS: &'static str = "lever";
+    /// Postings, opportunities, the deleted list.
+    const UNCHANGED_RUN_REQUESTS: u64 = 3;
+
+    async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self> {
+        use lever_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
+        let scenario = Scenario::generate(&ScenarioSpec {
+            seed,
+            candidacies: candidates,
+            postings: 8,
+            now,
+            ..ScenarioSpec::default()
+        });
+        let sim = Simulator::start(
+            SimConfig {
+                // Page 2 of resumes with a handful of them.
+                resume_page_size: 5,
+                ..SimConfig::default()
+            },
+            scenario.truth.clone(),
+        )
+        .await?;
+        sim.add_oauth_client(CLIENT_ID, CLIENT_SECRET, ALL_SCOPES);
+        Ok(Self { sim, scenario })
+    }
+
+    fn configure(&self, cfg: &mut TenantConfig) {
+        cfg.ats = AtsSettings::Lever(LeverSettings {});
+        cfg.api_base_url = self.sim.api_base();
+        cfg.auth_url = Some(self.sim.token_url());
+        cfg.attachment_hosts = vec![];
+    }
+
+    fn authorization_code(&self) -> String {
+        self.sim.issue_authorization_code(CLIENT_ID)
+    }
+
+    fn audience(&self) -> Option<&'static str> {
+        Some(lever_sim::AUDIENCE)
+    }
+
+    fn token_url(&self) -> String {
+        self.sim.token_url()
+    }
+
+    fn pushed(&self) -> Vec<Value> {
+        self.scenario.pushed.to_vec()
+    }
+
+    fn expected_keys(&self) -> Vec<(String, String)> {
+        self.scenario.manifest.expected_views.keys().cloned().collect()
+    }
+
+    fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>) -> Vec<String> {
+        self.scenario
+            .manifest
+            .check(entity, id, view)
+            .into_iter()
+            .map(|d| format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual))
+            .collect()
+    }
+
+    fn candidate_ids(&self) -> Vec<String> {
+        self.sim.mutate().opportunity_ids()
+    }
+
+    fn change_candidate(&self, id: &str) -> anyhow::Result<(&'static str, Value)> {
+        let tags = json!(["Conformance", id]);
+        self.sim
+            .mutate()
+            .update(id, "tags", tags.clone())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(("tags", tags))
+    }
+
+    fn delete_candidate(&self, id: &str) -> anyhow::Result<()> {
+        self.sim
+            .mutate()
+            .delete(id, None)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    fn api_requests(&self) -> u64 {
+        let s = self.sim.stats();
+        s.total_requests - s.token_requests
+    }
+
+    fn token_requests(&self) -> u64 {
+        self.sim.stats().token_requests
+    }
+
+    fn rate_limited(&self) -> u64 {
+        self.sim.stats().rate_limited
+    }
+
+    fn reset_stats(&self) {
+        self.sim.reset_stats();
+    }
+
+    fn revoke_grant(&self) {
+        self.sim.revoke_refresh_tokens(CLIENT_ID);
+    }
+
+    fn set_clock(&self, to: DateTime<Utc>) {
+        self.sim.clock().set(to);
+    }
+
+    fn limit_rate(&self) {
+        // Lever's documented bucket: 10 requests/s, bursts to 20, on wall time.
+        let mut cfg = self.sim.config();
+        cfg.rate_per_sec = 10.0;
+        cfg.rate_burst = 20;
+        cfg.rate_clock = lever_sim::RateClock::Real;
+        self.sim.set_config(cfg);
+    }
+}
+
+/// The scenario time the fixtures use: three hours before now, so that the scenario's
+/// own changes are older than an incremental run's lookback (an unchanged run finds
+/// nothing), and the pull's lag covers everything it holds.
+pub fn scenario_now() -> DateTime<Utc> {
+    Utc::now() - Duration::hours(3)
+}

@@ -1,0 +1,210 @@
+//! One conformance suite for every ATS eds pulls from: each property is written once
+//! against `eds_e2e::conformance::AtsUnderTest` and instantiated per ATS by
+//! `conformance!`, so every test's name says which ATS ran (`greenhouse::…`,
+//! `lever::…`). The real handlers run against the local AWS emulator and the ATS's
+//! simulator; the right answers come from the simulator's scenario manifest.
+
+use std::collections::BTreeMap;
+use std::time::Duration as StdDuration;
+
+use chrono::{Duration, Utc};
+use eds_e2e::Stack;
+use eds_e2e::conformance::{AtsUnderTest, Greenhouse, Lever, enable, scenario_now};
+use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_shared::pipeline::push::{to_change, validate_record};
+use eds_shared::pipeline::puller::PullerSettings;
+use eds_shared::store::{RecordRead, RecordWrite};
+use eds_shared::tenants::{RunLog, SyncStatus, TenantLifecycle, TenantState};
+
+const CANDIDATES: usize = 40;
+
+/// Writes the scenario's pushed snapshot as the push function would (validated, one
+/// change per record).
+async fn push_snapshot<A: AtsUnderTest>(stack: &Stack, ats: &A, tenant: &TenantId) {
+    let now = Utc::now();
+    let changes: Vec<_> = ats
+        .pushed()
+        .iter()
+        .map(|r| to_change(&validate_record(r, now).expect("the snapshot is valid push format")))
+        .collect();
+    let store = stack.store();
+    for chunk in changes.chunks(100) {
+        store
+            .apply_page(tenant, chunk.to_vec(), now)
+            .await
+            .expect("push page applied");
+    }
+}
+
+/// Every stored live view compared with the manifest.
+async fn differences<A: AtsUnderTest>(stack: &Stack, ats: &A, tenant: &TenantId) -> Vec<String> {
+    let store = stack.store();
+    let mut out = Vec::new();
+    for (entity, id) in ats.expected_keys() {
+        let key = RecordKey::new(
+            tenant.clone(),
+            EntityKind::parse(&entity).unwrap(),
+            AtsId::parse(id.clone()).unwrap(),
+        );
+        let head = store.get(&key).await.unwrap();
+        let view = head
+            .as_ref()
+            .filter(|h| h.view.deleted.is_none())
+            .map(|h| h.view.fields.clone().into_iter().collect::<serde_json::Map<_, _>>());
+        out.extend(ats.differences(&entity, &id, view.as_ref()));
+    }
+    out
+}
+
+async fn history_len(stack: &Stack, tenant: &TenantId, id: &str) -> usize {
+    let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::parse(id).unwrap());
+    stack.store().history(&key).await.unwrap().len()
+}
+
+/// Backfill with the push equals the manifest; then an unchanged run costs one request
+/// per list and writes nothing; then exactly the changed records get a version; then an
+/// ATS deletion is a tombstone (by the next reconciliation at the latest) whose history
+/// is kept. Secrets are never logged or stored.
+async fn sync_is_faithful<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(7, CANDIDATES, scenario_now()).await.unwrap();
+    let cfg = enable(&stack, &fixture, "acme").await.unwrap();
+    let tenant = cfg.tenant_id.clone();
+    push_snapshot(&stack, &fixture, &tenant).await;
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+
+    let t0 = Utc::now();
+    let report = stack.sync(&puller, t0).await.unwrap();
+    assert_eq!(report.counts.quarantined, 0, "{ats}: {:?}", report.counts);
+    assert!(report.counts.attachments_stored > 0, "{ats}: {:?}", report.counts);
+    let diffs = differences(&stack, &fixture, &tenant).await;
+    assert!(
+        diffs.is_empty(),
+        "{ats}: {} differences from the manifest, first: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(8)]
+    );
+
+    fixture.reset_stats();
+    let t1 = t0 + Duration::seconds(901);
+    let report = stack.sync(&puller, t1).await.unwrap();
+    assert_eq!(report.versions_written, 0, "{ats}: {:?}", report.counts);
+    assert_eq!(
+        fixture.api_requests(),
+        A::UNCHANGED_RUN_REQUESTS,
+        "{ats}: an unchanged run sends one request per list"
+    );
+
+    fixture.set_clock(Utc::now() - Duration::minutes(10));
+    let ids = fixture.candidate_ids();
+    let changed = &ids[..3];
+    let mut before = Vec::new();
+    for id in changed {
+        before.push(history_len(&stack, &tenant, id).await);
+    }
+    let mut values = BTreeMap::new();
+    for id in changed {
+        values.insert(id.clone(), fixture.change_candidate(id).unwrap());
+    }
+    let t2 = t1 + Duration::seconds(901);
+    let report = stack.sync(&puller, t2).await.unwrap();
+    assert_eq!(report.versions_written, 3, "{ats}: {:?}", report.counts);
+    let store = stack.store();
+    for (id, n) in changed.iter().zip(before) {
+        let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::parse(id.as_str()).unwrap());
+        let head = store.get(&key).await.unwrap().unwrap();
+        let (field, value) = &values[id];
+        assert_eq!(&head.view.fields[*field], value, "{ats}: {id}");
+        assert_eq!(history_len(&stack, &tenant, id).await, n + 1, "{ats}: one new version");
+    }
+
+    let gone = ids[5].clone();
+    fixture.delete_candidate(&gone).unwrap();
+    let t3 = t2 + Duration::days(3) + Duration::hours(1);
+    let report = stack.sync(&puller, t3).await.unwrap();
+    assert!(report.counts.tombstoned >= 1 || report.versions_written >= 1, "{ats}: {:?}", report.counts);
+    let key = RecordKey::new(tenant.clone(), EntityKind::Candidate, AtsId::parse(gone.as_str()).unwrap());
+    let head = store.get(&key).await.unwrap().unwrap();
+    assert!(head.view.deleted.is_some(), "{ats}: {gone} is a tombstone");
+    assert!(store.history(&key).await.unwrap().len() >= 2, "{ats}: history kept");
+    let diffs = differences(&stack, &fixture, &tenant).await;
+    let unexpected: Vec<_> = diffs
+        .iter()
+        .filter(|d| {
+            !d.contains(&gone) && !changed.iter().any(|c| d.contains(c.as_str()))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "{ats}: after the sweep: {unexpected:?}");
+    eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+}
+
+/// A refresh token the ATS revoked ends the pull in `needs_reauth`, unscheduled,
+/// without a retry storm on the token endpoint.
+async fn a_revoked_grant_needs_reauth<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(11, 10, scenario_now()).await.unwrap();
+    let cfg = enable(&stack, &fixture, "reauth").await.unwrap();
+    fixture.revoke_grant();
+    fixture.reset_stats();
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+    let now = Utc::now();
+    stack.sync(&puller, now).await.unwrap();
+    let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+    assert_eq!(rec.config.state, TenantState::NeedsReauth, "{ats}");
+    assert!(rec.next_run_at.is_none(), "{ats}: unscheduled");
+    let streams = stack.registry().streams(&cfg.tenant_id).await.unwrap();
+    assert!(streams.iter().all(|s| s.status == SyncStatus::NeedsReauth), "{ats}: {streams:?}");
+    assert!(fixture.token_requests() <= 2, "{ats}: no retry storm");
+    assert_eq!(fixture.api_requests(), 0, "{ats}: no API request without a token");
+    eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+}
+
+/// Under the ATS's rate limit a whole backfill gets no 429: eds paces itself (from the
+/// ATS's headers, or below its documented bucket).
+async fn a_backfill_stays_under_the_rate_limit<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(13, 25, scenario_now()).await.unwrap();
+    fixture.limit_rate();
+    let cfg = enable(&stack, &fixture, "paced").await.unwrap();
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+    let (report, _) = {
+        stack.scheduler().run(Utc::now()).await.unwrap();
+        stack
+            .drain_pull_queue(&puller, StdDuration::from_secs(300), 1000)
+            .await
+            .unwrap()
+    };
+    assert_eq!(fixture.rate_limited(), 0, "{ats}: {:?}", report.counts);
+    assert!(report.counts.requests > 20, "{ats}: the limit was reached: {:?}", report.counts);
+    let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+    assert_eq!(rec.config.state, TenantState::Enabled, "{ats}");
+}
+
+macro_rules! conformance {
+    ($name:ident, $ats:ty) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn backfill_equals_the_manifest_unchanged_costs_one_request_per_list_changes_version_and_deletions_tombstone() {
+                sync_is_faithful::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn a_revoked_grant_ends_in_needs_reauth_without_a_retry_storm() {
+                a_revoked_grant_needs_reauth::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn a_backfill_under_the_ats_rate_limit_gets_no_429() {
+                a_backfill_stays_under_the_rate_limit::<$ats>().await;
+            }
+        }
+    };
+}
+
+conformance!(greenhouse, Greenhouse);
+conformance!(lever, Lever);
