@@ -660,7 +660,10 @@ async fn attachment_is_streamed_hashed_and_stored_once_for_identical_downloads()
         filename: None,
         access: eds_shared::connector::FileAccess::SignedLink,
     };
-    let second = fetcher.fetch_and_store_ref(&env.tenant, &file).await.unwrap();
+    let second = fetcher
+        .fetch_and_store_ref(&env.tenant, &file)
+        .await
+        .unwrap();
     assert_eq!(second.key, first.key);
     assert!(second.already_stored);
 

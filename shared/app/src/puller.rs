@@ -843,12 +843,7 @@ impl Puller {
                 if refused_elements.contains(a.attachment_id.as_str()) {
                     continue;
                 }
-                match run
-                    .conn
-                    .attachments
-                    .fetch_and_store_ref(&tenant, a)
-                    .await
-                {
+                match run.conn.attachments.fetch_and_store_ref(&tenant, a).await {
                     Ok(f) => {
                         if !f.already_stored {
                             counts.attachments_stored += 1;

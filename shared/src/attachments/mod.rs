@@ -182,7 +182,9 @@ impl AttachmentFetcher {
                 }
                 tokio::time::sleep(wait).await;
             }
-            let sent = self.get_following_redirects(start.clone(), Some(&auth)).await;
+            let sent = self
+                .get_following_redirects(start.clone(), Some(&auth))
+                .await;
             api.limiter.release();
             match sent {
                 Ok(response) => return self.store_response(tenant, response).await,
@@ -355,13 +357,10 @@ impl AttachmentFetcher {
             value.set_sensitive(true);
             request = request.header(reqwest::header::AUTHORIZATION, value);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| AttachmentError::Network {
-                url: redacted(url),
-                detail: e.without_url().to_string(),
-            })
+        request.send().await.map_err(|e| AttachmentError::Network {
+            url: redacted(url),
+            detail: e.without_url().to_string(),
+        })
     }
 }
 

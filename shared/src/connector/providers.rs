@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::attachments::guard::ApiHostRules;
-use crate::attachments::{
-    ApiDownloads, AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy,
-};
+use crate::attachments::{ApiDownloads, AttachmentFetcher, BlobStore, DownloadConfig, HostPolicy};
 use crate::auth::AccessTokens;
 use crate::connector::ratelimit::RateLimiter;
 use crate::connector::{AtsConnector, greenhouse, lever};
@@ -64,7 +62,12 @@ impl Providers {
                 let limiter = RateLimiter::shared(cfg.tenant_id.as_str());
                 Ok(AtsParts {
                     connector: greenhouse::provider::connector(
-                        s, base, tokens, limiter.clone(), local, fast,
+                        s,
+                        base,
+                        tokens,
+                        limiter.clone(),
+                        local,
+                        fast,
                     )?,
                     file_hosts: greenhouse::ATTACHMENT_HOSTS,
                     api_downloads: None,

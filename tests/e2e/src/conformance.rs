@@ -25,6 +25,9 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     const ATS: &'static str;
     /// Requests of a run that finds nothing changed: one per list the ATS is read by.
     const UNCHANGED_RUN_REQUESTS: u64;
+    /// The requests the limit of [`AtsUnderTest::limit_rate`] lets through at once: a
+    /// backfill must need more, or the property proves nothing.
+    const RATE_LIMIT_BUDGET: u64;
 
     /// A simulator serving a scenario of `candidates` candidates, with the partner
     /// OAuth client registered.
@@ -37,6 +40,10 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     fn audience(&self) -> Option<&'static str> {
         None
     }
+    /// The `redirect_uri` the code grant needs, when the ATS requires one.
+    fn redirect_uri(&self) -> Option<&'static str> {
+        None
+    }
     fn token_url(&self) -> String;
     /// The scenario's pushed snapshot (push format).
     fn pushed(&self) -> Vec<Value>;
@@ -45,10 +52,18 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     /// How `view` (`None`: no live view) differs from the expected one.
     fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>)
     -> Vec<String>;
-    /// Candidate ids the ATS holds now, in a stable order.
+    /// Candidate ids the ATS holds now, in a stable order, without an injected defect
+    /// (their merged view is the ATS's).
     fn candidate_ids(&self) -> Vec<String>;
     /// Changes one candidate in the ATS; returns the canonical field and its new value.
     fn change_candidate(&self, id: &str) -> anyhow::Result<(&'static str, Value)>;
+    /// The records a change of candidate `id` re-stamps in the ATS (the candidate, and
+    /// for Lever its application, which orders by its opportunity's `updatedAt`): each
+    /// gets exactly one version.
+    fn restamped_by_change(&self, id: &str) -> u64 {
+        let _ = id;
+        1
+    }
     /// Deletes a candidate in the ATS.
     fn delete_candidate(&self, id: &str) -> anyhow::Result<()>;
     /// API requests the simulator answered (token requests not included).
@@ -63,7 +78,6 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     /// Makes the simulator enforce a rate limit the sync must stay under (the ATS's
     /// documented one, or a tight one where the ATS tells its budget in headers).
     fn limit_rate(&self);
-
 }
 
 /// Exchanges an authorization code as onboarding does; returns the refresh token.
@@ -77,7 +91,7 @@ pub async fn onboard<A: AtsUnderTest>(ats: &A, now: DateTime<Utc>) -> anyhow::Re
             &CLIENT_SECRET.to_string().into(),
             TokenGrant::AuthorizationCode {
                 code: &ats.authorization_code().into(),
-                redirect_uri: None,
+                redirect_uri: ats.redirect_uri(),
             },
             &AtomicU64::new(0),
             now,
@@ -115,6 +129,7 @@ impl AtsUnderTest for Greenhouse {
     const ATS: &'static str = "greenhouse";
     /// Candidates, applications, jobs, attachments.
     const UNCHANGED_RUN_REQUESTS: u64 = 4;
+    const RATE_LIMIT_BUDGET: u64 = 2;
 
     async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self> {
         use greenhouse_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
@@ -154,15 +169,30 @@ impl AtsUnderTest for Greenhouse {
     }
 
     fn expected_keys(&self) -> Vec<(String, String)> {
-        self.scenario.manifest.expected_views.keys().cloned().collect()
+        self.scenario
+            .manifest
+            .expected_views
+            .keys()
+            .cloned()
+            .collect()
     }
 
-    fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>) -> Vec<String> {
+    fn differences(
+        &self,
+        entity: &str,
+        id: &str,
+        view: Option<&Map<String, Value>>,
+    ) -> Vec<String> {
         self.scenario
             .manifest
             .check(entity, id, view)
             .into_iter()
-            .map(|d| format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual))
+            .map(|d| {
+                format!(
+                    "{entity}/{id}: {} expected {:?} got {:?}",
+                    d.field, d.expected, d.actual
+                )
+            })
             .collect()
     }
 
@@ -179,7 +209,12 @@ impl AtsUnderTest for Greenhouse {
         let value = json!(format!("Principal Engineer {id}"));
         self.sim
             .mutate()
-            .update(greenhouse_sim::Entity::Candidate, id.parse()?, "title", value.clone())
+            .update(
+                greenhouse_sim::Entity::Candidate,
+                id.parse()?,
+                "title",
+                value.clone(),
+            )
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         Ok(("title", value))
     }
@@ -217,8 +252,11 @@ impl AtsUnderTest for Greenhouse {
     }
 
     fn limit_rate(&self) {
-        // A budget of 10 requests per window, told in `X-RateLimit-*` headers.
-        self.sim.set_rate_limit_v3(10);
+        // A budget of 2 requests per 2-second window, told in `X-RateLimit-*` headers.
+        let mut cfg = self.sim.config();
+        cfg.rate_limit_v3 = 2;
+        cfg.rate_window_v3 = std::time::Duration::from_secs(2);
+        self.sim.set_config(cfg);
     }
 }
 
@@ -233,6 +271,7 @@ impl AtsUnderTest for Lever {
     const ATS: &'static str = "lever";
     /// Postings, opportunities, the deleted list.
     const UNCHANGED_RUN_REQUESTS: u64 = 3;
+    const RATE_LIMIT_BUDGET: u64 = 20;
 
     async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self> {
         use lever_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
@@ -271,6 +310,10 @@ impl AtsUnderTest for Lever {
         Some(lever_sim::AUDIENCE)
     }
 
+    fn redirect_uri(&self) -> Option<&'static str> {
+        Some("https://eds.example/oauth/lever/callback")
+    }
+
     fn token_url(&self) -> String {
         self.sim.token_url()
     }
@@ -280,20 +323,51 @@ impl AtsUnderTest for Lever {
     }
 
     fn expected_keys(&self) -> Vec<(String, String)> {
-        self.scenario.manifest.expected_views.keys().cloned().collect()
+        self.scenario
+            .manifest
+            .expected_views
+            .keys()
+            .cloned()
+            .collect()
     }
 
-    fn differences(&self, entity: &str, id: &str, view: Option<&Map<String, Value>>) -> Vec<String> {
+    fn differences(
+        &self,
+        entity: &str,
+        id: &str,
+        view: Option<&Map<String, Value>>,
+    ) -> Vec<String> {
         self.scenario
             .manifest
             .check(entity, id, view)
             .into_iter()
-            .map(|d| format!("{entity}/{id}: {} expected {:?} got {:?}", d.field, d.expected, d.actual))
+            .map(|d| {
+                format!(
+                    "{entity}/{id}: {} expected {:?} got {:?}",
+                    d.field, d.expected, d.actual
+                )
+            })
             .collect()
     }
 
     fn candidate_ids(&self) -> Vec<String> {
-        self.sim.mutate().opportunity_ids()
+        // Candidacies without an injected defect on them or their application: a
+        // change re-stamps the application too (it orders by its opportunity's
+        // `updatedAt`), which would let the ATS's value beat a newer pushed one.
+        let t = &self.scenario.truth;
+        let mut flagged = std::collections::HashSet::new();
+        for d in &self.scenario.manifest.defects {
+            flagged.insert(d.id.clone());
+            if let Some(a) = t.application(&d.id) {
+                flagged.insert(a.opportunity_id.clone());
+            }
+        }
+        self.sim
+            .mutate()
+            .opportunity_ids()
+            .into_iter()
+            .filter(|id| !flagged.contains(id))
+            .collect()
     }
 
     fn change_candidate(&self, id: &str) -> anyhow::Result<(&'static str, Value)> {
@@ -303,6 +377,15 @@ impl AtsUnderTest for Lever {
             .update(id, "tags", tags.clone())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(("tags", tags))
+    }
+
+    fn restamped_by_change(&self, id: &str) -> u64 {
+        let apps = self
+            .scenario
+            .truth
+            .opportunity(id)
+            .map_or(0, |o| o.applications.len() as u64);
+        1 + apps
     }
 
     fn delete_candidate(&self, id: &str) -> anyhow::Result<()> {

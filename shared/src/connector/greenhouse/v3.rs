@@ -18,8 +18,8 @@ use super::{GreenhouseConfig, fetch_rows};
 use crate::auth::AccessTokens;
 use crate::connector::http::{ApiClient, RequestKind};
 use crate::connector::{
-    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Probe,
-    Quarantined, RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
+    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Probe, Quarantined,
+    RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
 };
 use crate::domain::ids::AtsId;
 

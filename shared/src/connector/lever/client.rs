@@ -159,7 +159,10 @@ impl LeverClient {
         }
     }
 
-    fn opportunities_query(window: Option<&Window>, applications: bool) -> Vec<(&'static str, String)> {
+    fn opportunities_query(
+        window: Option<&Window>,
+        applications: bool,
+    ) -> Vec<(&'static str, String)> {
         let mut q = vec![("confidentiality", "all".to_string())];
         if applications {
             q.push(("expand", "applications".to_string()));
@@ -225,13 +228,14 @@ impl LeverClient {
         let mut offset: Option<String> = None;
         loop {
             let url = self.list_url(&path, &[], offset.as_deref())?;
-            let page =
-                match fetch_list(&self.api, url, offset.as_deref(), deadline, &mut out.stats).await {
-                    Ok(p) => p,
-                    // Deleted since it was listed: the deleted list tombstones it.
-                    Err(ConnectorError::BadRequest { status: 404, .. }) => return Ok(()),
-                    Err(e) => return Err(e),
-                };
+            let page = match fetch_list(&self.api, url, offset.as_deref(), deadline, &mut out.stats)
+                .await
+            {
+                Ok(p) => p,
+                // Deleted since it was listed: the deleted list tombstones it.
+                Err(ConnectorError::BadRequest { status: 404, .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            };
             for row in &page.rows {
                 match normalize::attachment(row, opp, kind, &self.base) {
                     Ok((o, d)) => {
@@ -268,20 +272,27 @@ impl LeverClient {
         )?;
         let list = fetch_list(&self.api, url, offset.as_deref(), deadline, &mut page.stats).await?;
         let reasons = self
-            .reasons_for(&normalize::archive_reasons_of(&list.rows), deadline, &mut page.stats)
+            .reasons_for(
+                &normalize::archive_reasons_of(&list.rows),
+                deadline,
+                &mut page.stats,
+            )
             .await?;
         let mut listed: Vec<AtsId> = Vec::with_capacity(list.rows.len());
         for row in &list.rows {
             let candidate = match normalize::candidate(row) {
                 Ok(c) => c,
                 Err(e) => {
-                    page.quarantined.push(quarantine(Stream::Candidates, row, e));
+                    page.quarantined
+                        .push(quarantine(Stream::Candidates, row, e));
                     continue;
                 }
             };
             match normalize::applications(row, &reasons) {
                 Ok(apps) => page.observations.extend(apps),
-                Err(e) => page.quarantined.push(quarantine(Stream::Applications, row, e)),
+                Err(e) => page
+                    .quarantined
+                    .push(quarantine(Stream::Applications, row, e)),
             }
             listed.push(candidate.ats_id.clone());
             page.observations.push(candidate);
@@ -291,8 +302,10 @@ impl LeverClient {
         let children: Vec<Result<Children, ConnectorError>> = futures::stream::iter(listed)
             .map(|opp| async move {
                 let mut c = Children::default();
-                self.children_of(&opp, FileKind::Resume, deadline, &mut c).await?;
-                self.children_of(&opp, FileKind::File, deadline, &mut c).await?;
+                self.children_of(&opp, FileKind::Resume, deadline, &mut c)
+                    .await?;
+                self.children_of(&opp, FileKind::File, deadline, &mut c)
+                    .await?;
                 Ok(c)
             })
             .buffered(CHILD_CONCURRENCY)
@@ -332,7 +345,9 @@ impl LeverClient {
         for row in &list.rows {
             match normalize::deleted(row) {
                 Ok(o) => page.observations.push(o),
-                Err(e) => page.quarantined.push(quarantine(Stream::Candidates, row, e)),
+                Err(e) => page
+                    .quarantined
+                    .push(quarantine(Stream::Candidates, row, e)),
             }
         }
         page.next = list.next.map(|t| Cursor::new(format!("deleted:{t}")));
@@ -522,7 +537,12 @@ mod tests {
             parse_position(Some(&Cursor::new("deleted:"))).unwrap(),
             Position::Deleted(None)
         );
-        for bad in ["https://evil.example/x", "opportunities:", "deleted:a b", "postings:x"] {
+        for bad in [
+            "https://evil.example/x",
+            "opportunities:",
+            "deleted:a b",
+            "postings:x",
+        ] {
             assert!(parse_position(Some(&Cursor::new(bad))).is_err(), "{bad}");
         }
         assert_eq!(

@@ -147,7 +147,11 @@ pub(crate) async fn fetch_list(
         RequestKind::Initial
     };
     let resp = match api.get(url, kind, deadline, stats).await {
-        Err(ConnectorError::BadRequest { status: 400, endpoint, .. }) if follows_offset => {
+        Err(ConnectorError::BadRequest {
+            status: 400,
+            endpoint,
+            ..
+        }) if follows_offset => {
             return Err(ConnectorError::CursorExpired { endpoint });
         }
         other => other?,

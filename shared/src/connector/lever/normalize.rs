@@ -55,8 +55,13 @@ fn object(v: &Value) -> Result<&Map<String, Value>, RowError> {
 /// The row's `id` as an [`AtsId`].
 pub fn row_id(obj: &Map<String, Value>) -> Result<AtsId, RowError> {
     match obj.get("id") {
-        Some(Value::String(s)) => AtsId::parse(s.as_str()).map_err(|e| field_err("id", e.to_string())),
-        Some(other) => Err(field_err("id", format!("expected a string, got {}", kind(other)))),
+        Some(Value::String(s)) => {
+            AtsId::parse(s.as_str()).map_err(|e| field_err("id", e.to_string()))
+        }
+        Some(other) => Err(field_err(
+            "id",
+            format!("expected a string, got {}", kind(other)),
+        )),
         None => Err(field_err("id", "missing")),
     }
 }
@@ -79,7 +84,10 @@ pub fn millis(t: &DateTime<Utc>) -> String {
     t.timestamp_millis().to_string()
 }
 
-fn time_opt(obj: &Map<String, Value>, field: &'static str) -> Result<Option<DateTime<Utc>>, RowError> {
+fn time_opt(
+    obj: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, RowError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -102,11 +110,17 @@ fn time_value(t: Option<DateTime<Utc>>) -> Value {
     t.map_or(Value::Null, |t| Value::String(canonical_timestamp(&t)))
 }
 
-fn str_opt<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, RowError> {
+fn str_opt<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, RowError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(other) => Err(field_err(field, format!("expected a string, got {}", kind(other)))),
+        Some(other) => Err(field_err(
+            field,
+            format!("expected a string, got {}", kind(other)),
+        )),
     }
 }
 
@@ -121,12 +135,18 @@ fn strings<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<Vec<&
                     .ok_or_else(|| field_err(field, format!("expected strings, got {}", kind(i))))
             })
             .collect(),
-        Some(other) => Err(field_err(field, format!("expected a list, got {}", kind(other)))),
+        Some(other) => Err(field_err(
+            field,
+            format!("expected a list, got {}", kind(other)),
+        )),
     }
 }
 
 /// An id given as a string or, when expanded, as an object with an `id`.
-fn ref_id<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, RowError> {
+fn ref_id<'a>(
+    obj: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, RowError> {
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.as_str())),
@@ -134,7 +154,10 @@ fn ref_id<'a>(obj: &'a Map<String, Value>, field: &'static str) -> Result<Option
             Some(Value::String(s)) => Ok(Some(s.as_str())),
             _ => Err(field_err(field, "expanded object without a string id")),
         },
-        Some(other) => Err(field_err(field, format!("expected an id, got {}", kind(other)))),
+        Some(other) => Err(field_err(
+            field,
+            format!("expected an id, got {}", kind(other)),
+        )),
     }
 }
 
@@ -183,12 +206,19 @@ pub fn candidate(v: &Value) -> Result<Observation, RowError> {
                 let p = p
                     .as_object()
                     .ok_or_else(|| field_err("phones", "expected objects"))?;
-                let value = str_opt(p, "value").map_err(|_| field_err("phones", "value is not a string"))?;
-                let kind = str_opt(p, "type").map_err(|_| field_err("phones", "type is not a string"))?;
+                let value = str_opt(p, "value")
+                    .map_err(|_| field_err("phones", "value is not a string"))?;
+                let kind =
+                    str_opt(p, "type").map_err(|_| field_err("phones", "type is not a string"))?;
                 Ok(json!({"type": kind, "value": value}))
             })
             .collect::<Result<Vec<_>, RowError>>()?,
-        Some(other) => return Err(field_err("phones", format!("expected a list, got {}", kind(other)))),
+        Some(other) => {
+            return Err(field_err(
+                "phones",
+                format!("expected a list, got {}", kind(other)),
+            ));
+        }
     };
     f.insert("phones".into(), Value::Array(phones));
     let location = str_opt(obj, "location")?.unwrap_or("").trim();
@@ -256,22 +286,41 @@ pub fn applications(v: &Value, reasons: &ArchiveReasons) -> Result<Vec<Observati
         None | Some(Value::Null) => (Value::Null, Value::Null),
         Some(Value::String(s)) => (json!(s), Value::Null),
         Some(Value::Object(s)) => (
-            s.get("id").filter(|i| i.is_string()).cloned().unwrap_or(Value::Null),
-            s.get("text").filter(|t| t.is_string()).cloned().unwrap_or(Value::Null),
+            s.get("id")
+                .filter(|i| i.is_string())
+                .cloned()
+                .unwrap_or(Value::Null),
+            s.get("text")
+                .filter(|t| t.is_string())
+                .cloned()
+                .unwrap_or(Value::Null),
         ),
-        Some(other) => return Err(field_err("stage", format!("expected an id, got {}", kind(other)))),
+        Some(other) => {
+            return Err(field_err(
+                "stage",
+                format!("expected an id, got {}", kind(other)),
+            ));
+        }
     };
     let archived = match opp.get("archived") {
         None | Some(Value::Null) => None,
         Some(Value::Object(a)) => Some((
-            time_opt(a, "archivedAt").map_err(|_| field_err("archived", "archivedAt is not a time"))?,
+            time_opt(a, "archivedAt")
+                .map_err(|_| field_err("archived", "archivedAt is not a time"))?,
             str_opt(a, "reason").map_err(|_| field_err("archived", "reason is not a string"))?,
         )),
-        Some(other) => return Err(field_err("archived", format!("expected an object, got {}", kind(other)))),
+        Some(other) => {
+            return Err(field_err(
+                "archived",
+                format!("expected an object, got {}", kind(other)),
+            ));
+        }
     };
     let status = match archived {
         None => "in_process",
-        Some((_, Some(reason))) if reasons.get(reason).map(String::as_str) == Some("hired") => "hired",
+        Some((_, Some(reason))) if reasons.get(reason).map(String::as_str) == Some("hired") => {
+            "hired"
+        }
         Some(_) => "rejected",
     };
     let rejected = status == "rejected";
@@ -283,11 +332,14 @@ pub fn applications(v: &Value, reasons: &ArchiveReasons) -> Result<Vec<Observati
         let Value::Object(a) = item else {
             return Err(field_err("applications", "not expanded (expected objects)"));
         };
-        let id = row_id(a).map_err(|_| field_err("applications", "an application without a usable id"))?;
-        let posting = ref_id(a, "posting").map_err(|_| field_err("applications", "posting is not an id"))?;
+        let id = row_id(a)
+            .map_err(|_| field_err("applications", "an application without a usable id"))?;
+        let posting =
+            ref_id(a, "posting").map_err(|_| field_err("applications", "posting is not an id"))?;
         let referral = str_opt(a, "type").ok().flatten() == Some("referral");
         let user = ref_id(a, "user").map_err(|_| field_err("applications", "user is not an id"))?;
-        let created = time_opt(a, "createdAt").map_err(|_| field_err("applications", "createdAt is not a time"))?;
+        let created = time_opt(a, "createdAt")
+            .map_err(|_| field_err("applications", "createdAt is not a time"))?;
         let mut f = Fields::new();
         f.insert("candidate_id".into(), json!(opp_id.as_str()));
         f.insert("job_id".into(), json!(posting));
@@ -295,7 +347,10 @@ pub fn applications(v: &Value, reasons: &ArchiveReasons) -> Result<Vec<Observati
         f.insert("status".into(), json!(status));
         f.insert("stage_id".into(), stage_id.clone());
         f.insert("stage_name".into(), stage_name.clone());
-        f.insert("referrer_id".into(), if referral { json!(user) } else { Value::Null });
+        f.insert(
+            "referrer_id".into(),
+            if referral { json!(user) } else { Value::Null },
+        );
         f.insert("recruiter_id".into(), json!(recruiter));
         let (rejected_at, reason) = match archived {
             Some((at, reason)) if rejected => (time_value(at), json!(reason)),
@@ -336,9 +391,19 @@ pub fn job(v: &Value) -> Result<Observation, RowError> {
     let cat = match obj.get("categories") {
         Some(Value::Object(c)) => c.clone(),
         None | Some(Value::Null) => Map::new(),
-        Some(other) => return Err(field_err("categories", format!("expected an object, got {}", kind(other)))),
+        Some(other) => {
+            return Err(field_err(
+                "categories",
+                format!("expected an object, got {}", kind(other)),
+            ));
+        }
     };
-    let category = |k: &str| cat.get(k).filter(|v| v.is_string()).cloned().unwrap_or(Value::Null);
+    let category = |k: &str| {
+        cat.get(k)
+            .filter(|v| v.is_string())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
     f.insert(
         "custom_fields".into(),
         json!({
@@ -391,7 +456,8 @@ pub fn attachment(
             (
                 str_opt(file, "name").map_err(|_| field_err("file", "name is not a string"))?,
                 time_opt(obj, "createdAt")?,
-                time_opt(file, "uploadedAt").map_err(|_| field_err("file", "uploadedAt is not a time"))?,
+                time_opt(file, "uploadedAt")
+                    .map_err(|_| field_err("file", "uploadedAt is not a time"))?,
             )
         }
         FileKind::File => {
@@ -410,7 +476,13 @@ pub fn attachment(
     url.path_segments_mut()
         .map_err(|_| field_err("id", "the API base URL cannot take a path"))?
         .pop_if_empty()
-        .extend(["opportunities", opp.as_str(), file_kind.path(), id.as_str(), "download"]);
+        .extend([
+            "opportunities",
+            opp.as_str(),
+            file_kind.path(),
+            id.as_str(),
+            "download",
+        ]);
     let download = AttachmentRef {
         candidate_id: opp.clone(),
         attachment_id: id,
@@ -482,7 +554,10 @@ mod tests {
         assert_eq!(f["websites"], json!([{"value": "https://ana.example"}]));
         assert_eq!(f["is_private"], json!(true));
         assert_eq!(f["created_at"], json!("2023-11-14T22:13:20.000Z"));
-        assert!(!f.contains_key("company"), "no Lever equivalent: absent, not invented");
+        assert!(
+            !f.contains_key("company"),
+            "no Lever equivalent: absent, not invented"
+        );
     }
 
     #[test]
@@ -491,7 +566,10 @@ mod tests {
         let a = applications(&opp(), &reasons).unwrap();
         assert_eq!(a.len(), 1);
         let f = fields(&a[0]);
-        assert_eq!(f["candidate_id"], json!("0f1e2d3c-4b5a-4968-8776-655443322110"));
+        assert_eq!(
+            f["candidate_id"],
+            json!("0f1e2d3c-4b5a-4968-8776-655443322110")
+        );
         assert_eq!(f["stage_id"], json!("st1"));
         assert_eq!(f["stage_name"], json!("Phone screen"));
         assert_eq!(f["status"], json!("in_process"));
@@ -534,13 +612,21 @@ mod tests {
             "https://api.lever.co/v1/opportunities/o1/resumes/r1/download"
         );
         assert_eq!(d.access, FileAccess::ApiCall);
-        let ObservationScope::Element { element, .. } = o.scope else { panic!() };
+        let ObservationScope::Element { element, .. } = o.scope else {
+            panic!()
+        };
         assert_eq!(element["type"], json!("resume"));
         assert_eq!(element["filename"], json!("cv.pdf"));
         let file = json!({"id": "f1", "name": "offer.pdf", "uploadedAt": 1_700_000_000_500i64});
         let (o, d) = attachment(&file, &opp, FileKind::File, &base).unwrap();
-        assert!(d.url.expose_secret().ends_with("/opportunities/o1/files/f1/download"));
-        let ObservationScope::Element { element, .. } = o.scope else { panic!() };
+        assert!(
+            d.url
+                .expose_secret()
+                .ends_with("/opportunities/o1/files/f1/download")
+        );
+        let ObservationScope::Element { element, .. } = o.scope else {
+            panic!()
+        };
         assert_eq!(element["type"], json!("other"));
     }
 
@@ -565,6 +651,9 @@ mod tests {
     fn names_split_at_the_first_space() {
         assert_eq!(split_name("Ada"), (json!("Ada"), Value::Null));
         assert_eq!(split_name("  "), (Value::Null, Value::Null));
-        assert_eq!(split_name("Ada King Lovelace"), (json!("Ada"), json!("King Lovelace")));
+        assert_eq!(
+            split_name("Ada King Lovelace"),
+            (json!("Ada"), json!("King Lovelace"))
+        );
     }
 }
