@@ -239,18 +239,16 @@ impl RateLimiter {
             // senders cannot overrun a window they know nothing about. (A paced
             // limiter knows its budget: its bucket.)
             None if s.in_flight > 0 && self.pace.is_none() => return Some(PROBE_WAIT),
-            None => {}
-            Some(remaining) => {
-                if remaining.saturating_sub(s.in_flight) <= self.reserve {
-                    let reset = s
-                        .reset_ms
-                        .unwrap_or(now_ms)
-                        .saturating_add(self.slack.as_millis() as i64);
-                    return Some(Duration::from_millis(
-                        reset.saturating_sub(now_ms).max(1) as u64
-                    ));
-                }
+            Some(remaining) if remaining.saturating_sub(s.in_flight) <= self.reserve => {
+                let reset = s
+                    .reset_ms
+                    .unwrap_or(now_ms)
+                    .saturating_add(self.slack.as_millis() as i64);
+                return Some(Duration::from_millis(
+                    reset.saturating_sub(now_ms).max(1) as u64
+                ));
             }
+            None | Some(_) => {}
         }
         if let Some(pace) = self.pace {
             let rate = pace.per_second.max(0.001);
