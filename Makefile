@@ -66,11 +66,13 @@ nextest:
 
 ## demo: the main job end to end on the local stack: emulator + simulator, push, enable,
 ## sync with progress, the report checked against the scenario's manifest, disable.
-## DEMO_ARGS passes options to `edsctl demo` (e.g. DEMO_ARGS="--candidates 500").
+## ATS picks the simulated ATS (greenhouse or lever: `make demo ATS=lever`); DEMO_ARGS
+## passes options to `edsctl demo` (e.g. DEMO_ARGS="--candidates 500").
+ATS ?= greenhouse
 DEMO_ARGS ?=
 demo: emulator
 	cargo build --locked -q -p edsctl
-	EDS_LOCAL_TESTING=true $(WITH_EMULATOR) cargo run --locked -q -p edsctl -- demo $(DEMO_ARGS)
+	EDS_LOCAL_TESTING=true $(WITH_EMULATOR) cargo run --locked -q -p edsctl -- demo --ats $(ATS) $(DEMO_ARGS)
 
 ## bench: every benchmark (issue I): criterion benches, then eds-bench on the local stack;
 ## writes target/bench/report.json and target/bench/summary.md (docs/benchmarks.md explains them).

@@ -136,8 +136,12 @@ enum Command {
         set: Vec<(String, String)>,
     },
     Demo {
-        #[arg(long, default_value_t = 2000)]
-        candidates: usize,
+        /// The ATS the simulator imitates.
+        #[arg(long, value_enum, default_value = "greenhouse")]
+        ats: demo::DemoAts,
+        /// Candidates (Lever: candidacies) in the scenario (default: Greenhouse 2000, Lever 200).
+        #[arg(long)]
+        candidates: Option<usize>,
         #[arg(long, default_value_t = 40)]
         jobs: usize,
         #[arg(long, default_value_t = 42)]
@@ -153,15 +157,16 @@ enum TenantsCommand {
     Enable {
         tenant: String,
         /// The ATS kind.
-        #[arg(long, value_parser = ["greenhouse"], default_value = "greenhouse")]
+        #[arg(long, value_parser = ["greenhouse", "lever"], default_value = "greenhouse")]
         ats: String,
-        /// The Harvest API version.
-        #[arg(long, value_parser = ["v3", "v1"], default_value = "v3")]
-        api_version: String,
-        /// The ATS API base URL, e.g. https://harvest.greenhouse.io.
+        /// Greenhouse's Harvest API version (default v3); Lever takes none (or v1).
+        #[arg(long, value_parser = ["v3", "v1"])]
+        api_version: Option<String>,
+        /// The ATS API base URL, e.g. https://harvest.greenhouse.io or https://api.lever.co/v1.
         #[arg(long)]
         api_base: String,
-        /// The OAuth token endpoint, when it is not the deployment's GREENHOUSE_TOKEN_URL.
+        /// The OAuth token endpoint, when it is not the ATS's default (Greenhouse: the
+        /// deployment's GREENHOUSE_TOKEN_URL; Lever: https://auth.lever.co/oauth/token).
         #[arg(long)]
         auth_url: Option<String>,
         /// JSON credentials file (- for stdin): {"kind":"client_credentials"|"authorization_code"|"api_key", ...}.
@@ -275,6 +280,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::Demo {
+            ats,
             candidates,
             jobs,
             seed,
@@ -290,7 +296,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             });
             let d = Deployment::resolve(Some(&stage)).await?;
             let args = demo::DemoArgs {
-                candidates,
+                ats,
+                candidates: candidates.unwrap_or_else(|| ats.default_candidates()),
                 jobs,
                 seed,
                 tenant,
@@ -307,7 +314,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let out = match t {
                 TenantsCommand::Enable {
                     tenant,
-                    ats: _,
+                    ats,
                     api_version,
                     api_base,
                     auth_url,
@@ -322,6 +329,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         &d,
                         tenants::EnableArgs {
                             tenant,
+                            ats,
                             api_version,
                             api_base,
                             auth_url,

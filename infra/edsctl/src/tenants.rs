@@ -33,7 +33,10 @@ const LIFECYCLE_INVOCATION: Duration = Duration::from_secs(300);
 /// What `tenants enable` needs.
 pub struct EnableArgs {
     pub tenant: TenantId,
-    pub api_version: String,
+    /// `greenhouse` or `lever`.
+    pub ats: String,
+    /// Greenhouse's Harvest version (`v3` when not given); Lever takes none.
+    pub api_version: Option<String>,
     pub api_base: String,
     pub auth_url: Option<String>,
     pub credentials: SecretString,
@@ -260,11 +263,18 @@ pub async fn enable(d: &Deployment, a: EnableArgs) -> Result<Value, CliError> {
 fn enable_detail(a: &EnableArgs, secret_name: &str) -> Value {
     let mut detail = json!({
         "tenant_id": a.tenant,
-        "ats_kind": "greenhouse",
-        "api_version": a.api_version,
+        "ats_kind": a.ats,
         "api_base_url": a.api_base,
         "secret_name": secret_name,
     });
+    let version = match (&a.api_version, a.ats.as_str()) {
+        (Some(v), _) => Some(v.as_str()),
+        (None, "greenhouse") => Some("v3"),
+        (None, _) => None,
+    };
+    if let Some(v) = version {
+        detail["api_version"] = json!(v);
+    }
     if let Some(u) = &a.auth_url {
         detail["auth_url"] = json!(u);
     }

@@ -12,6 +12,9 @@ use serde_json::{Map, Value, json};
 
 use crate::Stack;
 use eds_shared::credentials::{TokenEndpoint, TokenEndpointConfig, TokenGrant};
+use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_shared::pipeline::push::{to_change, validate_record};
+use eds_shared::store::{RecordRead, RecordWrite};
 use eds_shared::tenants::{AtsSettings, GreenhouseSettings, LeverSettings, TenantConfig};
 
 /// The partner OAuth client every fixture registers.
@@ -116,6 +119,51 @@ pub async fn enable<A: AtsUnderTest>(
     stack
         .enable_tenant_with(tenant, secret, |cfg| ats.configure(cfg))
         .await
+}
+
+/// Writes the scenario's pushed snapshot as the push function would (validated, one
+/// change per record).
+pub async fn push_snapshot<A: AtsUnderTest>(stack: &Stack, ats: &A, tenant: &TenantId) {
+    let now = Utc::now();
+    let changes: Vec<_> = ats
+        .pushed()
+        .iter()
+        .map(|r| to_change(&validate_record(r, now).expect("the snapshot is valid push format")))
+        .collect();
+    let store = stack.store();
+    for chunk in changes.chunks(100) {
+        store
+            .apply_page(tenant, chunk.to_vec(), now)
+            .await
+            .expect("push page applied");
+    }
+}
+
+/// Every stored live view compared with the manifest.
+pub async fn differences<A: AtsUnderTest>(
+    stack: &Stack,
+    ats: &A,
+    tenant: &TenantId,
+) -> Vec<String> {
+    let store = stack.store();
+    let mut out = Vec::new();
+    for (entity, id) in ats.expected_keys() {
+        let key = RecordKey::new(
+            tenant.clone(),
+            EntityKind::parse(&entity).unwrap(),
+            AtsId::parse(id.clone()).unwrap(),
+        );
+        let head = store.get(&key).await.unwrap();
+        let view = head.as_ref().filter(|h| h.view.deleted.is_none()).map(|h| {
+            h.view
+                .fields
+                .clone()
+                .into_iter()
+                .collect::<serde_json::Map<_, _>>()
+        });
+        out.extend(ats.differences(&entity, &id, view.as_ref()));
+    }
+    out
 }
 
 /// Greenhouse Harvest v3 (`greenhouse-sim`).
@@ -266,6 +314,20 @@ pub struct Lever {
     pub scenario: lever_sim::Scenario,
 }
 
+impl Lever {
+    /// A simulator configured by `cfg` serving the scenario of `spec`, with the
+    /// partner OAuth client registered.
+    pub async fn start_with(
+        spec: lever_sim::ScenarioSpec,
+        cfg: lever_sim::SimConfig,
+    ) -> anyhow::Result<Self> {
+        let scenario = lever_sim::Scenario::generate(&spec);
+        let sim = lever_sim::Simulator::start(cfg, scenario.truth.clone()).await?;
+        sim.add_oauth_client(CLIENT_ID, CLIENT_SECRET, lever_sim::ALL_SCOPES);
+        Ok(Self { sim, scenario })
+    }
+}
+
 #[async_trait]
 impl AtsUnderTest for Lever {
     const ATS: &'static str = "lever";
@@ -274,25 +336,19 @@ impl AtsUnderTest for Lever {
     const RATE_LIMIT_BUDGET: u64 = 20;
 
     async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self> {
-        use lever_sim::{ALL_SCOPES, Scenario, ScenarioSpec, SimConfig, Simulator};
-        let scenario = Scenario::generate(&ScenarioSpec {
+        let spec = lever_sim::ScenarioSpec {
             seed,
             candidacies: candidates,
             postings: 8,
             now,
-            ..ScenarioSpec::default()
-        });
-        let sim = Simulator::start(
-            SimConfig {
-                // Page 2 of resumes with a handful of them.
-                resume_page_size: 5,
-                ..SimConfig::default()
-            },
-            scenario.truth.clone(),
-        )
-        .await?;
-        sim.add_oauth_client(CLIENT_ID, CLIENT_SECRET, ALL_SCOPES);
-        Ok(Self { sim, scenario })
+            ..lever_sim::ScenarioSpec::default()
+        };
+        let cfg = lever_sim::SimConfig {
+            // Page 2 of resumes with a handful of them.
+            resume_page_size: 5,
+            ..lever_sim::SimConfig::default()
+        };
+        Self::start_with(spec, cfg).await
     }
 
     fn configure(&self, cfg: &mut TenantConfig) {

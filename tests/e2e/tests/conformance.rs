@@ -9,55 +9,15 @@ use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use eds_e2e::Stack;
-use eds_e2e::conformance::{AtsUnderTest, Greenhouse, Lever, enable, scenario_now};
+use eds_e2e::conformance::{
+    AtsUnderTest, Greenhouse, Lever, differences, enable, push_snapshot, scenario_now,
+};
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::pipeline::puller::PullerSettings;
-use eds_shared::pipeline::push::{to_change, validate_record};
-use eds_shared::store::{RecordRead, RecordWrite};
+use eds_shared::store::RecordRead;
 use eds_shared::tenants::{RunLog, SyncStatus, TenantLifecycle, TenantState};
 
 const CANDIDATES: usize = 40;
-
-/// Writes the scenario's pushed snapshot as the push function would (validated, one
-/// change per record).
-async fn push_snapshot<A: AtsUnderTest>(stack: &Stack, ats: &A, tenant: &TenantId) {
-    let now = Utc::now();
-    let changes: Vec<_> = ats
-        .pushed()
-        .iter()
-        .map(|r| to_change(&validate_record(r, now).expect("the snapshot is valid push format")))
-        .collect();
-    let store = stack.store();
-    for chunk in changes.chunks(100) {
-        store
-            .apply_page(tenant, chunk.to_vec(), now)
-            .await
-            .expect("push page applied");
-    }
-}
-
-/// Every stored live view compared with the manifest.
-async fn differences<A: AtsUnderTest>(stack: &Stack, ats: &A, tenant: &TenantId) -> Vec<String> {
-    let store = stack.store();
-    let mut out = Vec::new();
-    for (entity, id) in ats.expected_keys() {
-        let key = RecordKey::new(
-            tenant.clone(),
-            EntityKind::parse(&entity).unwrap(),
-            AtsId::parse(id.clone()).unwrap(),
-        );
-        let head = store.get(&key).await.unwrap();
-        let view = head.as_ref().filter(|h| h.view.deleted.is_none()).map(|h| {
-            h.view
-                .fields
-                .clone()
-                .into_iter()
-                .collect::<serde_json::Map<_, _>>()
-        });
-        out.extend(ats.differences(&entity, &id, view.as_ref()));
-    }
-    out
-}
 
 async fn history_len(stack: &Stack, tenant: &TenantId, id: &str) -> usize {
     let key = RecordKey::new(
