@@ -154,9 +154,10 @@ async fn confidential_null_updated_at_many_resumes_and_deleted_candidacies_are_e
 
 /// A resume added in Lever does not move the opportunity's `updatedAt`: an incremental
 /// run cannot see it, the periodic unfiltered sweep (with the reconciliation, after 3
-/// days) does, and stores its file. Without the sweep the resume never shows.
+/// days) does, and stores its file. Without the sweep the resume never shows. A
+/// deletion shows at once, from the deleted list.
 #[tokio::test]
-async fn a_resume_added_without_moving_updated_at_shows_after_the_sweep() {
+async fn a_resume_added_without_moving_updated_at_shows_after_the_sweep_and_a_deletion_at_once() {
     let spec = ScenarioSpec {
         seed: 23,
         candidacies: 8,
@@ -192,8 +193,20 @@ async fn a_resume_added_without_moving_updated_at_shows_after_the_sweep() {
         "the simulator keeps Lever's trap: a new resume does not move updatedAt"
     );
 
+    // A deletion in Lever, by contrast, shows on the next incremental run: the deleted
+    // list is read with every window (no reconciliation is due yet).
+    let gone = fixture.candidate_ids()[1].clone();
+    fixture.delete_candidate(&gone).unwrap();
+
     let t1 = t0 + Duration::seconds(901);
     stack.sync(&puller, t1).await.unwrap();
+    let deleted = head(&stack, &tenant, EntityKind::Candidate, &gone)
+        .await
+        .unwrap();
+    assert!(
+        deleted.view.deleted.is_some(),
+        "{gone}, deleted in Lever, is a tombstone after the next incremental run"
+    );
     let after_incremental = head(&stack, &tenant, EntityKind::Candidate, &id)
         .await
         .unwrap();
