@@ -12,6 +12,7 @@
 //! `make bench` runs all of it.
 
 mod footprint;
+mod lever;
 mod lifecycle;
 mod offline;
 mod pipeline;
@@ -56,7 +57,7 @@ enum Cmd {
 
 #[derive(clap::Args, Clone)]
 struct RunArgs {
-    /// Comma-separated subset: pipeline, crawl, footprint, fanout, delete.
+    /// Comma-separated subset: pipeline, crawl, lever, footprint, fanout, delete.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     #[arg(long, default_value = "target/bench/eds-bench.json")]
@@ -69,6 +70,9 @@ struct RunArgs {
     /// Candidates of the connector crawls (requests per 1,000 records, rate limit).
     #[arg(long, default_value_t = 10_000)]
     crawl_candidates: usize,
+    /// Candidacies of the Lever crawl (requests against the lower bound).
+    #[arg(long, default_value_t = 10_000)]
+    lever_candidacies: usize,
     /// Requests per window of the simulated rate limit.
     #[arg(long, default_value_t = 10)]
     rate_limit: u32,
@@ -135,7 +139,11 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
         rate_limit: args.rate_limit,
         rate_window: Duration::from_secs(args.rate_window_secs),
     };
-    if args.wants("pipeline") || args.wants("crawl") || args.wants("footprint") {
+    if args.wants("pipeline")
+        || args.wants("crawl")
+        || args.wants("lever")
+        || args.wants("footprint")
+    {
         let stack = eds_e2e::Stack::new().await?;
         if args.wants("pipeline") {
             let r = pipeline::unlimited(&stack, &sims, &opts).await;
@@ -144,6 +152,10 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
         if args.wants("crawl") {
             let r = pipeline::crawls(&stack, &sims, &opts).await;
             section("crawl", r, &mut env);
+        }
+        if args.wants("lever") {
+            let r = lever::run(&stack, &sims, args.lever_candidacies).await;
+            section("lever", r, &mut env);
         }
         if args.wants("footprint") {
             let exe = std::env::current_exe()?;
