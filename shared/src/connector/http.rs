@@ -32,7 +32,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::ratelimit::{RateLimiter, retry_after};
-use super::{ConnectorError, RequestStats};
+use super::{ConnectorError, Presence, PresencePage, Probe, RequestStats};
 use crate::attachments::guard::ApiHostRules;
 use crate::auth::AccessTokens;
 
@@ -180,6 +180,37 @@ impl ApiClient {
         self.base
             .join(path)
             .map_err(|e| ConnectorError::Config(format!("cannot build URL for {path}: {e}")))
+    }
+
+    /// The reconciliation's by-id reads: `url_of` gives each probe's URL (`None`: the
+    /// ATS cannot read it, reported as not visible). Only a 404 is `Gone`; a 403 is
+    /// `NotVisible` (never a deletion). At the deadline the probes checked so far are
+    /// returned (the caller probes the rest later), unless there are none.
+    pub async fn probe_each(
+        &self,
+        probes: &[Probe],
+        deadline: Instant,
+        url_of: impl Fn(&Probe) -> Result<Option<Url>, ConnectorError>,
+    ) -> Result<PresencePage, ConnectorError> {
+        let mut out = PresencePage::default();
+        for p in probes {
+            let Some(url) = url_of(p)? else {
+                out.checked.push((p.id.clone(), Presence::NotVisible));
+                continue;
+            };
+            let presence = match self
+                .get(url, RequestKind::Initial, deadline, &mut out.stats)
+                .await
+            {
+                Ok(_) => Presence::Present,
+                Err(ConnectorError::BadRequest { status: 404, .. }) => Presence::Gone,
+                Err(ConnectorError::Forbidden { .. }) => Presence::NotVisible,
+                Err(ConnectorError::Deadline { .. }) if !out.checked.is_empty() => break,
+                Err(e) => return Err(e),
+            };
+            out.checked.push((p.id.clone(), presence));
+        }
+        Ok(out)
     }
 
     /// A link or stored cursor must stay on the configured origin and on the expected

@@ -16,9 +16,9 @@ use url::Url;
 use super::normalize::{self, best_effort_id};
 use super::{GreenhouseConfig, fetch_rows};
 use crate::auth::AccessTokens;
-use crate::connector::http::{ApiClient, RequestKind};
+use crate::connector::http::ApiClient;
 use crate::connector::{
-    AtsConnector, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage, Probe, Quarantined,
+    AtsConnector, ConnectorError, Cursor, IdPage, Page, PresencePage, Probe, Quarantined,
     RateLimiter, RequestStats, Stream, Window, canonical_timestamp,
 };
 use crate::domain::ids::AtsId;
@@ -190,26 +190,15 @@ impl AtsConnector for GreenhouseV3 {
         probes: &[Probe],
         deadline: Instant,
     ) -> Result<PresencePage, ConnectorError> {
-        let mut out = PresencePage::default();
-        for Probe { id, .. } in probes {
-            let mut url = self.api.url(resource(stream))?;
-            url.path_segments_mut()
-                .map_err(|_| ConnectorError::Config("base URL cannot have a path".into()))?
-                .push(id.as_str());
-            let answer = self
-                .api
-                .get(url, RequestKind::Initial, deadline, &mut out.stats)
-                .await;
-            let presence = match answer {
-                Ok(_) => Presence::Present,
-                Err(ConnectorError::BadRequest { status: 404, .. }) => Presence::Gone,
-                Err(ConnectorError::Forbidden { .. }) => Presence::NotVisible,
-                Err(ConnectorError::Deadline { .. }) if !out.checked.is_empty() => break,
-                Err(e) => return Err(e),
-            };
-            out.checked.push((id.clone(), presence));
-        }
-        Ok(out)
+        self.api
+            .probe_each(probes, deadline, |Probe { id, .. }| {
+                let mut url = self.api.url(resource(stream))?;
+                url.path_segments_mut()
+                    .map_err(|_| ConnectorError::Config("base URL cannot have a path".into()))?
+                    .push(id.as_str());
+                Ok(Some(url))
+            })
+            .await
     }
 
     fn metrics(&self) -> RequestStats {

@@ -17,10 +17,10 @@ use url::Url;
 use super::normalize::{self, ArchiveReasons, FileKind, best_effort_id, millis};
 use super::{CHILD_CONCURRENCY, LeverConfig, MAX_DELETED_WINDOW, check_offset, fetch_list};
 use crate::auth::AccessTokens;
-use crate::connector::http::{ApiClient, RequestKind};
+use crate::connector::http::ApiClient;
 use crate::connector::{
-    AtsConnector, AttachmentRef, ConnectorError, Cursor, IdPage, Page, Presence, PresencePage,
-    Probe, Quarantined, RateLimiter, RequestStats, Stream, Window,
+    AtsConnector, AttachmentRef, ConnectorError, Cursor, IdPage, Page, PresencePage, Probe,
+    Quarantined, RateLimiter, RequestStats, Stream, Window,
 };
 use crate::domain::ids::AtsId;
 use crate::domain::model::Observation;
@@ -484,37 +484,24 @@ impl AtsConnector for LeverClient {
         probes: &[Probe],
         deadline: Instant,
     ) -> Result<PresencePage, ConnectorError> {
-        let mut out = PresencePage::default();
-        for p in probes {
-            let url = match (stream, &p.parent) {
-                (Stream::Candidates, _) => self.single_url(&["opportunities", p.id.as_str()])?,
-                (Stream::Jobs, _) => self.single_url(&["postings", p.id.as_str()])?,
-                (Stream::Applications, Some(parent)) => self.single_url(&[
-                    "opportunities",
-                    parent.as_str(),
-                    "applications",
-                    p.id.as_str(),
-                ])?,
-                // Without its opportunity an application cannot be read.
-                (Stream::Applications, None) | (Stream::Attachments, _) => {
-                    out.checked.push((p.id.clone(), Presence::NotVisible));
-                    continue;
-                }
-            };
-            let answer = self
-                .api
-                .get(url, RequestKind::Initial, deadline, &mut out.stats)
-                .await;
-            let presence = match answer {
-                Ok(_) => Presence::Present,
-                Err(ConnectorError::BadRequest { status: 404, .. }) => Presence::Gone,
-                Err(ConnectorError::Forbidden { .. }) => Presence::NotVisible,
-                Err(ConnectorError::Deadline { .. }) if !out.checked.is_empty() => break,
-                Err(e) => return Err(e),
-            };
-            out.checked.push((p.id.clone(), presence));
-        }
-        Ok(out)
+        self.api
+            .probe_each(probes, deadline, |p| {
+                Ok(Some(match (stream, &p.parent) {
+                    (Stream::Candidates, _) => {
+                        self.single_url(&["opportunities", p.id.as_str()])?
+                    }
+                    (Stream::Jobs, _) => self.single_url(&["postings", p.id.as_str()])?,
+                    (Stream::Applications, Some(parent)) => self.single_url(&[
+                        "opportunities",
+                        parent.as_str(),
+                        "applications",
+                        p.id.as_str(),
+                    ])?,
+                    // Without its opportunity an application cannot be read.
+                    (Stream::Applications, None) | (Stream::Attachments, _) => return Ok(None),
+                }))
+            })
+            .await
     }
 
     fn metrics(&self) -> RequestStats {
