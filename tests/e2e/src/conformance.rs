@@ -37,8 +37,12 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     async fn start(seed: u64, candidates: usize, now: DateTime<Utc>) -> anyhow::Result<Self>;
     /// The ATS's part of a tenant configuration (kind, URLs, file hosts).
     fn configure(&self, cfg: &mut TenantConfig);
-    /// An authorization code for the partner client (onboarding).
-    fn authorization_code(&self) -> String;
+    /// An authorization code for the OAuth client `client_id` (onboarding).
+    fn authorization_code(&self, client_id: &str) -> String;
+    /// Registers an OAuth client with every scope but the one its jobs list needs.
+    fn add_client_without_jobs_scope(&self, client_id: &str, client_secret: &str);
+    /// Makes every access token issued so far expire (the next call needs a refresh).
+    fn expire_access_tokens(&self);
     /// The token endpoint's `audience`, when the ATS takes one.
     fn audience(&self) -> Option<&'static str> {
         None
@@ -83,17 +87,23 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     fn limit_rate(&self);
 }
 
-/// Exchanges an authorization code as onboarding does; returns the refresh token.
-pub async fn onboard<A: AtsUnderTest>(ats: &A, now: DateTime<Utc>) -> anyhow::Result<String> {
+/// Exchanges an authorization code of `client_id` as onboarding does; returns the
+/// refresh token.
+pub async fn onboard<A: AtsUnderTest>(
+    ats: &A,
+    client_id: &str,
+    client_secret: &str,
+    now: DateTime<Utc>,
+) -> anyhow::Result<String> {
     let mut config = TokenEndpointConfig::new(ats.token_url().parse()?);
     config.audience = ats.audience().map(str::to_string);
     let endpoint = TokenEndpoint::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     let issued = endpoint
         .request(
-            CLIENT_ID,
-            &CLIENT_SECRET.to_string().into(),
+            client_id,
+            &client_secret.to_string().into(),
             TokenGrant::AuthorizationCode {
-                code: &ats.authorization_code().into(),
+                code: &ats.authorization_code(client_id).into(),
                 redirect_uri: ats.redirect_uri(),
             },
             &AtomicU64::new(0),
@@ -107,15 +117,27 @@ pub async fn onboard<A: AtsUnderTest>(ats: &A, now: DateTime<Utc>) -> anyhow::Re
     Ok(refresh.expose_secret().to_string())
 }
 
-/// Registers `tenant` for `ats` with a freshly onboarded authorization-code grant.
+/// Registers `tenant` for `ats` with a freshly onboarded authorization-code grant of
+/// the partner client.
 pub async fn enable<A: AtsUnderTest>(
     stack: &Stack,
     ats: &A,
     tenant: &str,
 ) -> anyhow::Result<TenantConfig> {
-    let refresh = onboard(ats, Utc::now()).await?;
-    let secret = json!({"kind": "authorization_code", "client_id": CLIENT_ID,
-        "client_secret": CLIENT_SECRET, "refresh_token": refresh});
+    enable_as(stack, ats, tenant, CLIENT_ID, CLIENT_SECRET).await
+}
+
+/// Registers `tenant` for `ats` with a freshly onboarded grant of `client_id`.
+pub async fn enable_as<A: AtsUnderTest>(
+    stack: &Stack,
+    ats: &A,
+    tenant: &str,
+    client_id: &str,
+    client_secret: &str,
+) -> anyhow::Result<TenantConfig> {
+    let refresh = onboard(ats, client_id, client_secret, Utc::now()).await?;
+    let secret = json!({"kind": "authorization_code", "client_id": client_id,
+        "client_secret": client_secret, "refresh_token": refresh});
     stack
         .enable_tenant_with(tenant, secret, |cfg| ats.configure(cfg))
         .await
@@ -204,8 +226,21 @@ impl AtsUnderTest for Greenhouse {
         cfg.attachment_hosts = vec![storage];
     }
 
-    fn authorization_code(&self) -> String {
-        self.sim.issue_authorization_code(CLIENT_ID, 7)
+    fn authorization_code(&self, client_id: &str) -> String {
+        self.sim.issue_authorization_code(client_id, 7)
+    }
+
+    fn add_client_without_jobs_scope(&self, client_id: &str, client_secret: &str) {
+        let scopes: Vec<&str> = greenhouse_sim::ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| *s != "harvest:jobs:list")
+            .collect();
+        self.sim.add_oauth_client(client_id, client_secret, &scopes);
+    }
+
+    fn expire_access_tokens(&self) {
+        self.sim.expire_access_tokens();
     }
 
     fn token_url(&self) -> String {
@@ -340,12 +375,20 @@ impl AtsUnderTest for Lever {
             seed,
             candidacies: candidates,
             postings: 8,
+            // Two candidacies with 103 resumes each in the larger scenarios only: their
+            // downloads, paced at 8/s, take half a minute.
+            many_resumes: if candidates >= 20 { 2 } else { 0 },
             now,
             ..lever_sim::ScenarioSpec::default()
         };
         let cfg = lever_sim::SimConfig {
             // Page 2 of resumes with a handful of them.
             resume_page_size: 5,
+            // The strict reading of the (uncertain) token endpoint: `audience` required
+            // on refresh, and a reused refresh token revokes its family. The trap tests
+            // (`tests/lever.rs`) run the lenient defaults.
+            require_audience_on_refresh: true,
+            revoke_family_on_reuse: true,
             ..lever_sim::SimConfig::default()
         };
         Self::start_with(spec, cfg).await
@@ -358,8 +401,21 @@ impl AtsUnderTest for Lever {
         cfg.attachment_hosts = vec![];
     }
 
-    fn authorization_code(&self) -> String {
-        self.sim.issue_authorization_code(CLIENT_ID)
+    fn authorization_code(&self, client_id: &str) -> String {
+        self.sim.issue_authorization_code(client_id)
+    }
+
+    fn add_client_without_jobs_scope(&self, client_id: &str, client_secret: &str) {
+        let scopes: Vec<&str> = lever_sim::ALL_SCOPES
+            .iter()
+            .copied()
+            .filter(|s| *s != lever_sim::model::SCOPE_POSTINGS)
+            .collect();
+        self.sim.add_oauth_client(client_id, client_secret, &scopes);
+    }
+
+    fn expire_access_tokens(&self) {
+        self.sim.expire_access_tokens();
     }
 
     fn audience(&self) -> Option<&'static str> {

@@ -8,14 +8,17 @@ use std::collections::BTreeMap;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
+use eds_e2e::Invoke;
 use eds_e2e::Stack;
 use eds_e2e::conformance::{
-    AtsUnderTest, Greenhouse, Lever, differences, enable, push_snapshot, scenario_now,
+    AtsUnderTest, Greenhouse, Lever, differences, enable, enable_as, push_snapshot, scenario_now,
 };
 use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
+use eds_shared::domain::merge::ViewMode;
+use eds_shared::invocation::Invocation;
 use eds_shared::pipeline::puller::PullerSettings;
 use eds_shared::store::RecordRead;
-use eds_shared::tenants::{RunLog, SyncStatus, TenantLifecycle, TenantState};
+use eds_shared::tenants::{RunLog, StreamName, SyncStatus, TenantLifecycle, TenantState};
 
 const CANDIDATES: usize = 40;
 
@@ -193,6 +196,153 @@ async fn a_backfill_stays_under_the_rate_limit<A: AtsUnderTest>() {
     assert_eq!(rec.config.state, TenantState::Enabled, "{ats}");
 }
 
+/// Refresh tokens rotate at both ATSs. Three runs, each with a new puller (nothing
+/// cached in memory) and each after the access token expired, refresh and succeed: each
+/// rotated token was stored before it was needed, and none was used twice.
+async fn rotation_is_stored_before_use<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(29, 5, scenario_now()).await.unwrap();
+    let cfg = enable(&stack, &fixture, "rotation").await.unwrap();
+    fixture.reset_stats();
+    let t0 = Utc::now();
+    for run in 0..3 {
+        fixture.expire_access_tokens();
+        let puller = stack.puller(PullerSettings::default()).unwrap();
+        stack
+            .sync(&puller, t0 + Duration::seconds(901 * run))
+            .await
+            .unwrap();
+        let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+        assert_eq!(rec.config.state, TenantState::Enabled, "{ats}: run {run}");
+    }
+    assert!(
+        fixture.token_requests() >= 3,
+        "{ats}: every run refreshed ({} token requests)",
+        fixture.token_requests()
+    );
+    eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
+}
+
+/// A credential without the scope of one list: that stream fails loudly with the
+/// reason (never an empty stream that looks done), the others complete, and the tenant
+/// stays enabled.
+async fn a_missing_scope_fails_its_stream_loudly<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(31, 8, scenario_now()).await.unwrap();
+    fixture.add_client_without_jobs_scope("no-jobs-client", "no-jobs-secret-5c1e");
+    let cfg = enable_as(
+        &stack,
+        &fixture,
+        "noscope",
+        "no-jobs-client",
+        "no-jobs-secret-5c1e",
+    )
+    .await
+    .unwrap();
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+    stack.sync(&puller, Utc::now()).await.unwrap();
+    let streams = stack.registry().streams(&cfg.tenant_id).await.unwrap();
+    let jobs = streams
+        .iter()
+        .find(|s| s.stream == StreamName::Jobs)
+        .unwrap_or_else(|| panic!("{ats}: no jobs stream state: {streams:?}"));
+    assert_eq!(jobs.status, SyncStatus::Failed, "{ats}: {jobs:?}");
+    let reason = jobs.reason.clone().unwrap_or_default();
+    assert!(reason.contains("forbidden (403)"), "{ats}: {reason}");
+    for st in streams.iter().filter(|s| s.stream != StreamName::Jobs) {
+        assert_eq!(st.status, SyncStatus::Done, "{ats}: {st:?}");
+    }
+    let rec = stack.registry().require(&cfg.tenant_id).await.unwrap();
+    assert_eq!(rec.config.state, TenantState::Enabled, "{ats}");
+}
+
+/// After a disable every record shows exactly what was pushed (pull-only records show
+/// nothing), the pulled layer and the history are kept, and the tenant is no longer
+/// scheduled.
+async fn disable_shows_only_the_pushed_data<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(37, 12, scenario_now()).await.unwrap();
+    let cfg = enable(&stack, &fixture, "disable").await.unwrap();
+    let tenant = cfg.tenant_id.clone();
+    push_snapshot(&stack, &fixture, &tenant).await;
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+    stack.sync(&puller, Utc::now()).await.unwrap();
+    let store = stack.store();
+    let mut before = Vec::new();
+    for (entity, id) in fixture.expected_keys() {
+        let key = RecordKey::new(
+            tenant.clone(),
+            EntityKind::parse(&entity).unwrap(),
+            AtsId::parse(id.clone()).unwrap(),
+        );
+        if let Some(head) = store.get(&key).await.unwrap() {
+            let history = store.history(&key).await.unwrap();
+            before.push((key, head, history));
+        }
+    }
+    let pulled_shown = before
+        .iter()
+        .filter(|(_, h, _)| {
+            h.state.pull.is_some()
+                && Some(&h.view.fields) != h.state.push.as_ref().map(|l| &l.fields)
+        })
+        .count();
+    assert!(
+        pulled_shown > 0,
+        "{ats}: before the disable some views show pulled data"
+    );
+
+    let disabler = eds_shared::wiring::disable::disabler_on(&stack.aws, &stack.config);
+    let event = serde_json::json!({
+        "version": "0", "id": "conformance-disable", "detail-type": "tenant.disable_requested",
+        "source": "eds.settings", "account": "123456789012", "time": "2026-03-01T12:00:00Z",
+        "region": "us-east-1", "resources": [],
+        "detail": {"tenant_id": tenant.as_str()},
+    });
+    let out = disabler
+        .invoke(event, Invocation::after(StdDuration::from_secs(120)))
+        .await
+        .unwrap();
+    assert_eq!(out["outcome"], "completed", "{ats}: {out}");
+    let rec = stack.registry().require(&tenant).await.unwrap();
+    assert_eq!(rec.config.state, TenantState::Disabled, "{ats}");
+    assert_eq!(rec.next_run_at, None, "{ats}: no longer scheduled");
+    for (key, was, history_before) in before {
+        let head = store.get(&key).await.unwrap().unwrap();
+        assert_eq!(head.state.mode, ViewMode::PushOnly, "{ats}: {key:?}");
+        assert_eq!(
+            head.view.fields,
+            head.state
+                .push
+                .as_ref()
+                .map(|l| l.fields.clone())
+                .unwrap_or_default(),
+            "{ats}: {key:?} shows exactly the push layer"
+        );
+        assert_eq!(
+            head.state.pull, was.state.pull,
+            "{ats}: {key:?}: the pulled layer is kept as it was"
+        );
+        let history = store.history(&key).await.unwrap();
+        let n = history_before.len();
+        assert!(
+            history.len() == n || history.len() == n + 1,
+            "{ats}: {key:?}: at most one version added"
+        );
+        let versions = |h: &[eds_shared::store::HistoryEntry]| {
+            h.iter().map(|e| e.version.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            versions(&history[..n]),
+            versions(&history_before),
+            "{ats}: {key:?}: history kept"
+        );
+    }
+}
+
 macro_rules! conformance {
     ($name:ident, $ats:ty) => {
         mod $name {
@@ -211,6 +361,21 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_backfill_under_the_ats_rate_limit_gets_no_429() {
                 a_backfill_stays_under_the_rate_limit::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn rotated_refresh_tokens_are_stored_before_use() {
+                rotation_is_stored_before_use::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn a_missing_scope_fails_its_stream_loudly_and_the_others_complete() {
+                a_missing_scope_fails_its_stream_loudly::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn disable_shows_exactly_the_pushed_data_and_keeps_the_pulled_layer() {
+                disable_shows_only_the_pushed_data::<$ats>().await;
             }
         }
     };

@@ -13,7 +13,6 @@ use eds_shared::domain::ids::{AtsId, EntityKind, RecordKey, TenantId};
 use eds_shared::domain::version::Version;
 use eds_shared::pipeline::puller::PullerSettings;
 use eds_shared::store::RecordRead;
-use eds_shared::tenants::{TenantLifecycle, TenantState};
 use lever_sim::{ScenarioSpec, SimConfig, Trap};
 use serde_json::Value;
 
@@ -240,51 +239,4 @@ async fn a_resume_added_without_moving_updated_at_shows_after_the_sweep_and_a_de
         Some(fixture.sim.file_sha256(&resume).as_str()),
         "the resume's bytes were downloaded and stored: {element}"
     );
-}
-
-/// Lever rotates the refresh token on every refresh. Under the strict reading of its
-/// token endpoint (`audience` required on refresh; a reused refresh token revokes its
-/// whole family), three runs, each with a new puller (nothing cached in memory) and
-/// each after the access token expired, refresh and succeed: each rotated token was
-/// stored before it was needed, and none was used twice.
-#[tokio::test]
-async fn rotated_refresh_tokens_are_stored_before_use_under_the_strict_token_endpoint() {
-    let spec = ScenarioSpec {
-        seed: 29,
-        candidacies: 5,
-        postings: 2,
-        many_resumes: 0,
-        now: scenario_now(),
-        ..ScenarioSpec::default()
-    };
-    let cfg = SimConfig {
-        require_audience_on_refresh: true,
-        revoke_family_on_reuse: true,
-        ..SimConfig::default()
-    };
-    let fixture = Lever::start_with(spec, cfg).await.unwrap();
-    let stack = Stack::new().await.unwrap();
-    let tenant = enable(&stack, &fixture, "rotation")
-        .await
-        .unwrap()
-        .tenant_id;
-    fixture.reset_stats();
-    let t0 = Utc::now();
-    for run in 0..3 {
-        fixture.sim.expire_access_tokens();
-        let puller = stack.puller(PullerSettings::default()).unwrap();
-        stack
-            .sync(&puller, t0 + Duration::seconds(901 * run))
-            .await
-            .unwrap();
-        let rec = stack.registry().require(&tenant).await.unwrap();
-        assert_eq!(rec.config.state, TenantState::Enabled, "run {run}");
-    }
-    assert!(
-        fixture.token_requests() >= 3,
-        "every run refreshed: {} token requests",
-        fixture.token_requests()
-    );
-    assert_eq!(fixture.rate_limited(), 0);
-    eds_e2e::secrets::assert_no_secret_leaked(&stack).await;
 }
