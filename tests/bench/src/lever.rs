@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use eds_e2e::Stack;
 use eds_shared::connection::Connection;
-use eds_shared::connector::lever::{LeverClient, LeverConfig, MAX_LIMIT, PACE};
+use eds_shared::connector::lever::{LeverClient, LeverConfig, MAX_DELETED_WINDOW, MAX_LIMIT, PACE};
 use eds_shared::connector::ratelimit::Pace;
 use eds_shared::connector::{AtsConnector, Cursor, RateLimiter, Window};
 use eds_shared::pipeline::puller::PullerSettings;
@@ -118,8 +118,12 @@ fn pages(rows: usize) -> u64 {
     rows.div_ceil(MAX_LIMIT as usize).max(1) as u64
 }
 
-/// The fewest requests a full crawl of `t` can make, by list.
-fn lower_bound(t: &LeverData) -> Vec<(&'static str, u64)> {
+/// The fewest requests a full crawl of `t` at `now` can make, by list. The deleted
+/// list is asked for its last 30 days (`MAX_DELETED_WINDOW`; older deletions are the
+/// reconciliation's), so only those count.
+fn lower_bound(t: &LeverData, now: chrono::DateTime<Utc>) -> Vec<(&'static str, u64)> {
+    let since = (now - MAX_DELETED_WINDOW).timestamp_millis();
+    let deleted = t.deleted.iter().filter(|d| d.deleted_at >= since).count();
     let mut resumes = 0;
     let mut files = 0;
     for o in &t.opportunities {
@@ -132,7 +136,7 @@ fn lower_bound(t: &LeverData) -> Vec<(&'static str, u64)> {
         ("GET /v1/opportunities/{id}/resumes", resumes),
         ("GET /v1/opportunities/{id}/files", files),
         ("GET /v1/postings", pages(t.postings.len())),
-        ("GET /v1/opportunities/deleted", pages(t.deleted.len())),
+        ("GET /v1/opportunities/deleted", pages(deleted)),
         (
             "GET /v1/archive_reasons",
             if archived {
@@ -174,8 +178,6 @@ pub async fn run(stack: &Stack, sims: &Handle, candidacies: usize) -> anyhow::Re
     let t = Instant::now();
     let sc = scenario(candidacies, 505);
     let generated = t.elapsed();
-    let bound = lower_bound(&sc.truth);
-    let floor: u64 = bound.iter().map(|(_, b)| b).sum();
 
     // The large crawl: Lever's client with its pacing scaled like the bucket.
     let sim = start(sims, bucket(SCALE), sc.truth.clone()).await?;
@@ -190,6 +192,8 @@ pub async fn run(stack: &Stack, sims: &Handle, candidacies: usize) -> anyhow::Re
         Arc::new(RateLimiter::paced(pace)),
     )?;
     let now = Utc::now();
+    let bound = lower_bound(&sc.truth, now);
+    let floor: u64 = bound.iter().map(|(_, b)| b).sum();
     let full = Window {
         from: chrono::DateTime::<Utc>::UNIX_EPOCH,
         to: now,
@@ -208,12 +212,12 @@ pub async fn run(stack: &Stack, sims: &Handle, candidacies: usize) -> anyhow::Re
         Goal::AtMost(1.05),
         CMD,
         format!(
-            "{} candidacies, {} resumes, {} files, {} postings, {} deleted (generated in {:.1} s); {requests} API requests in {pages_read} connector pages, lower bound {floor}; by list: {}; downloads (one per file) are the puller's, not the crawl's",
+            "{candidacies} candidacies generated ({} live, {} in the deleted list), {} resumes, {} files, {} postings (generated in {:.1} s); {requests} API requests in {pages_read} connector pages, lower bound {floor}; by list: {}; downloads (one per file) are the puller's, not the crawl's",
             sc.truth.opportunities.len(),
+            sc.truth.deleted.len(),
             sc.truth.resumes.len(),
             sc.truth.files.len(),
             sc.truth.postings.len(),
-            sc.truth.deleted.len(),
             generated.as_secs_f64(),
             by_list(&st, &bound),
         ),
@@ -228,12 +232,13 @@ pub async fn run(stack: &Stack, sims: &Handle, candidacies: usize) -> anyhow::Re
         Goal::AtMost(0.0),
         CMD,
         format!(
-            "bucket {:.0}/s bursts {:.0}, eds paced at {:.0}/s bursts {:.0}; wall {:.1} s against {lower_secs:.1} s at the bucket's rate",
+            "bucket {:.0}/s bursts {:.0}, eds paced at {:.0}/s bursts {:.0}; wall {:.1} s against {lower_secs:.1} s at the bucket's rate and {:.1} s at eds's pace",
             10.0 * SCALE,
             20.0 * SCALE,
             pace.per_second,
             pace.burst,
-            wall.as_secs_f64()
+            wall.as_secs_f64(),
+            requests as f64 / pace.per_second
         ),
     ));
 
