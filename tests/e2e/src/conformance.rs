@@ -43,6 +43,11 @@ pub trait AtsUnderTest: Send + Sync + Sized {
     fn add_client_without_jobs_scope(&self, client_id: &str, client_secret: &str);
     /// Makes every access token issued so far expire (the next call needs a refresh).
     fn expire_access_tokens(&self);
+    /// Seeded faults on the API from now on (`on`), or none: 5xx answers and bursts
+    /// of 429s.
+    fn storm(&self, on: bool);
+    /// 5xx answers the simulator gave.
+    fn server_errors(&self) -> u64;
     /// The token endpoint's `audience`, when the ATS takes one.
     fn audience(&self) -> Option<&'static str> {
         None
@@ -243,6 +248,30 @@ impl AtsUnderTest for Greenhouse {
         self.sim.expire_access_tokens();
     }
 
+    fn storm(&self, on: bool) {
+        self.sim.set_faults(if on {
+            greenhouse_sim::Faults {
+                // A seed whose storm, in this scenario's few requests, holds both a
+                // 429 burst and a 5xx (each 429 waits for the window's reset).
+                seed: 4,
+                error_5xx_rate: 0.2,
+                burst_429: Some(greenhouse_sim::Burst429 {
+                    probability: 0.25,
+                    length: 2,
+                    retry_after_secs: 1,
+                }),
+                ..greenhouse_sim::Faults::default()
+            }
+        } else {
+            greenhouse_sim::Faults::default()
+        });
+    }
+
+    fn server_errors(&self) -> u64 {
+        let s = self.sim.stats();
+        s.status_total(500) + s.status_total(502) + s.status_total(503)
+    }
+
     fn token_url(&self) -> String {
         self.sim.token_url()
     }
@@ -416,6 +445,27 @@ impl AtsUnderTest for Lever {
 
     fn expire_access_tokens(&self) {
         self.sim.expire_access_tokens();
+    }
+
+    fn storm(&self, on: bool) {
+        self.sim.set_faults(if on {
+            lever_sim::Faults {
+                seed: 3,
+                error_5xx_rate: 0.2,
+                burst_429: Some(lever_sim::Burst429 {
+                    probability: 0.25,
+                    length: 2,
+                }),
+                ..lever_sim::Faults::default()
+            }
+        } else {
+            lever_sim::Faults::default()
+        });
+    }
+
+    fn server_errors(&self) -> u64 {
+        let s = self.sim.stats();
+        s.status_total(500) + s.status_total(502) + s.status_total(503)
     }
 
     fn audience(&self) -> Option<&'static str> {

@@ -343,6 +343,60 @@ async fn disable_shows_only_the_pushed_data<A: AtsUnderTest>() {
     }
 }
 
+/// Through a storm of 5xx answers and bursts of 429s the sync retries with backoff
+/// (never in a loop: 429s stay in proportion to the other answers) and, with the next run
+/// once the storm is over at the latest, ends with the manifest; nothing is
+/// dead-lettered.
+async fn a_fault_storm_ends_with_the_manifest<A: AtsUnderTest>() {
+    let ats = A::ATS;
+    let stack = Stack::new().await.unwrap();
+    let fixture = A::start(41, 12, scenario_now()).await.unwrap();
+    let cfg = enable(&stack, &fixture, "storm").await.unwrap();
+    let tenant = cfg.tenant_id.clone();
+    push_snapshot(&stack, &fixture, &tenant).await;
+    let puller = stack.puller(PullerSettings::default()).unwrap();
+    fixture.reset_stats();
+    fixture.storm(true);
+    let t0 = Utc::now();
+    stack.sync(&puller, t0).await.unwrap();
+    let (requests, limited, errors) = (
+        fixture.api_requests(),
+        fixture.rate_limited(),
+        fixture.server_errors(),
+    );
+    assert!(
+        limited > 0 && errors > 0,
+        "{ats}: the storm hit ({limited} × 429, {errors} × 5xx in {requests} requests)"
+    );
+    // A burst is 2 answers long, and 1 request in 4 starts one: a client that backs
+    // off sees about 2 × 0.25 / 0.75 ≈ 0.7 429s per other answer; one that loops on a
+    // 429 sees far more.
+    assert!(
+        limited <= 2 * (requests - limited),
+        "{ats}: {limited} × 429 in {requests} requests: retried in a loop"
+    );
+    fixture.storm(false);
+    stack
+        .sync(&puller, t0 + Duration::seconds(901))
+        .await
+        .unwrap();
+    let diffs = differences(&stack, &fixture, &tenant).await;
+    assert!(
+        diffs.is_empty(),
+        "{ats}: {} differences after the storm, first: {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(8)]
+    );
+    for st in stack.registry().streams(&tenant).await.unwrap() {
+        assert_eq!(st.status, SyncStatus::Done, "{ats}: {st:?}");
+    }
+    let dlq = stack.local.refs["PullDeadLetterQueue"].clone();
+    let depth = eds_local::queue::queue_depth(&stack.aws.sqs, &dlq)
+        .await
+        .unwrap();
+    assert_eq!(depth, 0, "{ats}: nothing dead-lettered");
+}
+
 macro_rules! conformance {
     ($name:ident, $ats:ty) => {
         mod $name {
@@ -371,6 +425,11 @@ macro_rules! conformance {
             #[tokio::test]
             async fn a_missing_scope_fails_its_stream_loudly_and_the_others_complete() {
                 a_missing_scope_fails_its_stream_loudly::<$ats>().await;
+            }
+
+            #[tokio::test]
+            async fn a_storm_of_5xx_and_429_ends_with_the_manifest_without_a_retry_loop() {
+                a_fault_storm_ends_with_the_manifest::<$ats>().await;
             }
 
             #[tokio::test]
