@@ -28,6 +28,18 @@ where
 
 use crate::dynamo::is_conditional;
 
+/// A value as a table item (its key added by the caller).
+fn to_item<T: Serialize>(v: &T) -> Result<HashMap<String, AttributeValue>, RegistryError> {
+    serde_dynamo::to_item(v).map_err(|e| RegistryError::Malformed(e.to_string()))
+}
+
+/// A table item as a value; a shape that does not decode is `Malformed`.
+fn from_item<T: serde::de::DeserializeOwned>(
+    item: HashMap<String, AttributeValue>,
+) -> Result<T, RegistryError> {
+    serde_dynamo::from_item(item).map_err(|e| RegistryError::Malformed(e.to_string()))
+}
+
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -87,6 +99,26 @@ impl TenantRegistry {
         ])
     }
 
+    /// Writes `value` as the tenant's row `sk` (unconditionally: rows of runs, stream
+    /// states and quarantine entries have one writer, the tenant's lease holder).
+    async fn put_row<T: Serialize>(
+        &self,
+        tenant: &TenantId,
+        sk: &str,
+        value: &T,
+    ) -> Result<(), RegistryError> {
+        let mut item = to_item(value)?;
+        item.extend(self.key(tenant, sk));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(ddb_err)?;
+        Ok(())
+    }
+
     async fn query_prefix(
         &self,
         tenant: &TenantId,
@@ -143,8 +175,7 @@ impl TenantLifecycle for TenantRegistry {
         let Some(item) = out.item else {
             return Ok(None);
         };
-        let c: ConfigItem =
-            serde_dynamo::from_item(item).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let c: ConfigItem = from_item(item)?;
         let lease = match (c.lease_owner, c.lease_epoch, c.lease_until) {
             (Some(owner), Some(epoch), Some(until)) => Some(Lease {
                 owner,
@@ -196,8 +227,7 @@ impl TenantLifecycle for TenantRegistry {
         cfg.state_reason = None;
         cfg.epoch = prev_epoch.map_or_else(|| first_epoch(now), |e| e + 1);
         cfg.updated_at = now;
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(&cfg).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let mut item: HashMap<String, AttributeValue> = to_item(&cfg)?;
         item.extend(self.key(&cfg.tenant_id, CONFIG));
         item.insert("due_shard".into(), s(due_shard(&cfg.tenant_id)));
         item.insert("next_run_at".into(), s(key_time(now)));
@@ -613,11 +643,7 @@ impl RunLog for TenantRegistry {
             .send()
             .await
             .map_err(ddb_err)?;
-        out.item
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .transpose()
+        out.item.map(from_item).transpose()
     }
 
     async fn put_stream(
@@ -625,47 +651,26 @@ impl RunLog for TenantRegistry {
         tenant: &TenantId,
         state: &StreamState,
     ) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(state).map_err(|e| RegistryError::Malformed(e.to_string()))?;
-        item.extend(self.key(tenant, &format!("STREAM#{}", state.stream.as_str())));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
+        self.put_row(tenant, &format!("STREAM#{}", state.stream.as_str()), state)
             .await
-            .map_err(ddb_err)?;
-        Ok(())
     }
 
     async fn streams(&self, tenant: &TenantId) -> Result<Vec<StreamState>, RegistryError> {
         self.query_prefix(tenant, "STREAM#", false, None)
             .await?
             .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
+            .map(from_item)
             .collect()
     }
 
     async fn put_run(&self, tenant: &TenantId, run: &SyncRun) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(run).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         let sk = format!(
             "RUN#{}#{}#{}",
             key_time(run.started_at),
             run.run_id,
             run.stream.as_str()
         );
-        item.extend(self.key(tenant, &sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
+        self.put_row(tenant, &sk, run).await
     }
 
     async fn runs(&self, tenant: &TenantId, limit: usize) -> Result<Vec<SyncRun>, RegistryError> {
@@ -673,9 +678,7 @@ impl RunLog for TenantRegistry {
             .await?
             .into_iter()
             .take(limit)
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
+            .map(from_item)
             .collect()
     }
 
@@ -684,31 +687,19 @@ impl RunLog for TenantRegistry {
         tenant: &TenantId,
         entry: &QuarantineEntry,
     ) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(entry).map_err(|e| RegistryError::Malformed(e.to_string()))?;
         let sk = format!(
             "QUARANTINE#{}#{}",
             key_time(entry.at),
             uuid::Uuid::new_v4().simple()
         );
-        item.extend(self.key(tenant, &sk));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(ddb_err)?;
-        Ok(())
+        self.put_row(tenant, &sk, entry).await
     }
 
     async fn quarantine(&self, tenant: &TenantId) -> Result<Vec<QuarantineEntry>, RegistryError> {
         self.query_prefix(tenant, "QUARANTINE#", false, None)
             .await?
             .into_iter()
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
+            .map(from_item)
             .collect()
     }
 }
@@ -922,8 +913,7 @@ impl Erasure for TenantRegistry {
     }
 
     async fn put_receipt(&self, receipt: &DeletionReceipt) -> Result<(), RegistryError> {
-        let mut item: HashMap<String, AttributeValue> =
-            serde_dynamo::to_item(receipt).map_err(|e| RegistryError::Malformed(e.to_string()))?;
+        let mut item: HashMap<String, AttributeValue> = to_item(receipt)?;
         item.insert("pk".into(), s(format!("RECEIPT#{}", receipt.tenant_id)));
         item.insert("sk".into(), s(receipt.request_id.clone()));
         self.client
@@ -951,11 +941,7 @@ impl Erasure for TenantRegistry {
             .send()
             .await
             .map_err(ddb_err)?;
-        out.item
-            .map(|i| {
-                serde_dynamo::from_item(i).map_err(|e| RegistryError::Malformed(e.to_string()))
-            })
-            .transpose()
+        out.item.map(from_item).transpose()
     }
 }
 
