@@ -28,6 +28,20 @@ where
 
 use crate::dynamo::is_conditional;
 
+/// Whether a conditional write was applied: `false` when its condition did not hold.
+fn applied<T, E>(
+    res: Result<T, aws_sdk_dynamodb::error::SdkError<E>>,
+) -> Result<bool, RegistryError>
+where
+    E: std::error::Error + aws_sdk_dynamodb::error::ProvideErrorMetadata + 'static,
+{
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if is_conditional(&e) => Ok(false),
+        Err(e) => Err(ddb_err(e)),
+    }
+}
+
 /// A value as a table item (its key added by the caller).
 fn to_item<T: Serialize>(v: &T) -> Result<HashMap<String, AttributeValue>, RegistryError> {
     serde_dynamo::to_item(v).map_err(|e| RegistryError::Malformed(e.to_string()))
@@ -348,11 +362,7 @@ impl TenantLifecycle for TenantRegistry {
             .expression_attribute_values(":f", AttributeValue::Bool(false))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional(&e) => Ok(()),
-            Err(e) => Err(ddb_err(e)),
-        }
+        applied(res).map(|_| ())
     }
 
     async fn set_uses_refresh_token(
@@ -437,11 +447,7 @@ impl TenantLifecycle for TenantRegistry {
             .set_expression_attribute_values(Some(values))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if is_conditional(&e) => Ok(false),
-            Err(e) => Err(ddb_err(e)),
-        }
+        applied(res)
     }
 
     async fn delete_config(&self, tenant: &TenantId) -> Result<(), RegistryError> {
@@ -607,11 +613,7 @@ impl RunLog for TenantRegistry {
             .expression_attribute_values(":s", AttributeValue::Ss(vec![stream.to_string()]))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional(&e) => Ok(()),
-            Err(e) => Err(ddb_err(e)),
-        }
+        applied(res).map(|_| ())
     }
 
     async fn clear_run(&self, tenant: &TenantId) -> Result<(), RegistryError> {
@@ -756,11 +758,7 @@ impl Leases for TenantRegistry {
             .expression_attribute_values(":o", s(owner))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_conditional(&e) => Ok(()),
-            Err(e) => Err(ddb_err(e)),
-        }
+        applied(res).map(|_| ())
     }
 
     async fn acquire_push_lease(
