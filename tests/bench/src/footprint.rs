@@ -126,17 +126,27 @@ pub async fn puller_rss(
         ),
     };
     let sim = start_sim(sims, config, &sc).await?;
-    enable(stack, tenant, &sim, true).await?;
+    let cfg = enable(stack, tenant, &sim, true).await?;
     stack.scheduler().run(Utc::now()).await?;
-    let ev = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0)
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let msg = ev
-        .records
-        .first()
-        .ok_or_else(|| anyhow::anyhow!("no job was scheduled"))?;
+    // The scheduler also sends the jobs of other sections' tenants still due: take this
+    // tenant's (the others stay in the queue, received and left to time out).
+    let mut found = None;
+    for _ in 0..100 {
+        let ev = receive_event(&stack.aws.sqs, &stack.config.pull_queue_url, 1, 0)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let Some(msg) = ev.records.first() else {
+            break;
+        };
+        let job: PullJob =
+            parse_job(msg.body.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+        if job.tenant == cfg.tenant_id {
+            found = Some(job);
+            break;
+        }
+    }
     let mut job: PullJob =
-        parse_job(msg.body.as_deref().unwrap_or_default()).map_err(anyhow::Error::msg)?;
+        found.ok_or_else(|| anyhow::anyhow!("no job was scheduled for {tenant}"))?;
     job.steps = vec![Step::Pull(StreamName::Candidates)];
     let out = tokio::process::Command::new(exe)
         .arg("rss-child")

@@ -153,6 +153,10 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
             let r = pipeline::crawls(&stack, &sims, &opts).await;
             section("crawl", r, &mut env);
         }
+        if args.wants("lever") {
+            let r = lever::run(&stack, &sims, args.lever_candidacies).await;
+            section("lever", r, &mut env);
+        }
         if args.wants("footprint") {
             let exe = std::env::current_exe()?;
             let mut figs = Vec::new();
@@ -171,12 +175,6 @@ async fn run(args: RunArgs, sims: Handle) -> anyhow::Result<()> {
             figs.extend(f);
             env.notes.extend(missing);
             section("footprint", Ok(figs), &mut env);
-        }
-        // Last on this stack: the footprint's scheduler run must not find the Lever
-        // tenants due (their simulators are stopped by then).
-        if args.wants("lever") {
-            let r = lever::run(&stack, &sims, args.lever_candidacies).await;
-            section("lever", r, &mut env);
         }
     }
     if args.wants("fanout") && !beside {
